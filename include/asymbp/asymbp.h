@@ -1,0 +1,10 @@
+/* asymbp/asymbp.h - includes every stable public header of asymbp. */
+#ifndef ASYMBP_ASYMBP_H
+#define ASYMBP_ASYMBP_H
+#include "asymbp/export.h"
+#include "asymbp/version.h"
+#include "asymbp/status.h"
+#include "asymbp/context.h"
+#include "asymbp/rng.h"
+#include "asymbp/tensor.h"
+#endif /* ASYMBP_ASYMBP_H */

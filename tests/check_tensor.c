@@ -1,0 +1,152 @@
+/* Tensors: create / wrap / view / shape / fill / copy, misuse, allocation failure, GEMM wrapper. */
+#include <stdint.h>
+#include <string.h>
+#include "test_util.h"
+#include "tensor/tensor_impl.h"
+
+START_TEST(test_tensor_create_shape)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_tensor_t *t = NULL;
+    int64_t shape[4] = {2, 3, 4, 5}, got[4];
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 4, shape, &t), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_tensor_ndim(t), 4);
+    ck_assert_int_eq(asymbp_tensor_dim(t, 2), 4);
+    ck_assert_int_eq(asymbp_tensor_dim(t, 4), 0);
+    ck_assert_int_eq(asymbp_tensor_dim(t, -1), 0);
+    ck_assert_uint_eq(asymbp_tensor_numel(t), 120);
+    ck_assert_int_eq(asymbp_tensor_shape(t, got), 4);
+    ck_assert_mem_eq(got, shape, sizeof shape);
+    float *d = asymbp_tensor_data(t);
+    for (int i = 0; i < 120; i++) ck_assert_float_eq(d[i], 0.0f);
+    ck_assert_uint_eq((uintptr_t)d % ASYMBP_TENSOR_ALIGN, 0);
+    ck_assert_int_eq(asymbp_tensor_fill(t, 2.5f), ASYMBP_OK);
+    for (int i = 0; i < 120; i++) ck_assert_float_eq(d[i], 2.5f);
+    asymbp_tensor_destroy(t);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_tensor_wrap_view_copy)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    float buf[12];
+    int64_t shape[2] = {3, 4}, vshape[1] = {4}, small[1] = {5};
+    asymbp_tensor_t *w = NULL, *v = NULL, *c = NULL, *s = NULL;
+    for (int i = 0; i < 12; i++) buf[i] = (float)i;
+    ck_assert_int_eq(asymbp_tensor_wrap(ctx, 2, shape, buf, &w), ASYMBP_OK);
+    ck_assert_ptr_eq(asymbp_tensor_data(w), buf);
+    ck_assert_int_eq(asymbp_tensor_view(w, 4, 1, vshape, &v), ASYMBP_OK);
+    ck_assert_float_eq(asymbp_tensor_data(v)[0], 4.0f);
+    ck_assert_int_eq(asymbp_tensor_fill(v, -1.0f), ASYMBP_OK);
+    ck_assert_float_eq(buf[4], -1.0f);
+    ck_assert_float_eq(buf[7], -1.0f);
+    ck_assert_float_eq(buf[8], 8.0f);
+    /* a view past the end is refused and names the sizes */
+    ck_assert_int_eq(asymbp_tensor_view(w, 9, 1, vshape, &v), ASYMBP_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "exceeds"));
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 2, shape, &c), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_tensor_copy(c, w), ASYMBP_OK);
+    ck_assert_mem_eq(asymbp_tensor_data(c), buf, sizeof buf);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 1, small, &s), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_tensor_copy(s, w), ASYMBP_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "5 elements, source 12"));
+    asymbp_tensor_destroy(s);
+    asymbp_tensor_destroy(c);
+    asymbp_tensor_destroy(w); /* wrapped memory is not freed */
+    ck_assert_float_eq(buf[0], 0.0f);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_tensor_misuse)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_tensor_t *t = NULL;
+    int64_t zero[2] = {3, 0}, neg[1] = {-2}, ok[1] = {3};
+    int64_t huge[4] = {INT64_MAX / 2, 4, 4, 4}, big[2] = {(int64_t)1 << 40, (int64_t)1 << 30};
+    ck_assert_int_eq(asymbp_tensor_create(NULL, 1, ok, &t), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 1, ok, NULL), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 1, NULL, &t), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 0, ok, &t), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 5, ok, &t), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "ndim"));
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 2, zero, &t), ASYMBP_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "dimension 1 is 0"));
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 1, neg, &t), ASYMBP_E_SHAPE);
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 4, huge, &t), ASYMBP_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "overflows"));
+    ck_assert_int_eq(asymbp_tensor_create(ctx, 2, big, &t), ASYMBP_E_SHAPE);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(asymbp_tensor_wrap(ctx, 1, ok, NULL, &t), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_view(NULL, 0, 1, ok, &t), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_fill(NULL, 1.0f), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_tensor_copy(NULL, NULL), ASYMBP_E_INVALID);
+    ck_assert_ptr_null(asymbp_tensor_data(NULL));
+    ck_assert_uint_eq(asymbp_tensor_numel(NULL), 0);
+    ck_assert_int_eq(asymbp_tensor_ndim(NULL), 0);
+    asymbp_tensor_destroy(NULL);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_tensor_oom)
+{
+    /* Fail the k-th allocation (after the context's own) for every k: NOMEM, no leak. */
+    int64_t shape[3] = {2, 3, 4};
+    for (long k = 1;; k++) {
+        test_alloc_t ta = {0, 0, 0};
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_tensor_t *t = NULL, *v = NULL;
+        asymbp_status_t st;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        ta.fail_at = ta.calls + k;
+        st = asymbp_tensor_create(ctx, 3, shape, &t);
+        if (st == ASYMBP_OK) st = asymbp_tensor_view(t, 0, 1, shape, &v);
+        if (st == ASYMBP_OK) {
+            asymbp_tensor_destroy(v);
+            asymbp_tensor_destroy(t);
+            asymbp_ctx_destroy(ctx);
+            ck_assert_int_eq(ta.live, 0);
+            ck_assert_int_eq(k, 4); /* header + data + view header succeeded at the 4th try */
+            break;
+        }
+        ck_assert_int_eq(st, ASYMBP_E_NOMEM);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "out of memory"));
+        asymbp_tensor_destroy(v);
+        asymbp_tensor_destroy(t);
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(ta.live, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_sgemm_wrapper)
+{
+    /* C = A^T B with A 3x2 stored as 2x3 rows, checked against a naive loop */
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, -1, 2, 0, 0.5f, 3}, c[9] = {0};
+    for (int i = 0; i < 9; i++) c[i] = 1.0f;
+    asymbp__sgemm(1, 0, 3, 3, 2, 2.0f, a, 3, b, 3, 1.0f, c, 3);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            double ref = 1.0;
+            for (int k = 0; k < 2; k++) ref += 2.0 * a[k * 3 + i] * b[k * 3 + j];
+            ck_assert_double_eq_tol(c[i * 3 + j], ref, 1e-5);
+        }
+}
+END_TEST
+
+Suite *asymbp_test_tensor_suite(void);
+Suite *asymbp_test_tensor_suite(void)
+{
+    Suite *s = suite_create("tensor");
+    TCase *tc = tcase_create("tensor");
+    tcase_add_test(tc, test_tensor_create_shape);
+    tcase_add_test(tc, test_tensor_wrap_view_copy);
+    tcase_add_test(tc, test_tensor_misuse);
+    tcase_add_test(tc, test_tensor_oom);
+    tcase_add_test(tc, test_sgemm_wrapper);
+    suite_add_tcase(s, tc);
+    return s;
+}
