@@ -129,7 +129,8 @@ asymbp_status_t asymbp_ctx_create(const asymbp_allocator_t *alloc, asymbp_ctx_t 
 void asymbp_ctx_destroy(asymbp_ctx_t *ctx)
 {
     if (!ctx) return;
-    if (ctx->registry_free) ctx->registry_free(ctx);
+    if (ctx->fb_registry_free) ctx->fb_registry_free(ctx);
+    if (ctx->update_registry_free) ctx->update_registry_free(ctx);
     ctx->alloc.free(ctx->alloc.user, ctx);
 }
 

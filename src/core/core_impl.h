@@ -19,8 +19,11 @@ struct asymbp_ctx {
     asymbp_log_level_t log_level;
     asymbp_status_t last_status;
     char last_error[ASYMBP_ERRMSG_MAX];
-    void *registry;           /* plugin registry (feedback policies, update rules); see feedback/ */
-    void (*registry_free)(asymbp_ctx_t *ctx);
+    /* Plugin registries, owned by the layer that fills them; each frees its own at destroy. */
+    void *fb_registry;        /* feedback policies (feedback/) */
+    void (*fb_registry_free)(asymbp_ctx_t *ctx);
+    void *update_registry;    /* update rules (update/) */
+    void (*update_registry_free)(asymbp_ctx_t *ctx);
 };
 
 /* Allocate through the context's allocator, 64-byte aligned.  NULL when size is 0 or on failure
@@ -61,3 +64,56 @@ int asymbp__mul_size(size_t a, size_t b, size_t *out);
     do { if (!(p)) return asymbp__error((ctx), ASYMBP_E_INVALID, "%s: %s is NULL", __func__, (what)); } while (0)
 
 #endif
+
+/* ---- Saved files (models, checkpoints) ------------------------------------------------------
+ * Layout: magic "ASYMBPF\n" (8 bytes), u32 format version (1), u32 kind (1 model, 2 checkpoint),
+ * then chunks (4-byte tag, u64 payload length, payload), then a u32 CRC-32 (zlib polynomial) of
+ * every byte before it.  Integers little-endian; floats as IEEE-754 binary32 little-endian.
+ * Unknown chunks are skipped by readers, so later versions can add chunks. */
+#define ASYMBP__FILE_MODEL 1u
+#define ASYMBP__FILE_CHECKPOINT 2u
+#define ASYMBP__FILE_VERSION 1u
+
+typedef struct asymbp__wbuf {
+    asymbp_ctx_t *ctx;
+    unsigned char *p;
+    size_t len, cap;
+    int failed;               /* an allocation failed: the writer reports ASYMBP_E_NOMEM */
+} asymbp__wbuf_t;
+
+void asymbp__wbuf_init(asymbp__wbuf_t *w, asymbp_ctx_t *ctx);
+void asymbp__wbuf_free(asymbp__wbuf_t *w);
+void asymbp__wbuf_put(asymbp__wbuf_t *w, const void *data, size_t n);
+void asymbp__wbuf_u32(asymbp__wbuf_t *w, uint32_t v);
+void asymbp__wbuf_u64(asymbp__wbuf_t *w, uint64_t v);
+void asymbp__wbuf_f32s(asymbp__wbuf_t *w, const float *v, size_t n);
+void asymbp__wbuf_f64(asymbp__wbuf_t *w, double v);
+void asymbp__wbuf_str(asymbp__wbuf_t *w, const char *s);   /* u32 length + bytes */
+/* Begin a chunk with a 4-character tag; returns the position to pass to chunk_end. */
+size_t asymbp__wbuf_chunk_begin(asymbp__wbuf_t *w, const char tag[4]);
+void asymbp__wbuf_chunk_end(asymbp__wbuf_t *w, size_t pos);
+/* Write header + w's chunks + CRC to path atomically: a temporary file in the same folder,
+ * fsync, rename over path, fsync of the folder.  An existing file at path is replaced only
+ * when everything succeeded.  ASYMBP_E_IO / ASYMBP_E_NOMEM with the reason in the context. */
+asymbp_status_t asymbp__file_write_atomic(asymbp_ctx_t *ctx, const char *path, uint32_t kind, const asymbp__wbuf_t *w);
+
+typedef struct asymbp__rbuf {
+    const unsigned char *p;
+    size_t len, pos;
+    int failed;               /* a read ran past the end */
+} asymbp__rbuf_t;
+
+/* Read and verify a whole file (magic, version, kind, CRC).  *data receives the buffer (free
+ * with asymbp__free) and r the chunk area.  ASYMBP_E_IO (cannot open/read), ASYMBP_E_FORMAT
+ * (bad magic, version, kind, checksum or truncation), ASYMBP_E_NOMEM. */
+asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t kind,
+                                  unsigned char **data, asymbp__rbuf_t *r);
+/* Find the first chunk with this tag in the chunk area; 0 and *chunk set when found, -1 if not. */
+int asymbp__rbuf_chunk(const asymbp__rbuf_t *r, const char tag[4], asymbp__rbuf_t *chunk);
+uint32_t asymbp__rbuf_u32(asymbp__rbuf_t *r);
+uint64_t asymbp__rbuf_u64(asymbp__rbuf_t *r);
+double asymbp__rbuf_f64(asymbp__rbuf_t *r);
+void asymbp__rbuf_f32s(asymbp__rbuf_t *r, float *v, size_t n);
+void asymbp__rbuf_get(asymbp__rbuf_t *r, void *dst, size_t n);
+/* Copy a string into dst (cap bytes, NUL-terminated); marks failure when it does not fit. */
+void asymbp__rbuf_str(asymbp__rbuf_t *r, char *dst, size_t cap);

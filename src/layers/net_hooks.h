@@ -1,0 +1,69 @@
+/* Private contract between the net (layers/) and the layers above it (feedback/, update/,
+ * train/).  layers/ owns these structs; feedback/ and update/ only use what is declared here,
+ * so the layer code never changes when a feedback policy or update rule is added. */
+#ifndef ASYMBP_NET_HOOKS_H
+#define ASYMBP_NET_HOOKS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "asymbp/status.h"
+#include "asymbp/context.h"
+
+typedef struct asymbp_net asymbp_net_t;
+
+/* What feedback/ sees of one weighted layer (dense or conv2d).  Embedded in the layer. */
+typedef struct asymbp__wlayer {
+    int layer_index;          /* index in the net's layer list */
+    int is_conv;              /* 0 dense, 1 conv2d */
+    float *W;                 /* forward weights: dense [out][in], conv [oc][ic][kh][kw] */
+    size_t numel;
+    int ndim;
+    int64_t shape[4];
+    size_t fan_in, fan_out;   /* dense: in, out; conv: ic*kh*kw, oc*kh*kw */
+    const float *V;           /* what backward multiplies the delta by; NULL or == W: symmetric */
+    float *V_store;           /* numel floats allocated by feedback/ when V is its own tensor */
+    void *fb;                 /* feedback instance (feedback/ owns it); NULL: symmetric */
+    /* Diagnostics written by every backward pass (cheap: two norms). */
+    double delta_norm;        /* ||delta sent to the layer below|| (0 for the first layer) */
+    double grad_norm;         /* ||dW|| */
+} asymbp__wlayer_t;
+
+/* One learnable parameter tensor, as update/ sees it. */
+typedef enum asymbp__param_kind {
+    ASYMBP__PARAM_WEIGHT = 0, ASYMBP__PARAM_BIAS = 1, ASYMBP__PARAM_BN_SCALE = 2, ASYMBP__PARAM_BN_SHIFT = 3
+} asymbp__param_kind_t;
+typedef struct asymbp__param {
+    float *value;
+    float *grad;
+    size_t numel;
+    asymbp__param_kind_t kind;
+    int layer_index;
+    const char *name;         /* "conv2d0.weight", "bn1.scale", ... (owned by the net) */
+} asymbp__param_t;
+
+/* Hooks the feedback layer installs on a net (all may be NULL = plain symmetric backprop). */
+typedef struct asymbp__net_fb_hooks {
+    void *state;
+    /* Called by asymbp_net_backward before the first backward of each optimizer step (when
+     * asymbp__net_step(net) changed since the last call): writes V for this step. */
+    asymbp_status_t (*refresh)(asymbp_net_t *net, void *state);
+    /* Called by asymbp__net_step_done after the update rule moved the weights. */
+    asymbp_status_t (*after_update)(asymbp_net_t *net, void *state);
+    void (*destroy)(asymbp_net_t *net, void *state);
+} asymbp__net_fb_hooks_t;
+
+asymbp_ctx_t *asymbp__net_ctx(const asymbp_net_t *net);
+size_t asymbp__net_wlayer_count(const asymbp_net_t *net);
+asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i);
+size_t asymbp__net_param_count(const asymbp_net_t *net);
+asymbp__param_t *asymbp__net_param_at(asymbp_net_t *net, size_t i);
+/* Replace the feedback hooks (the old ones' destroy runs first). */
+void asymbp__net_set_fb_hooks(asymbp_net_t *net, const asymbp__net_fb_hooks_t *hooks);
+asymbp__net_fb_hooks_t *asymbp__net_fb_hooks(asymbp_net_t *net);
+/* Optimizer steps completed so far; asymbp__net_step_done runs after_update and adds one. */
+uint64_t asymbp__net_step(const asymbp_net_t *net);
+asymbp_status_t asymbp__net_step_done(asymbp_net_t *net);
+void asymbp__net_set_step(asymbp_net_t *net, uint64_t step);   /* for checkpoint resume */
+/* While set, backward uses W for every layer (the exact-backprop probe) and skips refresh. */
+void asymbp__net_force_symmetric(asymbp_net_t *net, int on);
+
+#endif
