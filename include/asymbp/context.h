@@ -66,6 +66,11 @@ ASYMBP_API asymbp_status_t asymbp_ctx_last_status(const asymbp_ctx_t *ctx);
 /* Forget the last error.  Since 0.1. */
 ASYMBP_API void asymbp_ctx_clear_error(asymbp_ctx_t *ctx);
 
+/* Name of the BLAS the library runs on: "openblas" or "cblas" (any other CBLAS, such as the
+ * reference one).  Results are reproducible bit for bit only on the same BLAS and thread
+ * count.  Static text.  Since 0.1. */
+ASYMBP_API const char *asymbp_blas_name(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,11 @@
 /* OpenBLAS's thread setter, when the BLAS in use is OpenBLAS; absent with the reference BLAS. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
+const char *asymbp_blas_name(void)
+{
+    return openblas_set_num_threads ? "openblas" : "cblas";
+}
+
 static void *default_alloc(void *user, size_t size, size_t align)
 {
     void *p = NULL;
