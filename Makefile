@@ -18,6 +18,7 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/asymbp/data
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 
@@ -87,8 +88,8 @@ $(SHLIB): $(LIB_OBJ) src/asymbp.map
 
 $(CLI): $(TOOL_SRC) $(STLIB) $(HEADERS)
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) $(LDFLAGS) \
-	    -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L -DASYMBP_SRCDIR='"$(CURDIR)"' \
+	    -DASYMBP_DATADIR='"$(DATADIR)"' $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
 
 # ---- tests ---------------------------------------------------------------------------------
 # Suites are found by file name: tests/check_<m>.c defines Suite *asymbp_test_<m>_suite(void).

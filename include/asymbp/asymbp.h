@@ -7,4 +7,10 @@
 #include "asymbp/context.h"
 #include "asymbp/rng.h"
 #include "asymbp/tensor.h"
+#include "asymbp/plugin.h"
+#include "asymbp/net.h"
+#include "asymbp/feedback.h"
+#include "asymbp/update.h"
+#include "asymbp/data.h"
+#include "asymbp/trainer.h"
 #endif /* ASYMBP_ASYMBP_H */

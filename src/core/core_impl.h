@@ -63,7 +63,6 @@ int asymbp__mul_size(size_t a, size_t b, size_t *out);
 #define ASYMBP_CHECK_NULL(ctx, p, what) \
     do { if (!(p)) return asymbp__error((ctx), ASYMBP_E_INVALID, "%s: %s is NULL", __func__, (what)); } while (0)
 
-#endif
 
 /* ---- Saved files (models, checkpoints) ------------------------------------------------------
  * Layout: magic "ASYMBPF\n" (8 bytes), u32 format version (1), u32 kind (1 model, 2 checkpoint),
@@ -117,3 +116,5 @@ void asymbp__rbuf_f32s(asymbp__rbuf_t *r, float *v, size_t n);
 void asymbp__rbuf_get(asymbp__rbuf_t *r, void *dst, size_t n);
 /* Copy a string into dst (cap bytes, NUL-terminated); marks failure when it does not fit. */
 void asymbp__rbuf_str(asymbp__rbuf_t *r, char *dst, size_t cap);
+
+#endif

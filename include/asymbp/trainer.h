@@ -1,0 +1,92 @@
+/* asymbp/trainer.h - the training loop: epochs of shuffled mini-batches, evaluation, metrics,
+ * callbacks, divergence detection, atomic checkpoints with bit-identical resume, model files. */
+#ifndef ASYMBP_TRAINER_H
+#define ASYMBP_TRAINER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "asymbp/export.h"
+#include "asymbp/status.h"
+#include "asymbp/context.h"
+#include "asymbp/net.h"
+#include "asymbp/update.h"
+#include "asymbp/data.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct asymbp_trainer asymbp_trainer_t;
+
+/* Figures of one finished epoch, passed (borrowed) to the epoch callback and kept by the
+ * trainer.  Accuracies in [0, 1]; test figures are NaN when there is no test set.  Since 0.1. */
+typedef struct asymbp_epoch_metrics {
+    size_t struct_size;
+    int epoch;                 /* 1-based */
+    uint64_t step;             /* optimizer steps completed after this epoch */
+    double lr;                 /* learning rate used in this epoch */
+    double train_loss;         /* mean training loss over the epoch's batches */
+    double train_accuracy;     /* accuracy on the training batches as they were trained */
+    double test_loss;
+    double test_accuracy;
+    double seconds;            /* wall time of the epoch (training + evaluation) */
+} asymbp_epoch_metrics_t;
+
+/* Progress of the current epoch: called after every step (keep it cheap).  Return non-zero to
+ * stop training after this step (asymbp_trainer_run then returns ASYMBP_OK, stopped early). */
+typedef int (*asymbp_progress_fn)(void *user, int epoch, size_t batch, size_t batches, double loss);
+/* Called after every epoch with its metrics.  Return non-zero to stop after this epoch. */
+typedef int (*asymbp_epoch_fn)(void *user, const asymbp_epoch_metrics_t *m);
+
+/* Caller-filled settings; start from ASYMBP_TRAIN_PARAMS_INIT.  Since 0.1. */
+typedef struct asymbp_train_params {
+    size_t struct_size;
+    int epochs;                    /* total epochs of the run (default 10) */
+    size_t batch;                  /* mini-batch size (default 100); the net is bound to it */
+    int shuffle;                   /* reshuffle the training set every epoch (default 1) */
+    int evaluate;                  /* evaluate on the test set after every epoch (default 1) */
+    int checkpoint_every;          /* write a checkpoint every N epochs (0: never; default 0) */
+    const char *checkpoint_path;   /* where (borrowed for the trainer's lifetime) */
+    asymbp_progress_fn progress;   /* optional */
+    asymbp_epoch_fn on_epoch;      /* optional */
+    void *user;                    /* passed to both callbacks */
+} asymbp_train_params_t;
+#define ASYMBP_TRAIN_PARAMS_INIT { sizeof(asymbp_train_params_t), 10, 100, 1, 1, 0, 0, 0, 0, 0 }
+
+/* Create a trainer.  net, opt, train, test: borrowed, must outlive the trainer (test may be
+ * NULL).  The training set's shape and classes must match the net (ASYMBP_E_SHAPE names both).
+ * Binds the net to params->batch.  The shuffling stream is drawn from the context seed.
+ * Returns ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_SHAPE, ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt, const asymbp_dataset_t *train,
+                      const asymbp_dataset_t *test, const asymbp_train_params_t *params,
+                      asymbp_trainer_t **out);
+ASYMBP_API void asymbp_trainer_destroy(asymbp_trainer_t *tr);
+
+/* Run the remaining epochs (all of them on a new trainer, the rest after a resume).
+ * Returns ASYMBP_OK; ASYMBP_E_DIVERGED when the loss or a weight became NaN or Inf (the last
+ * error names the epoch and step; the weights are restored to their state before that step);
+ * ASYMBP_E_IO when a checkpoint could not be written; errors of the layers below.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr);
+
+/* Epochs finished so far and the metrics of epoch i (1-based; NULL when out of range). */
+ASYMBP_API int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr);
+ASYMBP_API const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch);
+
+/* Write a checkpoint (net, feedback state, optimizer state, trainer position and RNG, metrics
+ * so far) to path atomically.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char *path);
+/* Restore a checkpoint written by a trainer over the same net architecture, data and settings:
+ * weights, feedback and optimizer state, epoch, RNG positions and metrics.  The next
+ * asymbp_trainer_run continues bit-identically (same BLAS and thread count).  ASYMBP_E_FORMAT when
+ * the file does not match this trainer's net.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char *path);
+
+/* Save a model (architecture, weights, BN statistics, feedback settings and state) atomically. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path);
+/* Load a model saved by asymbp_model_save (or the model inside a checkpoint).  out: owned by the
+ * caller.  ASYMBP_E_IO, ASYMBP_E_FORMAT (not a model, damaged), ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYMBP_TRAINER_H */

@@ -1,0 +1,478 @@
+/* The training loop, divergence guard, checkpoints and model files. */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include "core/core_impl.h"
+#include "tensor/tensor_impl.h"
+#include "layers/net_hooks.h"
+#include "layers/net_impl.h"
+#include "layers/net_into.h"
+#include "feedback/feedback_impl.h"
+#include "update/update_impl.h"
+#include "asymbp/trainer.h"
+
+#define TRAINER_CHUNK "TRNR"
+#define TRAINER_FORMAT 1u
+
+struct asymbp_trainer {
+    asymbp_ctx_t *ctx;
+    asymbp_net_t *net;
+    asymbp_optimizer_t *opt;
+    const asymbp_dataset_t *train, *test;
+    asymbp_train_params_t p;
+    char *checkpoint_path;
+    asymbp_rng_t rng;               /* shuffling stream */
+    size_t n, sample, batches;
+    size_t *order;                  /* this epoch's permutation */
+    float *x;                       /* one batch of inputs */
+    int32_t *y;                     /* one batch of labels */
+    float *backup;                  /* parameters before the current step (divergence guard) */
+    size_t backup_floats;
+    int epochs_done;
+    asymbp_epoch_metrics_t *metrics; /* epochs entries */
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void params_from_user(asymbp_train_params_t *dst, const asymbp_train_params_t *src)
+{
+    asymbp_train_params_t d = ASYMBP_TRAIN_PARAMS_INIT;
+    if (src) {
+        size_t n = src->struct_size < sizeof d ? src->struct_size : sizeof d;
+        memcpy(&d, src, n);
+        d.struct_size = sizeof d;
+    }
+    *dst = d;
+}
+
+void asymbp_trainer_destroy(asymbp_trainer_t *tr)
+{
+    asymbp_ctx_t *ctx;
+    if (!tr) return;
+    ctx = tr->ctx;
+    asymbp__free(ctx, tr->checkpoint_path);
+    asymbp__free(ctx, tr->order);
+    asymbp__free(ctx, tr->x);
+    asymbp__free(ctx, tr->y);
+    asymbp__free(ctx, tr->backup);
+    asymbp__free(ctx, tr->metrics);
+    asymbp__free(ctx, tr);
+}
+
+asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt, const asymbp_dataset_t *train,
+                                      const asymbp_dataset_t *test, const asymbp_train_params_t *params,
+                                      asymbp_trainer_t **out)
+{
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
+    asymbp_trainer_t *tr;
+    asymbp_status_t st;
+    int64_t ns[3], c, h, w;
+    size_t i, floats = 0;
+    if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: out is NULL");
+    *out = NULL;
+    if (!net) return ASYMBP_E_INVALID;
+    if (!opt || !train) return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: %s is NULL", !opt ? "optimizer" : "training set");
+    if (asymbp_net_input_shape(net, ns) != ASYMBP_OK) return asymbp_ctx_last_status(ctx);
+    if (asymbp_dataset_shape(train, &c, &h, &w) != ASYMBP_OK)
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: the training set has no shape");
+    if (c * h * w != ns[0] * ns[1] * ns[2])
+        return asymbp__error(ctx, ASYMBP_E_SHAPE,
+                             "trainer_create: training samples are %lldx%lldx%lld, the net expects %lldx%lldx%lld",
+                             (long long)c, (long long)h, (long long)w, (long long)ns[0], (long long)ns[1], (long long)ns[2]);
+    if ((int64_t)asymbp_dataset_classes(train) > asymbp_net_classes(net))
+        return asymbp__error(ctx, ASYMBP_E_SHAPE, "trainer_create: the training set has %zu classes, the net outputs %lld",
+                             asymbp_dataset_classes(train), (long long)asymbp_net_classes(net));
+    if (test) {
+        int64_t tc, th, tw;
+        if (asymbp_dataset_shape(test, &tc, &th, &tw) != ASYMBP_OK || tc * th * tw != c * h * w)
+            return asymbp__error(ctx, ASYMBP_E_SHAPE, "trainer_create: test samples have %lld values, training samples %lld",
+                                 (long long)(tc * th * tw), (long long)(c * h * w));
+    }
+    if (asymbp_dataset_count(train) == 0) return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: the training set is empty");
+
+    tr = asymbp__calloc(ctx, 1, sizeof *tr);
+    if (!tr) return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
+    tr->ctx = ctx;
+    tr->net = net;
+    tr->opt = opt;
+    tr->train = train;
+    tr->test = test;
+    params_from_user(&tr->p, params);
+    if (tr->p.epochs < 1 || tr->p.batch < 1 || tr->p.checkpoint_every < 0) {
+        asymbp_trainer_destroy(tr);
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: epochs (%d) and batch (%zu) must be >= 1", params ? params->epochs : 0,
+                             params ? params->batch : 0);
+    }
+    if (tr->p.checkpoint_every > 0 && !tr->p.checkpoint_path) {
+        asymbp_trainer_destroy(tr);
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: checkpoint_every is set but checkpoint_path is NULL");
+    }
+    if (tr->p.checkpoint_path) {
+        tr->checkpoint_path = asymbp__strdup(ctx, tr->p.checkpoint_path);
+        tr->p.checkpoint_path = tr->checkpoint_path;
+    }
+    tr->n = asymbp_dataset_count(train);
+    tr->sample = asymbp_dataset_sample_size(train);
+    if (tr->p.batch > tr->n) tr->p.batch = tr->n;
+    tr->batches = (tr->n + tr->p.batch - 1) / tr->p.batch;
+    for (i = 0; i < asymbp__net_param_count(net); i++) floats += asymbp__net_param_at(net, i)->numel;
+    tr->backup_floats = floats;
+    tr->order = asymbp__calloc(ctx, tr->n, sizeof *tr->order);
+    tr->x = asymbp__calloc(ctx, tr->p.batch * tr->sample, sizeof(float));
+    tr->y = asymbp__calloc(ctx, tr->p.batch, sizeof(int32_t));
+    tr->backup = asymbp__calloc(ctx, floats ? floats : 1, sizeof(float));
+    tr->metrics = asymbp__calloc(ctx, (size_t)tr->p.epochs, sizeof *tr->metrics);
+    if ((tr->p.checkpoint_path && !tr->checkpoint_path) || !tr->order || !tr->x || !tr->y || !tr->backup || !tr->metrics) {
+        asymbp_trainer_destroy(tr);
+        return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
+    }
+    for (i = 0; i < tr->n; i++) tr->order[i] = i;
+    asymbp__rng_seed(&tr->rng, asymbp__ctx_next_seed(ctx), 0x7452u);
+    st = asymbp_net_bind(net, tr->p.batch);
+    if (st != ASYMBP_OK) {
+        asymbp_trainer_destroy(tr);
+        return st;
+    }
+    *out = tr;
+    return ASYMBP_OK;
+}
+
+/* Sum of all values: NaN or Inf when any value is (or when they overflow, which is divergence too). */
+static int all_finite(const float *v, size_t n)
+{
+    float s = 0.0f;
+    size_t i;
+    for (i = 0; i < n; i++) s += v[i] * 0.0f;   /* 0*x is 0 for finite x, NaN for Inf/NaN */
+    return s == 0.0f;
+}
+
+static int net_grads_finite(asymbp_net_t *net)
+{
+    size_t i;
+    for (i = 0; i < asymbp__net_param_count(net); i++) {
+        const asymbp__param_t *p = asymbp__net_param_at(net, i);
+        if (!all_finite(p->grad, p->numel)) return 0;
+    }
+    return 1;
+}
+
+static int net_weights_finite(asymbp_net_t *net)
+{
+    size_t i;
+    for (i = 0; i < asymbp__net_param_count(net); i++) {
+        const asymbp__param_t *p = asymbp__net_param_at(net, i);
+        if (!all_finite(p->value, p->numel)) return 0;
+    }
+    return 1;
+}
+
+static void params_copy(asymbp_net_t *net, float *buf, int to_buf)
+{
+    size_t i, off = 0;
+    for (i = 0; i < asymbp__net_param_count(net); i++) {
+        asymbp__param_t *p = asymbp__net_param_at(net, i);
+        if (to_buf) memcpy(buf + off, p->value, p->numel * sizeof(float));
+        else memcpy(p->value, buf + off, p->numel * sizeof(float));
+        off += p->numel;
+    }
+}
+
+static size_t argmax_row(const float *row, size_t k)
+{
+    size_t j, best = 0;
+    for (j = 1; j < k; j++)
+        if (row[j] > row[best]) best = j;
+    return best;
+}
+
+static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m, int *stop)
+{
+    asymbp_ctx_t *ctx = tr->ctx;
+    asymbp_net_t *net = tr->net;
+    size_t b, k = (size_t)asymbp_net_classes(net), correct = 0;
+    double loss_sum = 0.0, t0 = now_seconds();
+    int epoch = tr->epochs_done + 1;
+    asymbp_status_t st;
+
+    st = asymbp_optimizer_set_epoch(tr->opt, (uint64_t)(epoch - 1));
+    if (st != ASYMBP_OK) return st;
+    m->struct_size = sizeof *m;
+    m->epoch = epoch;
+    m->lr = asymbp_optimizer_get_lr(tr->opt);
+    if (tr->p.shuffle) {
+        size_t i;
+        for (i = tr->n - 1; i > 0; i--) {   /* Fisher-Yates with the trainer's own stream */
+            size_t j = asymbp__rng_below(&tr->rng, (uint32_t)(i + 1)), t = tr->order[i];
+            tr->order[i] = tr->order[j];
+            tr->order[j] = t;
+        }
+    }
+    for (b = 0; b < tr->batches; b++) {
+        size_t start = b * tr->p.batch, n = tr->n - start < tr->p.batch ? tr->n - start : tr->p.batch, i;
+        const float *logits = NULL;
+        float loss = 0.0f;
+        uint64_t step = asymbp_optimizer_step_count(tr->opt) + 1;
+        st = asymbp_dataset_gather(tr->train, tr->order + start, n, tr->x, tr->y);
+        if (st == ASYMBP_OK) st = asymbp_net_forward(net, tr->x, n, 1, &logits);
+        if (st == ASYMBP_OK) st = asymbp_net_loss(net, tr->y, n, &loss);
+        if (st != ASYMBP_OK) return st;
+        if (!isfinite(loss))
+            return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: the loss is %s at epoch %d, step %llu "
+                                 "(batch %zu of %zu); the weights are those before this step",
+                                 isnan(loss) ? "NaN" : "Inf", epoch, (unsigned long long)step, b + 1, tr->batches);
+        for (i = 0; i < n; i++) correct += argmax_row(logits + i * k, k) == (size_t)tr->y[i];
+        loss_sum += (double)loss * (double)n;
+        st = asymbp_net_backward(net);
+        if (st != ASYMBP_OK) return st;
+        if (!net_grads_finite(net))
+            return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a gradient is NaN or Inf at epoch %d, step %llu; "
+                                 "the weights are those before this step", epoch, (unsigned long long)step);
+        params_copy(net, tr->backup, 1);
+        st = asymbp_optimizer_step(tr->opt);
+        if (st != ASYMBP_OK) return st;
+        if (!net_weights_finite(net)) {
+            params_copy(net, tr->backup, 0);
+            return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a weight became NaN or Inf at epoch %d, step %llu; "
+                                 "the weights were restored to those before this step", epoch, (unsigned long long)step);
+        }
+        if (tr->p.progress && tr->p.progress(tr->p.user, epoch, b + 1, tr->batches, (double)loss)) *stop = 1;
+        if (*stop) break;
+    }
+    m->step = asymbp_optimizer_step_count(tr->opt);
+    m->train_loss = loss_sum / (double)tr->n;
+    m->train_accuracy = (double)correct / (double)tr->n;
+    m->test_loss = m->test_accuracy = NAN;
+    if (tr->test && tr->p.evaluate && asymbp_dataset_count(tr->test) > 0) {
+        float tl = 0.0f, ta = 0.0f;
+        st = asymbp_net_evaluate(net, asymbp_dataset_features(tr->test), asymbp_dataset_labels(tr->test),
+                                 asymbp_dataset_count(tr->test), &tl, &ta);
+        if (st != ASYMBP_OK) return st;
+        m->test_loss = tl;
+        m->test_accuracy = ta;
+    }
+    m->seconds = now_seconds() - t0;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
+{
+    if (!tr) return ASYMBP_E_INVALID;
+    while (tr->epochs_done < tr->p.epochs) {
+        int stop = 0;
+        asymbp_epoch_metrics_t *m = &tr->metrics[tr->epochs_done];
+        asymbp_status_t st = run_epoch(tr, m, &stop);
+        if (st != ASYMBP_OK) return st;
+        tr->epochs_done++;
+        if (tr->p.checkpoint_every > 0 && (tr->epochs_done % tr->p.checkpoint_every == 0 || tr->epochs_done == tr->p.epochs)) {
+            st = asymbp_trainer_save_checkpoint(tr, tr->checkpoint_path);
+            if (st != ASYMBP_OK) return st;
+        }
+        if (tr->p.on_epoch && tr->p.on_epoch(tr->p.user, m)) stop = 1;
+        if (stop) break;
+    }
+    return ASYMBP_OK;
+}
+
+int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr) { return tr ? tr->epochs_done : 0; }
+
+const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch)
+{
+    if (!tr || epoch < 1 || epoch > tr->epochs_done) return NULL;
+    return &tr->metrics[epoch - 1];
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+static asymbp_status_t write_model_chunks(asymbp_net_t *net, asymbp__wbuf_t *w)
+{
+    asymbp_status_t st = asymbp__net_write(net, w);
+    if (st == ASYMBP_OK) st = asymbp__feedback_write(net, w);
+    return st;
+}
+
+asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
+{
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
+    asymbp__wbuf_t w;
+    asymbp_status_t st;
+    if (!net) return ASYMBP_E_INVALID;
+    if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_save: path is NULL");
+    asymbp__wbuf_init(&w, ctx);
+    st = write_model_chunks(net, &w);
+    if (st == ASYMBP_OK) st = asymbp__file_write_atomic(ctx, path, ASYMBP__FILE_MODEL, &w);
+    asymbp__wbuf_free(&w);
+    return st;
+}
+
+static asymbp_status_t model_from_area(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, const char *path, asymbp_net_t **out)
+{
+    asymbp_net_t *net = NULL;
+    asymbp_status_t st = asymbp__net_read(ctx, area, &net);
+    if (st == ASYMBP_OK) st = asymbp__feedback_read(net, area);
+    if (st != ASYMBP_OK) {
+        asymbp__error_prefix(ctx, "%s", path);
+        asymbp_net_destroy(net);
+        return st;
+    }
+    *out = net;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out)
+{
+    unsigned char *data = NULL;
+    asymbp__rbuf_t area;
+    asymbp_status_t st;
+    if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: out is NULL");
+    *out = NULL;
+    if (!ctx) return ASYMBP_E_INVALID;
+    st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area);
+    if (st == ASYMBP_E_FORMAT && data == NULL) {
+        /* a checkpoint holds a model too */
+        asymbp_status_t st2 = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
+        if (st2 == ASYMBP_OK) st = ASYMBP_OK;
+        else if (st2 != ASYMBP_E_FORMAT || strstr(asymbp_ctx_last_error(ctx), "expected a checkpoint") == NULL) st = st2;
+        else st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area); /* restore the first message */
+    }
+    if (st != ASYMBP_OK) return st;
+    st = model_from_area(ctx, &area, path, out);
+    asymbp__free(ctx, data);
+    return st;
+}
+
+asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char *path)
+{
+    asymbp__wbuf_t w;
+    asymbp_status_t st;
+    size_t pos;
+    int i;
+    if (!tr) return ASYMBP_E_INVALID;
+    if (!path) return asymbp__error(tr->ctx, ASYMBP_E_INVALID, "save_checkpoint: path is NULL");
+    asymbp__wbuf_init(&w, tr->ctx);
+    st = write_model_chunks(tr->net, &w);
+    if (st == ASYMBP_OK) {
+        pos = asymbp__wbuf_chunk_begin(&w, ASYMBP__CHUNK_OPTIMIZER);
+        st = asymbp__optimizer_write(tr->opt, &w);
+        asymbp__wbuf_chunk_end(&w, pos);
+    }
+    if (st == ASYMBP_OK) {
+        pos = asymbp__wbuf_chunk_begin(&w, TRAINER_CHUNK);
+        asymbp__wbuf_u32(&w, TRAINER_FORMAT);
+        asymbp__wbuf_u64(&w, tr->n);
+        asymbp__wbuf_u64(&w, tr->p.batch);
+        asymbp__wbuf_u32(&w, (uint32_t)tr->p.epochs);
+        asymbp__wbuf_u32(&w, (uint32_t)tr->epochs_done);
+        asymbp__wbuf_u64(&w, asymbp__net_step(tr->net));
+        asymbp__wbuf_u64(&w, tr->rng.state);
+        asymbp__wbuf_u64(&w, tr->rng.inc);
+        for (i = 0; i < (int)tr->n; i++) asymbp__wbuf_u64(&w, tr->order[i]);
+        for (i = 0; i < tr->epochs_done; i++) {
+            const asymbp_epoch_metrics_t *m = &tr->metrics[i];
+            asymbp__wbuf_u64(&w, m->step);
+            asymbp__wbuf_f64(&w, m->lr);
+            asymbp__wbuf_f64(&w, m->train_loss);
+            asymbp__wbuf_f64(&w, m->train_accuracy);
+            asymbp__wbuf_f64(&w, m->test_loss);
+            asymbp__wbuf_f64(&w, m->test_accuracy);
+            asymbp__wbuf_f64(&w, m->seconds);
+        }
+        asymbp__wbuf_chunk_end(&w, pos);
+    }
+    if (st == ASYMBP_OK) st = asymbp__file_write_atomic(tr->ctx, path, ASYMBP__FILE_CHECKPOINT, &w);
+    else if (w.failed) st = asymbp__error(tr->ctx, ASYMBP_E_NOMEM, "save_checkpoint: out of memory");
+    asymbp__wbuf_free(&w);
+    return st;
+}
+
+asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char *path)
+{
+    asymbp_ctx_t *ctx;
+    unsigned char *data = NULL;
+    asymbp__rbuf_t area, c;
+    asymbp_status_t st;
+    uint64_t n, batch, step, state, inc;
+    uint32_t version, epochs, done;
+    size_t i;
+    if (!tr) return ASYMBP_E_INVALID;
+    ctx = tr->ctx;
+    st = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
+    if (st != ASYMBP_OK) return st;
+    if (asymbp__rbuf_chunk(&area, TRAINER_CHUNK, &c) != 0) {
+        st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s has no trainer state", path);
+        goto done;
+    }
+    version = asymbp__rbuf_u32(&c);
+    n = asymbp__rbuf_u64(&c);
+    batch = asymbp__rbuf_u64(&c);
+    epochs = asymbp__rbuf_u32(&c);
+    done = asymbp__rbuf_u32(&c);
+    step = asymbp__rbuf_u64(&c);
+    state = asymbp__rbuf_u64(&c);
+    inc = asymbp__rbuf_u64(&c);
+    if (c.failed || version != TRAINER_FORMAT) {
+        st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s: malformed trainer state", path);
+        goto done;
+    }
+    if (n != tr->n || batch != tr->p.batch) {
+        st = asymbp__error(ctx, ASYMBP_E_FORMAT,
+                           "load_checkpoint: %s was written for %llu training samples in batches of %llu; this trainer has %zu and %zu",
+                           path, (unsigned long long)n, (unsigned long long)batch, tr->n, tr->p.batch);
+        goto done;
+    }
+    if ((int)done > tr->p.epochs) {
+        st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s has %u epochs done, this run has only %d", path, done,
+                           tr->p.epochs);
+        goto done;
+    }
+    (void)epochs;
+    /* Validate the rest before changing anything. */
+    {
+        asymbp__rbuf_t probe = c;
+        asymbp__rbuf_get(&probe, NULL, (size_t)n * 8 + (size_t)done * 56);
+        if (probe.failed) {
+            st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s: trainer state is truncated", path);
+            goto done;
+        }
+    }
+    st = asymbp__net_read_into(tr->net, &area);
+    if (st == ASYMBP_OK) st = asymbp__feedback_read(tr->net, &area);
+    if (st == ASYMBP_OK) {
+        asymbp__rbuf_t oc;
+        if (asymbp__rbuf_chunk(&area, ASYMBP__CHUNK_OPTIMIZER, &oc) != 0)
+            st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s has no optimizer state", path);
+        else
+            st = asymbp__optimizer_read(tr->opt, &oc);
+    }
+    if (st != ASYMBP_OK) {
+        asymbp__error_prefix(ctx, "load_checkpoint: %s", path);
+        goto done;
+    }
+    for (i = 0; i < tr->n; i++) {
+        uint64_t v = asymbp__rbuf_u64(&c);
+        tr->order[i] = v < tr->n ? (size_t)v : 0;
+    }
+    for (i = 0; i < done; i++) {
+        asymbp_epoch_metrics_t *m = &tr->metrics[i];
+        m->struct_size = sizeof *m;
+        m->epoch = (int)i + 1;
+        m->step = asymbp__rbuf_u64(&c);
+        m->lr = asymbp__rbuf_f64(&c);
+        m->train_loss = asymbp__rbuf_f64(&c);
+        m->train_accuracy = asymbp__rbuf_f64(&c);
+        m->test_loss = asymbp__rbuf_f64(&c);
+        m->test_accuracy = asymbp__rbuf_f64(&c);
+        m->seconds = asymbp__rbuf_f64(&c);
+    }
+    tr->rng.state = state;
+    tr->rng.inc = inc | 1u;
+    tr->epochs_done = (int)done;
+    asymbp__net_set_step(tr->net, step);
+done:
+    asymbp__free(ctx, data);
+    return st;
+}
