@@ -8,7 +8,7 @@
 #include "asymbp/status.h"
 #include "asymbp/context.h"
 
-typedef struct asymbp_net asymbp_net_t;
+#include "asymbp/net.h"   /* asymbp_net_t */
 
 /* What feedback/ sees of one weighted layer (dense or conv2d).  Embedded in the layer. */
 typedef struct asymbp__wlayer {

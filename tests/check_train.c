@@ -1,0 +1,346 @@
+/* Trainer: learning on a synthetic task, bit-identical resume, divergence guard, model files,
+ * misuse and allocation failure. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "test_util.h"
+
+/* Three Gaussian blobs in 6 dimensions, labels 0..2; deterministic from seed. */
+static asymbp_dataset_t *blobs(asymbp_ctx_t *ctx, size_t n, uint64_t seed)
+{
+    asymbp_rng_t *r = NULL;
+    asymbp_dataset_t *ds = NULL;
+    float *x = malloc(n * 6 * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    ck_assert_int_eq(asymbp_rng_create(ctx, seed, 3, &r), ASYMBP_OK);
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (int32_t)(i % 3);
+        for (int j = 0; j < 6; j++) x[i * 6 + j] = 0.7f * asymbp_rng_normal(r) + (j % 3 == y[i] ? 2.0f : 0.0f);
+    }
+    ck_assert_int_eq(asymbp_dataset_create(ctx, n, 6, 1, 1, 3, x, y, &ds), ASYMBP_OK);
+    asymbp_rng_destroy(r);
+    free(x);
+    free(y);
+    return ds;
+}
+
+typedef struct setup {
+    asymbp_ctx_t *ctx;
+    asymbp_dataset_t *train, *test;
+    asymbp_net_t *net;
+    asymbp_optimizer_t *opt;
+    asymbp_trainer_t *tr;
+} setup_t;
+
+static void setup_make(setup_t *s, const char *spec, int bn, const char *fb, const char *rule, float lr, int epochs,
+                       const char *ckpt, int every)
+{
+    asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
+    memset(s, 0, sizeof *s);
+    s->ctx = test_ctx();
+    s->train = blobs(s->ctx, 300, 11);
+    s->test = blobs(s->ctx, 90, 12);
+    ck_assert_int_eq(asymbp_net_from_spec(s->ctx, spec, 6, 1, 1, 3, bn, &s->net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(s->net, fb), ASYMBP_OK);
+    hp.lr = lr;
+    ck_assert_int_eq(asymbp_optimizer_create(s->net, rule, &hp, &s->opt), ASYMBP_OK);
+    tp.epochs = epochs;
+    tp.batch = 32;
+    tp.checkpoint_every = every;
+    tp.checkpoint_path = ckpt;
+    ck_assert_int_eq(asymbp_trainer_create(s->net, s->opt, s->train, s->test, &tp, &s->tr), ASYMBP_OK);
+}
+
+static void setup_free(setup_t *s)
+{
+    asymbp_trainer_destroy(s->tr);
+    asymbp_optimizer_destroy(s->opt);
+    asymbp_net_destroy(s->net);
+    asymbp_dataset_destroy(s->train);
+    asymbp_dataset_destroy(s->test);
+    asymbp_ctx_destroy(s->ctx);
+}
+
+static int epochs_seen;
+static int count_epochs(void *user, const asymbp_epoch_metrics_t *m)
+{
+    (void)user;
+    epochs_seen++;
+    ck_assert_int_eq(m->epoch, epochs_seen);
+    return 0;
+}
+
+START_TEST(test_trainer_learns)
+{
+    setup_t s;
+    const asymbp_epoch_metrics_t *m;
+    setup_make(&s, "mlp:16", 1, "usf", "bm", 0.005f, 5, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_trainer_epochs_done(s.tr), 5);
+    m = asymbp_trainer_metrics(s.tr, 5);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_null(asymbp_trainer_metrics(s.tr, 6));
+    ck_assert_ptr_null(asymbp_trainer_metrics(s.tr, 0));
+    ck_assert_uint_eq(m->step, 5 * 10); /* 300 samples in batches of 32: 10 steps an epoch */
+    ck_assert_double_gt(m->test_accuracy, 0.9);
+    ck_assert_double_lt(m->train_loss, asymbp_trainer_metrics(s.tr, 1)->train_loss);
+    /* a finished trainer has nothing left to run */
+    ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_trainer_epochs_done(s.tr), 5);
+    setup_free(&s);
+}
+END_TEST
+
+START_TEST(test_trainer_callbacks)
+{
+    setup_t s;
+    asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
+    setup_make(&s, "mlp:8", 0, "sym", "sgd", 0.05f, 1, NULL, 0);
+    asymbp_trainer_destroy(s.tr);
+    (void)hp;
+    tp.epochs = 3;
+    tp.batch = 50;
+    tp.on_epoch = count_epochs;
+    epochs_seen = 0;
+    ck_assert_int_eq(asymbp_trainer_create(s.net, s.opt, s.train, s.test, &tp, &s.tr), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_OK);
+    ck_assert_int_eq(epochs_seen, 3);
+    setup_free(&s);
+}
+END_TEST
+
+static void params_snapshot(asymbp_net_t *net, float *buf, size_t cap)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
+        asymbp_tensor_t *v = NULL, *g = NULL;
+        ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
+        ck_assert_uint_le(off + asymbp_tensor_numel(v), cap);
+        memcpy(buf + off, asymbp_tensor_data(v), asymbp_tensor_numel(v) * sizeof(float));
+        off += asymbp_tensor_numel(v);
+    }
+}
+
+/* A run of 4 epochs, and a run stopped after 2 then resumed from its checkpoint into fresh
+ * objects, end with identical weights, bit for bit (BRSF redraws, BN statistics, BM momentum,
+ * dropout masks and shuffling all continue from the checkpoint). */
+START_TEST(test_trainer_resume_bit_identical)
+{
+    char ck_full[256], ck_half[256];
+    setup_t a, b;
+    size_t n;
+    float *wa, *wb;
+    snprintf(ck_full, sizeof ck_full, "/tmp/asymbp-train-%ld-full.ckpt", (long)getpid());
+    snprintf(ck_half, sizeof ck_half, "/tmp/asymbp-train-%ld-half.ckpt", (long)getpid());
+    setup_make(&a, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "brsf", "bm", 0.003f, 4, ck_full, 1);
+    ck_assert_int_eq(asymbp_trainer_run(a.tr), ASYMBP_OK);
+    /* the same seed, stopped at 2 epochs */
+    setup_make(&b, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "brsf", "bm", 0.003f, 2, ck_half, 1);
+    ck_assert_int_eq(asymbp_trainer_run(b.tr), ASYMBP_OK);
+    setup_free(&b);
+    /* fresh objects from a different seed: everything must come from the checkpoint */
+    setup_make(&b, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "brsf", "bm", 0.003f, 4, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_load_checkpoint(b.tr, ck_half), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_trainer_epochs_done(b.tr), 2);
+    ck_assert_int_eq(asymbp_trainer_run(b.tr), ASYMBP_OK);
+    n = asymbp_net_weight_count(a.net);
+    ck_assert_uint_eq(n, asymbp_net_weight_count(b.net));
+    wa = malloc(n * sizeof *wa);
+    wb = malloc(n * sizeof *wb);
+    params_snapshot(a.net, wa, n);
+    params_snapshot(b.net, wb, n);
+    ck_assert_mem_eq(wa, wb, n * sizeof *wa);
+    ck_assert_double_eq(asymbp_trainer_metrics(a.tr, 4)->test_accuracy, asymbp_trainer_metrics(b.tr, 4)->test_accuracy);
+    ck_assert_double_eq(asymbp_trainer_metrics(a.tr, 1)->train_loss, asymbp_trainer_metrics(b.tr, 1)->train_loss);
+    /* the resumed run really started at epoch 3: the checkpoint of the full run after epoch 4 and
+     * the resumed trainer's state agree, and without loading, the fresh run would differ */
+    free(wa);
+    free(wb);
+    setup_free(&a);
+    setup_free(&b);
+    unlink(ck_full);
+    unlink(ck_half);
+}
+END_TEST
+
+START_TEST(test_trainer_checkpoint_mismatch)
+{
+    char ck[256];
+    setup_t a, b;
+    snprintf(ck, sizeof ck, "/tmp/asymbp-train-%ld-mm.ckpt", (long)getpid());
+    setup_make(&a, "mlp:16", 0, "sym", "sgd", 0.01f, 1, ck, 1);
+    ck_assert_int_eq(asymbp_trainer_run(a.tr), ASYMBP_OK);
+    setup_make(&b, "mlp:12", 0, "sym", "sgd", 0.01f, 2, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_load_checkpoint(b.tr, ck), ASYMBP_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(b.ctx), ck));
+    ck_assert_int_eq(asymbp_trainer_epochs_done(b.tr), 0);
+    /* a model file is not a checkpoint */
+    ck_assert_int_eq(asymbp_model_save(a.net, ck), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_trainer_load_checkpoint(a.tr, ck), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_trainer_load_checkpoint(a.tr, "/nonexistent/x.ckpt"), ASYMBP_E_IO);
+    setup_free(&a);
+    setup_free(&b);
+    unlink(ck);
+}
+END_TEST
+
+START_TEST(test_trainer_divergence)
+{
+    setup_t s;
+    const char *msg;
+    setup_make(&s, "mlp:16,16", 0, "usf", "sgd", 1e30f, 3, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_E_DIVERGED);
+    msg = asymbp_ctx_last_error(s.ctx);
+    ck_assert_ptr_nonnull(strstr(msg, "epoch 1"));
+    ck_assert_ptr_nonnull(strstr(msg, "step"));
+    /* the last good weights are intact: all finite */
+    for (size_t i = 0; i < asymbp_net_param_count(s.net); i++) {
+        asymbp_tensor_t *v = NULL, *g = NULL;
+        ck_assert_int_eq(asymbp_net_param_at(s.net, i, &v, &g), ASYMBP_OK);
+        for (size_t j = 0; j < asymbp_tensor_numel(v); j++) ck_assert(isfinite(asymbp_tensor_data(v)[j]));
+    }
+    ck_assert_int_eq(asymbp_trainer_epochs_done(s.tr), 0);
+    setup_free(&s);
+}
+END_TEST
+
+START_TEST(test_model_save_load)
+{
+    char path[256];
+    setup_t s;
+    asymbp_net_t *back = NULL;
+    int32_t pa[90], pb[90];
+    float la, aa, lb, ab;
+    snprintf(path, sizeof path, "/tmp/asymbp-train-%ld.model", (long)getpid());
+    setup_make(&s, "mlp:16", 1, "frsf", "sgd", 0.05f, 2, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_model_save(s.net, path), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_model_load(s.ctx, path, &back), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_bind(back, 32), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_predict(s.net, asymbp_dataset_features(s.test), 90, pa), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_predict(back, asymbp_dataset_features(s.test), 90, pb), ASYMBP_OK);
+    ck_assert_mem_eq(pa, pb, sizeof pa);
+    ck_assert_int_eq(asymbp_net_evaluate(s.net, asymbp_dataset_features(s.test), asymbp_dataset_labels(s.test), 90, &la, &aa),
+                     ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_evaluate(back, asymbp_dataset_features(s.test), asymbp_dataset_labels(s.test), 90, &lb, &ab),
+                     ASYMBP_OK);
+    ck_assert_float_eq(la, lb);
+    ck_assert_float_eq(aa, ab);
+    ck_assert_str_eq(asymbp_net_get_layer_feedback(back, -1), asymbp_net_get_layer_feedback(s.net, -1));
+    asymbp_net_destroy(back);
+    back = NULL;
+    /* damaged file: FORMAT, nothing returned */
+    {
+        FILE *f = fopen(path, "r+b");
+        fseek(f, 40, SEEK_SET);
+        fputc(0x5a, f);
+        fclose(f);
+    }
+    ck_assert_int_eq(asymbp_model_load(s.ctx, path, &back), ASYMBP_E_FORMAT);
+    ck_assert_ptr_null(back);
+    ck_assert_int_eq(asymbp_model_load(s.ctx, "/nonexistent/m", &back), ASYMBP_E_IO);
+    ck_assert_int_eq(asymbp_model_load(s.ctx, path, NULL), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_model_save(NULL, path), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_model_save(s.net, NULL), ASYMBP_E_INVALID);
+    setup_free(&s);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_trainer_misuse)
+{
+    setup_t s;
+    asymbp_trainer_t *tr = NULL;
+    asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
+    asymbp_net_t *other = NULL;
+    setup_make(&s, "mlp:8", 0, "sym", "sgd", 0.01f, 1, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_create(s.net, s.opt, s.train, s.test, &tp, NULL), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_trainer_create(NULL, s.opt, s.train, s.test, &tp, &tr), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_trainer_create(s.net, NULL, s.train, s.test, &tp, &tr), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_trainer_create(s.net, s.opt, NULL, s.test, &tp, &tr), ASYMBP_E_INVALID);
+    tp.epochs = 0;
+    ck_assert_int_eq(asymbp_trainer_create(s.net, s.opt, s.train, s.test, &tp, &tr), ASYMBP_E_INVALID);
+    tp.epochs = 1;
+    tp.checkpoint_every = 1;
+    ck_assert_int_eq(asymbp_trainer_create(s.net, s.opt, s.train, s.test, &tp, &tr), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(s.ctx), "checkpoint_path"));
+    tp.checkpoint_every = 0;
+    /* a net for 5 inputs cannot train on 6-feature data: both sizes named */
+    ck_assert_int_eq(asymbp_net_from_spec(s.ctx, "mlp:8", 5, 1, 1, 3, 0, &other), ASYMBP_OK);
+    {
+        asymbp_optimizer_t *o2 = NULL;
+        asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
+        ck_assert_int_eq(asymbp_optimizer_create(other, "sgd", &hp, &o2), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_trainer_create(other, o2, s.train, s.test, &tp, &tr), ASYMBP_E_SHAPE);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(s.ctx), "6x1x1"));
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(s.ctx), "5x1x1"));
+        asymbp_optimizer_destroy(o2);
+    }
+    ck_assert_ptr_null(tr);
+    ck_assert_int_eq(asymbp_trainer_run(NULL), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_trainer_epochs_done(NULL), 0);
+    asymbp_trainer_destroy(NULL);
+    asymbp_net_destroy(other);
+    setup_free(&s);
+}
+END_TEST
+
+START_TEST(test_trainer_oom)
+{
+    /* Fail the k-th allocation of trainer creation for every k: NOMEM and no leak. */
+    for (long k = 1;; k++) {
+        test_alloc_t ta = {0, 0, 0};
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_dataset_t *train;
+        asymbp_net_t *net = NULL;
+        asymbp_optimizer_t *opt = NULL;
+        asymbp_trainer_t *tr = NULL;
+        asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
+        asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
+        asymbp_status_t st;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        train = blobs(ctx, 40, 1);
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "mlp:8", 6, 1, 1, 3, 0, &net), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_optimizer_create(net, "sgd", &hp, &opt), ASYMBP_OK);
+        tp.batch = 16;
+        tp.epochs = 1;
+        ta.fail_at = ta.calls + k;
+        st = asymbp_trainer_create(net, opt, train, NULL, &tp, &tr);
+        if (st == ASYMBP_OK) {
+            ck_assert_int_eq(asymbp_trainer_run(tr), ASYMBP_OK);
+            asymbp_trainer_destroy(tr);
+        } else {
+            ck_assert_int_eq(st, ASYMBP_E_NOMEM);
+            ck_assert_ptr_null(tr);
+        }
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+        asymbp_dataset_destroy(train);
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(ta.live, 0);
+        if (st == ASYMBP_OK) break;
+        ck_assert_int_lt(k, 100);
+    }
+}
+END_TEST
+
+Suite *asymbp_test_train_suite(void);
+Suite *asymbp_test_train_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_trainer_learns);
+    tcase_add_test(tc, test_trainer_callbacks);
+    tcase_add_test(tc, test_trainer_resume_bit_identical);
+    tcase_add_test(tc, test_trainer_checkpoint_mismatch);
+    tcase_add_test(tc, test_trainer_divergence);
+    tcase_add_test(tc, test_model_save_load);
+    tcase_add_test(tc, test_trainer_misuse);
+    tcase_add_test(tc, test_trainer_oom);
+    suite_add_tcase(s, tc);
+    return s;
+}
