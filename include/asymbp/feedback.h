@@ -1,0 +1,226 @@
+/* asymbp/feedback.h - feedback-connection policies: what each weighted layer (dense, conv2d)
+ * multiplies the error by when it sends it to the layer below.
+ *
+ * Asymmetric backpropagation (Liao, Leibo, Poggio 2016) gives every weighted layer a feedback
+ * tensor V of the shape of its weights W.  The forward pass and the weight gradient use W as
+ * usual; only the error sent down uses V (dense: V^T delta, conv: transposed convolution with V).
+ * A policy decides what V is.  Built-in policies (setting names, case-insensitive):
+ *
+ *   sym (alias bp)  V = W: ordinary backprop.  Costs nothing (no copy of W, no extra memory).
+ *   usf             V = s sign(W), sign re-taken every optimizer step.
+ *   brsf            V = s M o sign(W), M redrawn once per optimizer step.
+ *   frsf            V = s M o sign(W), M drawn once; the sign follows the current W.
+ *   partial:P       V = s M o sign(W) o S, S a +/-1 mask with P(S = +1) = P (0 <= P <= 1).
+ *   rndf (alias fa) V = R, zero-mean random, drawn once, independent of W (feedback alignment).
+ *   signed-init     V = s M o sign(W0), W0 the weights when the policy was assigned.
+ *
+ * sign(0) = 0: a weight that is exactly 0 gets a feedback weight of 0.  M is drawn from |N(0,1)|
+ * (default) or U(0,1) and s is 1 unless a scale option says otherwise.  The setting grammar:
+ *
+ *   setting = name *( ":" option )         e.g. "brsf", "partial:0.5:redraw",
+ *   option  = key "=" value | value              "frsf:mag=uniform:scale=xavier"
+ *
+ *   mag=normal|uniform|one   magnitude distribution of M (brsf, frsf, partial, signed-init)
+ *   scale=none|xavier|he|X   s = 1, sqrt(2/(fan_in+fan_out)), sqrt(2/fan_in) or the number X > 0
+ *                            (rndf: default xavier, R = s r with r of unit variance)
+ *   dist=uniform|normal      rndf: r uniform on [-sqrt 3, sqrt 3] (default) or N(0,1)
+ *   p=P or a bare number     partial: probability that a feedback sign agrees with W's
+ *   mask=fixed|redraw        partial: S drawn once (default) or each optimizer step
+ *                            (bare "fixed" / "redraw" also accepted)
+ *   m=fixed|step             partial: M drawn once (default) or each optimizer step
+ *
+ * A registered user policy is used by its name; the text after "name:" reaches its init as
+ * args->options, unparsed.  "Once per optimizer step" means: before the first backward pass of
+ * each step (the net counts steps through the optimizer); evaluation passes never refresh V.
+ *
+ * Every policy instance draws from its own RNG stream, taken from the context when the policy is
+ * assigned.  Its state (the state block, the per-element buffers, V, the RNG position and the
+ * step of its last refresh) is part of saved models and checkpoints, so a resumed run continues
+ * exactly. */
+#ifndef ASYMBP_FEEDBACK_H
+#define ASYMBP_FEEDBACK_H
+#include <stddef.h>
+#include <stdint.h>
+#include "asymbp/export.h"
+#include "asymbp/status.h"
+#include "asymbp/context.h"
+#include "asymbp/rng.h"
+#include "asymbp/plugin.h"
+#include "asymbp/net.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Policy plugins ---------------------------------------------------------------------------
+ * A policy is instantiated once per weighted layer it is assigned to.  For each instance the
+ * library allocates, when the policy is assigned (never during training):
+ *   - a state block of vt->state_size bytes (zero-filled, 64-byte aligned);
+ *   - vt->buffer_count per-element buffers of numel floats each, in one zero-filled block
+ *     (args->buf; buffer k starts at buf + k * numel): room for M, S, R, a learned copy of W...;
+ *   - unless the policy is symmetric, V itself (numel floats, args->V).
+ * The state block, the buffers and V are saved in models and checkpoints byte for byte (the
+ * state block in host byte order) and restored after init has run again on load, so they must
+ * not hold pointers.  user data is the plugin's own and is not saved. */
+
+/* Flags of a policy (vt->flags).  Since 0.1. */
+#define ASYMBP_FEEDBACK_SYMMETRIC 0x1u  /* V = W: no V tensor; refresh and after_update never run */
+
+/* Arguments of every callback, filled by the library (borrowed for the call).  Members are only
+ * appended; struct_size tells a plugin which ones exist.  Since 0.1. */
+typedef struct asymbp_feedback_args {
+    size_t struct_size;          /* sizeof as the library was compiled */
+    asymbp_ctx_t *ctx;           /* the context (borrowed) */
+    const float *W;              /* the layer's forward weights, numel floats:
+                                    dense [out][in], conv2d [oc][ic][kh][kw] */
+    float *V;                    /* the feedback tensor to write (numel floats); NULL when the
+                                    policy is symmetric */
+    float *buf;                  /* buffer_count * numel floats of per-element state (NULL if 0) */
+    size_t numel;
+    int ndim;                    /* 2 (dense) or 4 (conv2d) */
+    int64_t shape[4];            /* the first ndim entries are used */
+    size_t fan_in, fan_out;      /* dense: in, out; conv2d: ic*kh*kw, oc*kh*kw */
+    int layer_index;             /* index of the layer in its net (-1 outside a net) */
+    int is_conv;                 /* 0 dense, 1 conv2d */
+    asymbp_rng_t *rng;           /* the instance's own stream, saved with the instance: draw
+                                    with asymbp_rng_u32/uniform/normal/below; never destroy or
+                                    split it */
+    const char *options;         /* the setting's text after "name:" ("" when none) */
+    uint64_t step;               /* init: optimizer steps completed so far; refresh: number of
+                                    the step about to run (1 on the first); after_update: number
+                                    of the step just completed (1 on the first) */
+} asymbp_feedback_args_t;
+
+/* A feedback-policy vtable.  Fill it starting from ASYMBP_FEEDBACK_VTABLE_INIT.  Callbacks get
+ * the registration's user pointer, the instance's state block and the args.  Since 0.1. */
+typedef struct asymbp_feedback_vtable {
+    uint32_t    struct_size;  /* sizeof as the plugin was compiled; set by the INIT macro */
+    uint32_t    abi_version;  /* ASYMBP_PLUGIN_ABI_VERSION */
+    const char *name;         /* unique in the context, case-insensitively; letters, digits,
+                                 '-', '_', '.', at most 63 bytes, no ':' (copied) */
+    size_t      state_size;   /* bytes of state per instance (per layer; 0: none) */
+    size_t      buffer_count; /* per-element float buffers per instance (0: none) */
+    uint32_t    flags;        /* ASYMBP_FEEDBACK_* */
+    /* (optional) Prepare the instance: parse args->options, draw fixed random arrays into
+     * args->buf, and write a first V into args->V.  Runs when the policy is assigned to a layer
+     * and again when a saved instance is loaded (the saved state then overwrites what it wrote).
+     * A non-OK return fails the assignment with ASYMBP_E_PLUGIN (ASYMBP_E_FORMAT for a bad
+     * option of a built-in). */
+    asymbp_status_t (*init)(void *user, void *state, const asymbp_feedback_args_t *args);
+    /* (optional; NULL: V keeps what init wrote) Write V for this optimizer step.  Called exactly
+     * once per step, before its first backward pass.  Must not allocate. */
+    asymbp_status_t (*refresh)(void *user, void *state, const asymbp_feedback_args_t *args);
+    /* (optional) Called after every optimizer step, once the update rule has moved W (for
+     * policies that learn V).  Must not allocate. */
+    asymbp_status_t (*after_update)(void *user, void *state, const asymbp_feedback_args_t *args);
+    /* (optional) Release what init acquired; runs once per instance whose init succeeded. */
+    void            (*fini)(void *user, void *state);
+    /* ---- end of version 1: append new members below, never reorder ---- */
+} asymbp_feedback_vtable_t;
+/* The smallest struct_size the library accepts: a vtable may end after `refresh` (the optional
+ * after_update and fini then read as NULL).  Since 0.1. */
+#define ASYMBP_FEEDBACK_VTABLE_MIN_SIZE \
+    (offsetof(asymbp_feedback_vtable_t, refresh) + sizeof(asymbp_status_t (*)(void)))
+#define ASYMBP_FEEDBACK_VTABLE_INIT \
+    { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0, 0 }
+
+/* Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
+ * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0); the
+ * caller's vtable is never written and need not outlive the call.  The built-ins (sym, usf,
+ * brsf, frsf, partial, rndf, signed-init) are registered through this same path when the
+ * registry is first used.  user: handed to every callback.  user_free (may be NULL): runs
+ * exactly once, when the registration ends (asymbp_feedback_unregister once no layer uses the
+ * policy any more, or asymbp_ctx_destroy); when registration FAILS it is not called and user
+ * stays the caller's.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt/name, bad name, name already registered -
+ * built-ins and aliases included -, a non-symmetric policy with neither init nor refresh);
+ * ASYMBP_E_UNSUPPORTED (abi_version unknown, struct_size smaller than
+ * ASYMBP_FEEDBACK_VTABLE_MIN_SIZE);
+ * ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_feedback_register(asymbp_ctx_t *ctx, const asymbp_feedback_vtable_t *vt, void *user,
+                         void (*user_free)(void *user));
+/* End the registration of a user policy.  Layers that use it keep working; user_free runs when
+ * the last of them is released (or at once when none uses it).  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_unregister(asymbp_ctx_t *ctx, const char *name);
+/* Number of registered policies (built-ins first; 0 for NULL or when memory ran out) and the
+ * name of the i-th (borrowed, NULL when out of range).  Since 0.1. */
+ASYMBP_API size_t asymbp_feedback_count(asymbp_ctx_t *ctx);
+ASYMBP_API const char *asymbp_feedback_name_at(asymbp_ctx_t *ctx, size_t i);
+/* Check a setting string without a net: the name must be registered and a built-in's options
+ * must parse (a user policy's options are checked only when it is assigned).  For command-line
+ * parsing.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (unknown name; the
+ * detail lists the known ones), ASYMBP_E_FORMAT (bad option: the detail names it),
+ * ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_check_setting(asymbp_ctx_t *ctx, const char *setting);
+
+/* ---- Assignment to a net ---------------------------------------------------------------------- */
+
+/* Give every weighted layer of net (dense and conv2d, the classifier included) its own instance
+ * of the policy `setting` (see the grammar above).  Everything the policies need is allocated
+ * here; on failure the net keeps its previous feedback.  A layer added later starts symmetric.
+ * net, setting: borrowed.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
+ * ASYMBP_E_STATE (the net has no weighted layer), ASYMBP_E_NOTFOUND (unknown policy name),
+ * ASYMBP_E_FORMAT (bad option), ASYMBP_E_PLUGIN (a user policy's init failed), ASYMBP_E_NOMEM.
+ * Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_set_feedback(asymbp_net_t *net, const char *setting);
+/* The same for one layer.  layer_index >= 0: the layer's index in the net (as in
+ * asymbp_net_layer_kind; it must be dense or conv2d); layer_index < 0: counts weighted layers
+ * from the top, -1 being the classifier (e.g. asymbp_net_set_feedback(net, "usf") then
+ * asymbp_net_set_layer_feedback(net, -1, "sym")).  Returns as asymbp_net_set_feedback, plus
+ * ASYMBP_E_INVALID when the index is out of range or names a layer without weights.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_set_layer_feedback(asymbp_net_t *net, int layer_index, const char *setting);
+/* The setting text of a layer (index as above): what was assigned, "sym" when none.  Borrowed,
+ * valid until the layer's feedback changes or the net is destroyed; NULL for a bad index.
+ * Since 0.1. */
+ASYMBP_API const char *asymbp_net_get_layer_feedback(asymbp_net_t *net, int layer_index);
+
+/* ---- Diagnostics ------------------------------------------------------------------------------ */
+
+/* Number of weighted layers (dense, conv2d) of net: the index range of the diagnostics.
+ * Since 0.1. */
+ASYMBP_API size_t asymbp_net_feedback_layer_count(const asymbp_net_t *net);
+
+/* Per-layer figures.  Caller-filled struct_size (ASYMBP_FEEDBACK_DIAG_INIT); the library writes
+ * the members that fit in it.  Angles are in degrees, in [0, 180]; NaN when undefined (a zero
+ * vector) or not measured.  Since 0.1. */
+typedef struct asymbp_feedback_diag {
+    size_t struct_size;
+    int layer_index;            /* index of the layer in the net */
+    double delta_norm;          /* ||error the layer sent down|| in the last backward pass
+                                   (0 for the first layer, which sends nothing) */
+    double grad_norm;           /* ||dW|| of the last backward pass */
+    double sign_concordance;    /* fraction of the weights W != 0 with sign(V) == sign(W)
+                                   (1 for sym; NaN when every weight is 0) */
+    double angle_vw;            /* angle between V and W as flat vectors (0 for sym) */
+    double norm_ratio;          /* ||V|| / ||W|| (1 for sym) */
+    /* Filled only by asymbp_net_feedback_probe (NaN otherwise): */
+    double grad_angle_bp;       /* angle between this layer's dW and the dW exact backprop gives
+                                   for the same batch */
+    double bp_delta_norm;       /* ||error exact backprop sends down from this layer|| */
+    double bp_grad_norm;        /* ||dW|| under exact backprop */
+} asymbp_feedback_diag_t;
+#define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0 }
+
+/* Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
+ * the last backward pass and the current W and V.  Costs O(numel); no allocation.  The probe
+ * members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i out of range),
+ * ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1).  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag);
+/* The exact-backprop probe: after a training forward, loss and backward pass, run a second
+ * backward on the same batch with V = W for every layer and fill diag[0..count-1] (count must be
+ * asymbp_net_feedback_layer_count; every element's struct_size set by the caller) with the
+ * figures of asymbp_net_feedback_diag plus the comparison with exact backprop.  Weights,
+ * gradients, the per-layer norms and the policies' state are left as they were (the gradients
+ * are saved in a scratch area allocated on the first probe and kept with the net).  Returns
+ * ASYMBP_OK, ASYMBP_E_INVALID (NULL, count differs), ASYMBP_E_UNSUPPORTED (struct_size),
+ * ASYMBP_E_STATE (no backward pass to compare with), ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYMBP_FEEDBACK_H */

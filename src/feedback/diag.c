@@ -1,0 +1,171 @@
+/* Alignment diagnostics (METHOD.md section 6): per-layer norms, sign concordance, V-W angle and
+ * norm ratio, and the exact-backprop probe (a second backward with V = W on the same batch). */
+#include <math.h>
+#include <string.h>
+#include "feedback/feedback_impl.h"
+
+#define DIAG_V1_SIZE (offsetof(asymbp_feedback_diag_t, bp_grad_norm) + sizeof(double))
+#define RAD2DEG 57.29577951308232
+
+/* Angle in degrees between vectors with this dot product and squared norms; NaN if one is 0. */
+static double angle_deg(double dot, double aa, double bb)
+{
+    double c;
+    if (!(aa > 0.0) || !(bb > 0.0)) return NAN;
+    c = dot / (sqrt(aa) * sqrt(bb));
+    if (c > 1.0) c = 1.0;
+    if (c < -1.0) c = -1.0;
+    return acos(c) * RAD2DEG;
+}
+
+static void layer_figures(asymbp__wlayer_t *wl, asymbp_feedback_diag_t *d)
+{
+    const float *restrict W = wl->W;
+    const float *restrict V = wl->V ? wl->V : wl->W;
+    size_t i, n = wl->numel, nz = 0, agree = 0;
+    double vw = 0.0, vv = 0.0, ww = 0.0;
+    d->layer_index = wl->layer_index;
+    d->delta_norm = wl->delta_norm;
+    d->grad_norm = wl->grad_norm;
+    for (i = 0; i < n; i++) {
+        double w = W[i], v = V[i];
+        int sw = (w > 0) - (w < 0), sv = (v > 0) - (v < 0);
+        nz += sw != 0;
+        agree += sw != 0 && sw == sv;
+        vw += v * w;
+        vv += v * v;
+        ww += w * w;
+    }
+    d->sign_concordance = nz ? (double)agree / (double)nz : NAN;
+    if (V == W) {
+        d->angle_vw = ww > 0.0 ? 0.0 : NAN;
+        d->norm_ratio = ww > 0.0 ? 1.0 : NAN;
+    } else {
+        d->angle_vw = angle_deg(vw, vv, ww);
+        d->norm_ratio = ww > 0.0 ? sqrt(vv) / sqrt(ww) : NAN;
+    }
+    d->grad_angle_bp = NAN;
+    d->bp_delta_norm = NAN;
+    d->bp_grad_norm = NAN;
+}
+
+asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag)
+{
+    asymbp_ctx_t *ctx;
+    asymbp_feedback_diag_t d;
+    if (!net) return ASYMBP_E_INVALID;
+    ctx = asymbp__net_ctx(net);
+    ASYMBP_CHECK_NULL(ctx, diag, "diag");
+    if (diag->struct_size < DIAG_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_feedback_diag: diag struct_size %zu is smaller than version 1 (%zu)",
+                             diag->struct_size, (size_t)DIAG_V1_SIZE);
+    if (i >= asymbp__net_wlayer_count(net))
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_diag: weighted layer %zu is out of range (%zu)", i,
+                             asymbp__net_wlayer_count(net));
+    memset(&d, 0, sizeof d);
+    layer_figures(asymbp__net_wlayer_at(net, i), &d);
+    d.struct_size = diag->struct_size;
+    memcpy(diag, &d, diag->struct_size < sizeof d ? diag->struct_size : sizeof d);
+    return ASYMBP_OK;
+}
+
+/* The weight parameter of a weighted layer (matched by its storage). */
+static asymbp__param_t *weight_param(asymbp_net_t *net, const asymbp__wlayer_t *wl)
+{
+    size_t i, n = asymbp__net_param_count(net);
+    for (i = 0; i < n; i++) {
+        asymbp__param_t *p = asymbp__net_param_at(net, i);
+        if (p->value == wl->W) return p;
+    }
+    return NULL;
+}
+
+asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count)
+{
+    asymbp_ctx_t *ctx;
+    size_t i, nw, np, total = 0, off;
+    double *norms;
+    float *saved;
+    unsigned char *scratch;
+    asymbp_status_t rc;
+    if (!net) return ASYMBP_E_INVALID;
+    ctx = asymbp__net_ctx(net);
+    ASYMBP_CHECK_NULL(ctx, diag, "diag");
+    nw = asymbp__net_wlayer_count(net);
+    np = asymbp__net_param_count(net);
+    if (count != nw)
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_probe: count is %zu, the net has %zu weighted layers",
+                             count, nw);
+    for (i = 0; i < nw; i++)
+        if (diag[i].struct_size < DIAG_V1_SIZE)
+            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
+                                 "net_feedback_probe: diag[%zu].struct_size %zu is smaller than version 1 (%zu)", i,
+                                 diag[i].struct_size, (size_t)DIAG_V1_SIZE);
+    for (i = 0; i < np; i++) total += asymbp__net_param_at(net, i)->numel;
+    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + total * sizeof(float) + 1);
+    if (!scratch) return ASYMBP_E_NOMEM;
+    norms = (double *)(void *)scratch;
+    saved = (float *)(void *)(scratch + 2 * nw * sizeof(double));
+
+    for (i = 0, off = 0; i < np; i++) {
+        asymbp__param_t *p = asymbp__net_param_at(net, i);
+        memcpy(saved + off, p->grad, p->numel * sizeof(float));
+        off += p->numel;
+    }
+    for (i = 0; i < nw; i++) {
+        asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
+        norms[2 * i] = wl->delta_norm;
+        norms[2 * i + 1] = wl->grad_norm;
+    }
+
+    asymbp__net_force_symmetric(net, 1);
+    rc = asymbp_net_backward(net);
+    asymbp__net_force_symmetric(net, 0);
+
+    if (rc == ASYMBP_OK) {
+        for (i = 0; i < nw; i++) {
+            asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
+            asymbp__param_t *p = weight_param(net, wl);
+            asymbp_feedback_diag_t d;
+            double bp_delta = wl->delta_norm;
+            memset(&d, 0, sizeof d);
+            /* the asymmetric pass's figures, then exact backprop's */
+            wl->delta_norm = norms[2 * i];
+            wl->grad_norm = norms[2 * i + 1];
+            layer_figures(wl, &d);
+            d.bp_delta_norm = bp_delta;
+            if (p) {
+                size_t k, poff = 0, j;
+                double ab = 0.0, aa = 0.0, bb = 0.0;
+                for (j = 0; j < np; j++) {
+                    asymbp__param_t *q = asymbp__net_param_at(net, j);
+                    if (q == p) break;
+                    poff += q->numel;
+                }
+                for (k = 0; k < p->numel; k++) {
+                    double a = saved[poff + k], b = p->grad[k];
+                    ab += a * b;
+                    aa += a * a;
+                    bb += b * b;
+                }
+                d.grad_angle_bp = angle_deg(ab, aa, bb);
+                d.bp_grad_norm = sqrt(bb);
+            }
+            d.struct_size = diag[i].struct_size;
+            memcpy(&diag[i], &d, diag[i].struct_size < sizeof d ? diag[i].struct_size : sizeof d);
+        }
+    }
+    /* Put everything back as the asymmetric pass left it. */
+    for (i = 0, off = 0; i < np; i++) {
+        asymbp__param_t *p = asymbp__net_param_at(net, i);
+        memcpy(p->grad, saved + off, p->numel * sizeof(float));
+        off += p->numel;
+    }
+    for (i = 0; i < nw; i++) {
+        asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
+        wl->delta_norm = norms[2 * i];
+        wl->grad_norm = norms[2 * i + 1];
+    }
+    if (rc != ASYMBP_OK) asymbp__error_prefix(ctx, "net_feedback_probe");
+    return rc;
+}

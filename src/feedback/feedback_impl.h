@@ -1,0 +1,91 @@
+/* Private to the library: the feedback registry, policy instances and their persistence. */
+#ifndef ASYMBP_FEEDBACK_IMPL_H
+#define ASYMBP_FEEDBACK_IMPL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "layers/net_hooks.h"
+#include "asymbp/feedback.h"
+#include "core/core_impl.h"
+#include "tensor/tensor_impl.h"
+
+#define ASYMBP__FB_NAME_MAX 64
+
+/* One registered policy.  Instances hold a reference; an unregistered entry lives on until its
+ * last instance is gone (then user_free runs). */
+typedef struct asymbp__fb_entry {
+    asymbp_feedback_vtable_t vt;        /* copy, zero-filled beyond the plugin's struct_size */
+    char name[ASYMBP__FB_NAME_MAX];
+    void *user;
+    void (*user_free)(void *user);
+    int builtin;                        /* 1 for the library's own policies */
+    size_t refs;                        /* instances using it */
+    int removed;                        /* unregistered while still in use */
+    struct asymbp__fb_entry *next;
+} asymbp__fb_entry_t;
+
+/* A policy assigned to one weighted layer (asymbp__wlayer_t.fb). */
+typedef struct asymbp__fb_inst {
+    asymbp__fb_entry_t *entry;
+    char *setting;                      /* the setting text as given (owned) */
+    const char *options;                /* points into setting: after "name:", or "" */
+    void *state;                        /* entry->vt.state_size bytes (NULL when 0) */
+    float *buf;                         /* buffer_count * numel floats (NULL when 0) */
+    float *V;                           /* numel floats; NULL for a symmetric policy */
+    size_t numel;
+    asymbp_rng_t rng;                   /* own stream (embedded: ctx NULL) */
+    uint64_t last_step;                 /* step number of the last refresh */
+    int refreshed;                      /* refresh ran at least once (last_step valid) */
+} asymbp__fb_inst_t;
+
+/* Create the registry if needed and register the built-ins on first use. */
+asymbp_status_t asymbp__fb_registry(asymbp_ctx_t *ctx);
+/* Find a policy by the name part of a setting (text up to ':' or the end; case-insensitive,
+ * aliases "bp" and "fa" included).  ASYMBP_E_NOTFOUND with the known names in the detail. */
+asymbp_status_t asymbp__fb_lookup(asymbp_ctx_t *ctx, const char *setting, asymbp__fb_entry_t **out);
+/* Drop one reference (frees an unregistered entry when it was the last). */
+void asymbp__fb_entry_release(asymbp_ctx_t *ctx, asymbp__fb_entry_t *e);
+/* Register the built-in policies (builtins.c) through asymbp_feedback_register. */
+asymbp_status_t asymbp__fb_register_builtins(asymbp_ctx_t *ctx);
+/* Parse the options of a built-in policy without instantiating it (for check_setting). */
+asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e, const char *options);
+
+/* Create an instance of `setting` for the weighted layer wl (which need not belong to a net):
+ * allocates everything, runs init with an RNG seeded (seed, stream) and step `steps_done`.  Does
+ * not attach it to wl.  *out is NULL for the plain built-in "sym" (no instance needed). */
+asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
+                                       uint64_t seed, uint64_t steps_done, asymbp__fb_inst_t **out);
+/* Point wl at inst (NULL: symmetric): wl->fb, wl->V, wl->V_store.  Does not free the old one. */
+void asymbp__fb_inst_attach(asymbp__wlayer_t *wl, asymbp__fb_inst_t *inst);
+/* fini, release the entry and free.  NULL accepted. */
+void asymbp__fb_inst_destroy(asymbp_ctx_t *ctx, asymbp__fb_inst_t *inst);
+/* Run refresh for step number `step` (1 on the first optimizer step) unless it already ran for
+ * that step.  ASYMBP_E_PLUGIN when the callback fails. */
+asymbp_status_t asymbp__fb_inst_refresh(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, asymbp__fb_inst_t *inst,
+                                        uint64_t step);
+/* Run after_update for the step number `step` just completed. */
+asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl,
+                                             asymbp__fb_inst_t *inst, uint64_t step);
+
+/* Make sure the feedback hooks are installed on net (their state holds the probe scratch). */
+asymbp_status_t asymbp__fb_net_hooks(asymbp_net_t *net);
+/* Probe scratch of at least n bytes (64-byte aligned), kept with the hooks until the net is
+ * destroyed.  NULL with the error set. */
+void *asymbp__fb_net_scratch(asymbp_net_t *net, size_t n);
+
+/* ---- Persistence (for train/: models and checkpoints) -----------------------------------------
+ * asymbp__feedback_write appends one chunk "FDBK" to w.  Payload (little-endian):
+ *   u32 format version (1), u32 number of weighted layers, then per weighted layer:
+ *   u32 kind (0: plain sym, no instance; 1: an instance), and for an instance:
+ *   str setting, u64 numel, u64 rng state, u64 rng inc, u64 last_step, u32 refreshed,
+ *   u64 state_size + raw state bytes, u64 buffer floats + f32s, u64 V floats + f32s.
+ * asymbp__feedback_read takes the chunk area of a file (as asymbp__file_read returns it), finds
+ * "FDBK" and re-creates every layer's policy by name from the context's registry (the policies a
+ * file names must be registered before loading), runs init (without drawing a seed from the
+ * context), then restores the saved state.  No chunk: the net's feedback is left as it is and
+ * ASYMBP_OK is returned.  ASYMBP_E_FORMAT for a malformed chunk or a mismatch with the net
+ * (layer count, sizes, state sizes), ASYMBP_E_NOTFOUND for a policy not registered.  On failure
+ * the net keeps its previous feedback. */
+asymbp_status_t asymbp__feedback_write(asymbp_net_t *net, asymbp__wbuf_t *w);
+asymbp_status_t asymbp__feedback_read(asymbp_net_t *net, const asymbp__rbuf_t *r);
+
+#endif
