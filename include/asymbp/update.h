@@ -1,0 +1,210 @@
+/* asymbp/update.h - update rules (SGD, Batch Manhattan and its variants, user rules behind a
+ * vtable), hyper-parameters, learning-rate schedules, and the optimizer that steps a net. */
+#ifndef ASYMBP_UPDATE_H
+#define ASYMBP_UPDATE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "asymbp/export.h"
+#include "asymbp/status.h"
+#include "asymbp/context.h"
+#include "asymbp/plugin.h"
+#include "asymbp/net.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Update-rule plugins ---------------------------------------------------------------------
+ * A rule is called once per parameter tensor per optimizer step.  The library allocates, for each
+ * parameter tensor, numel * state_size bytes of state (64-byte aligned, zero-filled before init)
+ * and passes it to every call for that tensor; state_size is therefore bytes PER ELEMENT
+ * (momentum: sizeof(float); Adam: 2 * sizeof(float)).  The state is saved in checkpoints as raw
+ * bytes and restored bit for bit, so it must not hold pointers. */
+
+/* Arguments of one step of one parameter tensor, filled by the library (borrowed for the call).
+ * Members are only appended; struct_size tells a rule which ones exist.  Since 0.1. */
+typedef struct asymbp_update_args {
+    size_t struct_size;          /* sizeof as the library was compiled */
+    float *w;                    /* the parameter values to update in place (n floats) */
+    const float *g;              /* the gradient of the mean batch loss (n floats) */
+    size_t n;                    /* number of elements */
+    float lr;                    /* learning rate of this step (schedule already applied) */
+    float momentum;              /* mu */
+    int nesterov;                /* 0/1 */
+    float weight_decay;          /* lambda; already 0 when decay does not apply to this tensor */
+    uint64_t step;               /* number of this optimizer step: 1 on the first */
+    uint64_t epoch;              /* the optimizer's current epoch (asymbp_optimizer_set_epoch) */
+    asymbp_param_kind_t kind;    /* weight, bias, BN scale or shift */
+    int layer_index;             /* owning layer in the net; -1 when not in a net */
+    const char *name;            /* parameter name ("dense0.weight") */
+    float nsc_epsilon;           /* hyper-parameter of the no-sign-change option (see below) */
+} asymbp_update_args_t;
+
+/* An update-rule vtable.  Fill it starting from ASYMBP_UPDATE_RULE_VTABLE_INIT.  Since 0.1. */
+typedef struct asymbp_update_rule_vtable {
+    uint32_t    struct_size;  /* sizeof as the plugin was compiled; set by the INIT macro */
+    uint32_t    abi_version;  /* ASYMBP_PLUGIN_ABI_VERSION */
+    const char *name;         /* unique in the context, case-insensitively; letters, digits,
+                                 '-', '_', '.', at most 63 bytes, no ':' (copied) */
+    size_t      state_size;   /* bytes of state per parameter ELEMENT (0: stateless) */
+    /* (optional) Prepare the zero-filled state of one parameter tensor; info is borrowed.
+     * Called once per tensor when an optimizer is created.  A non-OK return fails the creation
+     * with ASYMBP_E_PLUGIN. */
+    asymbp_status_t (*init)(void *user, void *state, const asymbp_param_info_t *info);
+    /* (required) Update args->w in place from args->g and the state.  Must not allocate in the
+     * hot path.  A non-OK return makes asymbp_optimizer_step return ASYMBP_E_PLUGIN. */
+    asymbp_status_t (*step)(void *user, void *state, const asymbp_update_args_t *args);
+    /* (optional) Release what init acquired; called once per tensor when the optimizer is
+     * destroyed (only for tensors whose init succeeded). */
+    void            (*fini)(void *user, void *state);
+    /* ---- end of version 1: append new members below, never reorder ---- */
+} asymbp_update_rule_vtable_t;
+/* The smallest struct_size the library accepts: a vtable may end after `step` (fini then reads
+ * as NULL).  Since 0.1. */
+#define ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE \
+    (offsetof(asymbp_update_rule_vtable_t, step) + sizeof(asymbp_status_t (*)(void)))
+#define ASYMBP_UPDATE_RULE_VTABLE_INIT \
+    { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0 }
+
+/* A registered update rule: a borrowed handle owned by the context, valid until the context is
+ * destroyed. */
+typedef struct asymbp_update_rule asymbp_update_rule_t;
+
+/* Register an update rule in ctx, under vt->name.  The vtable is copied: min(vt->struct_size,
+ * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0; the
+ * caller's vtable is never written and need not outlive the call.  The built-ins ("sgd" and the
+ * "bm" family) are registered through this same path when the registry is first used.
+ * user: handed to every callback.  user_free (may be NULL): runs exactly once, when the
+ * registration ends (asymbp_update_rule_unregister, or asymbp_ctx_destroy); when registration
+ * FAILS it is not called and user stays the caller's.  out (may be NULL): receives the
+ * borrowed handle.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name already registered -
+ * built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
+ * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE); ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
+                            void (*user_free)(void *user), asymbp_update_rule_t **out);
+/* End a user rule's registration (its user_free runs now).  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (no such user rule; built-ins cannot be
+ * unregistered), ASYMBP_E_STATE (an optimizer still uses it).  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_update_rule_unregister(asymbp_ctx_t *ctx, const char *name);
+
+/* Look a rule up by name: a registered name (case-insensitive), or a Batch Manhattan spelling ("bm",
+ * "bm:a", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc", options in any order, also "+" as
+ * separator; "batch-manhattan" = "bm").  Built-ins are registered on first use of the registry.
+ * out: receives the borrowed handle.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
+ * ASYMBP_E_NOTFOUND (unknown name; the detail lists the known ones), ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_update_rule_find(asymbp_ctx_t *ctx, const char *name, asymbp_update_rule_t **out);
+/* Number of registered rules (built-ins included; 0 when ctx is NULL or memory ran out) and
+ * the i-th one (NULL when out of range), in registration order.  Since 0.1. */
+ASYMBP_API size_t asymbp_update_rule_count(asymbp_ctx_t *ctx);
+ASYMBP_API asymbp_update_rule_t *asymbp_update_rule_at(asymbp_ctx_t *ctx, size_t i);
+/* The rule's registered name (borrowed; "" for NULL).  Since 0.1. */
+ASYMBP_API const char *asymbp_update_rule_name(const asymbp_update_rule_t *rule);
+
+/* ---- Hyper-parameters ------------------------------------------------------------------------ */
+
+/* Hyper-parameters of an optimizer, net-wide or for a group of parameters.  Caller-filled: start
+ * from ASYMBP_HYPER_PARAMS_INIT.  Since 0.1. */
+typedef struct asymbp_hyper_params {
+    size_t struct_size;
+    float lr;                 /* base learning rate (> 0 ... finite; 0 freezes); default 0.01 */
+    float momentum;           /* mu in [0, 1); default 0.9 */
+    int nesterov;             /* 0/1; default 0 */
+    float weight_decay;       /* lambda >= 0; default 0 */
+    int decay_biases_and_bn;  /* 1: weight decay also applies to biases and BN scale/shift;
+                                 default 0 (decay only on weights) */
+    float nsc_epsilon;        /* no-sign-change floor (> 0); default 1e-6 */
+} asymbp_hyper_params_t;
+#define ASYMBP_HYPER_PARAMS_INIT { sizeof(asymbp_hyper_params_t), 0.01f, 0.9f, 0, 0.0f, 0, 1e-6f }
+
+/* Groups for asymbp_optimizer_set_group_hyper.  Since 0.1. */
+typedef enum asymbp_param_group {
+    ASYMBP_GROUP_WEIGHTS = 0,  /* ASYMBP_PARAM_WEIGHT */
+    ASYMBP_GROUP_BIASES = 1,   /* ASYMBP_PARAM_BIAS */
+    ASYMBP_GROUP_BN = 2        /* ASYMBP_PARAM_BN_SCALE and ASYMBP_PARAM_BN_SHIFT */
+} asymbp_param_group_t;
+
+/* ---- Optimizer ------------------------------------------------------------------------------- */
+
+typedef struct asymbp_optimizer asymbp_optimizer_t;
+
+/* Learning-rate schedule callback: returns the factor every base learning rate is multiplied by
+ * at this point (1 = unchanged).  epoch: the optimizer's epoch; step: the number of the step about
+ * to run (1 on the first).  Called once per asymbp_optimizer_step and by
+ * asymbp_optimizer_get_lr; a negative or non-finite factor makes the step fail with
+ * ASYMBP_E_PLUGIN.  Since 0.1. */
+typedef double (*asymbp_lr_schedule_fn)(void *user, uint64_t epoch, uint64_t step);
+
+/* Create an optimizer stepping every learnable parameter of net with the rule called `rule`
+ * (see asymbp_update_rule_find: "sgd", "bm", "bm:b", "bm:c", "bm:nsc", ..., or a registered
+ * name).  The per-parameter state is allocated here, once; the rule's init runs for every
+ * parameter tensor.  net: borrowed, must outlive the optimizer.  hp: copied (NULL = defaults;
+ * a struct_size smaller than version 1 is refused, a larger one accepted).  out: owned by the
+ * caller (asymbp_optimizer_destroy), NULL on failure.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL
+ * net/rule/out, bad hyper-parameter: the detail names it), ASYMBP_E_UNSUPPORTED (hp struct_size),
+ * ASYMBP_E_NOTFOUND (unknown rule), ASYMBP_E_PLUGIN (the rule's init failed), ASYMBP_E_NOMEM.
+ * Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_create(asymbp_net_t *net, const char *rule, const asymbp_hyper_params_t *hp,
+                        asymbp_optimizer_t **out);
+/* Destroy (NULL accepted): the rule's fini runs for every tensor, the state is freed.  Since 0.1. */
+ASYMBP_API void asymbp_optimizer_destroy(asymbp_optimizer_t *opt);
+
+/* One optimizer step: every parameter tensor of the net is updated from its gradient (the one
+ * left by the last asymbp_net_backward), then the net is told the step is done (a learning
+ * feedback policy runs its after-update hook there).  No allocation.  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL), ASYMBP_E_STATE (the net's parameters changed size since creation),
+ * ASYMBP_E_PLUGIN (the rule or the schedule callback failed; parameters already stepped stay
+ * stepped and the step count is not advanced), or what the after-update hook returned.
+ * Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt);
+
+/* Replace the hyper-parameters of every parameter (net-wide), of one group, or of every parameter
+ * of one layer (layer_index as in asymbp_net_layer_kind).  Later calls override earlier ones for
+ * the parameters they cover; weight decay reaches a bias or BN parameter only when the
+ * hyper-parameters it ends up with have decay_biases_and_bn = 1.  hp: copied.  Returns
+ * ASYMBP_OK, ASYMBP_E_INVALID (NULL, bad value, unknown group, no parameter in that layer),
+ * ASYMBP_E_UNSUPPORTED (struct_size).  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_hyper(asymbp_optimizer_t *opt, const asymbp_hyper_params_t *hp);
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_group_hyper(asymbp_optimizer_t *opt, asymbp_param_group_t group,
+                                 const asymbp_hyper_params_t *hp);
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_layer_hyper(asymbp_optimizer_t *opt, int layer_index, const asymbp_hyper_params_t *hp);
+/* The net-wide hyper-parameters (the last asymbp_optimizer_set_hyper, or those of create).
+ * hp: caller-filled struct_size (>= version 1); min(struct_size, sizeof) bytes are written.
+ * Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_get_hyper(const asymbp_optimizer_t *opt, asymbp_hyper_params_t *hp);
+
+/* Schedules of the learning-rate factor (the default is constant: factor 1).
+ * step: factor = gamma^k, k = number of milestones <= the current epoch (epochs count from 0;
+ * milestones {30, 60} with gamma 0.1 give 1 for epochs 0-29, 0.1 for 30-59, 0.01 after).
+ * milestones: copied (count may be 0); gamma in (0, 1] is typical, any finite value >= 0 is
+ * accepted.  fn: user callback (user borrowed, must outlive the optimizer; a callback schedule is
+ * not saved in checkpoints: set it again after a resume).  Returns ASYMBP_OK, ASYMBP_E_INVALID,
+ * ASYMBP_E_NOMEM.  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_optimizer_set_schedule_constant(asymbp_optimizer_t *opt);
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_schedule_step(asymbp_optimizer_t *opt, const uint64_t *milestones, size_t count, float gamma);
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_schedule_fn(asymbp_optimizer_t *opt, asymbp_lr_schedule_fn fn, void *user);
+/* The epoch the schedule sees (the trainer sets it at the start of every epoch).  Since 0.1. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_optimizer_set_epoch(asymbp_optimizer_t *opt, uint64_t epoch);
+ASYMBP_API uint64_t asymbp_optimizer_get_epoch(const asymbp_optimizer_t *opt);
+/* The net-wide learning rate the next step uses: base lr x schedule factor (0 for NULL, or when
+ * a callback schedule returns an invalid factor).  Since 0.1. */
+ASYMBP_API float asymbp_optimizer_get_lr(const asymbp_optimizer_t *opt);
+/* Steps completed by this optimizer (restored by a checkpoint resume).  Since 0.1. */
+ASYMBP_API uint64_t asymbp_optimizer_step_count(const asymbp_optimizer_t *opt);
+/* The rule's registered name ("bm:b:nsc" for "bm:nsc:b"); borrowed, "" for NULL.  Since 0.1. */
+ASYMBP_API const char *asymbp_optimizer_rule_name(const asymbp_optimizer_t *opt);
+/* Number of parameter tensors the optimizer steps.  Since 0.1. */
+ASYMBP_API size_t asymbp_optimizer_param_count(const asymbp_optimizer_t *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASYMBP_UPDATE_H */

@@ -1,0 +1,600 @@
+/* The optimizer: per-parameter hyper-parameters and rule state allocated once, a learning-rate
+ * schedule, one call of the rule per parameter tensor per step, and checkpoint save/restore. */
+#include <math.h>
+#include <string.h>
+#include "update/update_impl.h"
+
+typedef struct opt_param {
+    asymbp__param_t p;             /* value/grad are refreshed from the net at every step */
+    asymbp_hyper_params_t hp;
+    void *state;                   /* p.numel * rule state_size bytes (NULL when 0) */
+    size_t state_bytes;
+    int inited;                    /* the rule's init succeeded: fini runs at destroy */
+} opt_param_t;
+
+enum { SCHED_CONSTANT = 0, SCHED_STEP = 1, SCHED_FN = 2 };
+
+struct asymbp_optimizer {
+    asymbp_ctx_t *ctx;
+    asymbp_net_t *net;             /* NULL for an optimizer over raw parameters */
+    asymbp_update_rule_t *rule;
+    opt_param_t *params;
+    size_t nparams;
+    asymbp_hyper_params_t hp;      /* net-wide */
+    uint64_t steps, epoch;
+    int sched;
+    float gamma;
+    uint64_t *milestones;
+    size_t nmilestones;
+    asymbp_lr_schedule_fn fn;
+    void *fn_user;
+};
+
+/* ---- hyper-parameters ------------------------------------------------------------------------ */
+
+static asymbp_status_t hp_validate(asymbp_ctx_t *ctx, asymbp_status_t code, const char *who,
+                                   const asymbp_hyper_params_t *hp)
+{
+    if (!isfinite(hp->lr) || hp->lr < 0.0f)
+        return asymbp__error(ctx, code, "%s: learning rate %g must be finite and >= 0", who, (double)hp->lr);
+    if (!isfinite(hp->momentum) || hp->momentum < 0.0f || hp->momentum >= 1.0f)
+        return asymbp__error(ctx, code, "%s: momentum %g must be in [0, 1)", who, (double)hp->momentum);
+    if (!isfinite(hp->weight_decay) || hp->weight_decay < 0.0f)
+        return asymbp__error(ctx, code, "%s: weight decay %g must be finite and >= 0", who, (double)hp->weight_decay);
+    if (!isfinite(hp->nsc_epsilon) || hp->nsc_epsilon <= 0.0f)
+        return asymbp__error(ctx, code, "%s: nsc_epsilon %g must be finite and > 0", who, (double)hp->nsc_epsilon);
+    return ASYMBP_OK;
+}
+
+/* Copy a caller's struct (NULL: defaults; older sizes accepted) and validate it. */
+static asymbp_status_t hp_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                 asymbp_hyper_params_t *out)
+{
+    asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp_status_t st;
+    if (in) {
+        if (in->struct_size < ASYMBP__HYPER_V1_SIZE)
+            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: hyper-parameter struct_size %zu is smaller than version 1 (%zu)",
+                                 who, in->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
+        memcpy(&d, in, in->struct_size < sizeof d ? in->struct_size : sizeof d);
+        d.struct_size = sizeof d;
+    }
+    d.nesterov = d.nesterov != 0;
+    d.decay_biases_and_bn = d.decay_biases_and_bn != 0;
+    st = hp_validate(ctx, ASYMBP_E_INVALID, who, &d);
+    if (st != ASYMBP_OK) return st;
+    *out = d;
+    return ASYMBP_OK;
+}
+
+/* ---- create / destroy ------------------------------------------------------------------------ */
+
+void asymbp_optimizer_destroy(asymbp_optimizer_t *opt)
+{
+    asymbp_ctx_t *ctx;
+    size_t i;
+    if (!opt) return;
+    ctx = opt->ctx;
+    for (i = 0; i < opt->nparams; i++) {
+        opt_param_t *q = &opt->params[i];
+        if (q->inited && opt->rule->vt.fini) opt->rule->vt.fini(opt->rule->user, q->state);
+        asymbp__free(ctx, q->state);
+    }
+    asymbp__free(ctx, opt->params);
+    asymbp__free(ctx, opt->milestones);
+    opt->rule->users--;
+    asymbp__free(ctx, opt);
+}
+
+/* Fill shape and fans from the weighted layer that owns this tensor, when there is one. */
+static void param_info(asymbp_optimizer_t *opt, const asymbp__param_t *p, asymbp_param_info_t *info)
+{
+    size_t i, nw;
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    info->name = p->name ? p->name : "";
+    info->kind = (asymbp_param_kind_t)p->kind;
+    info->layer_index = p->layer_index;
+    info->numel = p->numel;
+    info->ndim = 1;
+    info->shape[0] = (int64_t)p->numel;
+    info->value = p->value;
+    if (!opt->net || p->kind != ASYMBP__PARAM_WEIGHT) return;
+    nw = asymbp__net_wlayer_count(opt->net);
+    for (i = 0; i < nw; i++) {
+        const asymbp__wlayer_t *wl = asymbp__net_wlayer_at(opt->net, i);
+        if (wl && wl->W == p->value && wl->numel == p->numel) {
+            int d;
+            info->ndim = wl->ndim;
+            for (d = 0; d < wl->ndim && d < 4; d++) info->shape[d] = wl->shape[d];
+            info->fan_in = wl->fan_in;
+            info->fan_out = wl->fan_out;
+            return;
+        }
+    }
+}
+
+static asymbp_status_t create_common(asymbp_ctx_t *ctx, asymbp_net_t *net, const asymbp__param_t *raw, size_t count,
+                                     const char *rule_name, const asymbp_hyper_params_t *hp_in, asymbp_optimizer_t **out)
+{
+    asymbp_optimizer_t *opt;
+    asymbp_update_rule_t *rule = NULL;
+    asymbp_hyper_params_t hp;
+    asymbp_status_t st;
+    size_t i;
+    st = hp_import(ctx, "optimizer_create", hp_in, &hp);
+    if (st != ASYMBP_OK) return st;
+    st = asymbp_update_rule_find(ctx, rule_name, &rule);
+    if (st != ASYMBP_OK) return st;
+    opt = asymbp__calloc(ctx, 1, sizeof *opt);
+    if (!opt) return asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: out of memory");
+    opt->ctx = ctx;
+    opt->net = net;
+    opt->rule = rule;
+    rule->users++;
+    opt->hp = hp;
+    opt->gamma = 1.0f;
+    if (count) {
+        opt->params = asymbp__calloc(ctx, count, sizeof *opt->params);
+        if (!opt->params) {
+            asymbp_optimizer_destroy(opt);
+            return asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: out of memory for %zu parameters", count);
+        }
+    }
+    opt->nparams = count;
+    for (i = 0; i < count; i++) {
+        opt_param_t *q = &opt->params[i];
+        const asymbp__param_t *p = net ? asymbp__net_param_at(net, i) : &raw[i];
+        if (!p) {
+            asymbp_optimizer_destroy(opt);
+            return asymbp__error(ctx, ASYMBP_E_STATE, "optimizer_create: the net has no parameter %zu", i);
+        }
+        q->p = *p;
+        q->hp = hp;
+        if (asymbp__mul_size(p->numel, rule->vt.state_size, &q->state_bytes) != 0) {
+            asymbp_optimizer_destroy(opt);
+            return asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: state of parameter '%s' overflows",
+                                 p->name ? p->name : "?");
+        }
+        if (q->state_bytes) {
+            q->state = asymbp__calloc(ctx, 1, q->state_bytes);
+            if (!q->state) {
+                st = asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: out of memory for the state of '%s' (%zu bytes)",
+                                   p->name ? p->name : "?", q->state_bytes);
+                asymbp_optimizer_destroy(opt);
+                return st;
+            }
+        }
+    }
+    for (i = 0; rule->vt.init && i < count; i++) {
+        opt_param_t *q = &opt->params[i];
+        asymbp_param_info_t info;
+        param_info(opt, &q->p, &info);
+        st = rule->vt.init(rule->user, q->state, &info);
+        if (st != ASYMBP_OK) {
+            asymbp_optimizer_destroy(opt);
+            return asymbp__error(ctx, ASYMBP_E_PLUGIN, "optimizer_create: init of update rule '%s' failed on parameter '%s' (%s)",
+                                 rule->name, info.name, asymbp_status_name(st));
+        }
+        q->inited = 1;
+    }
+    *out = opt;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_create(asymbp_net_t *net, const char *rule, const asymbp_hyper_params_t *hp,
+                                        asymbp_optimizer_t **out)
+{
+    asymbp_ctx_t *ctx;
+    if (out) *out = NULL;
+    if (!net) return ASYMBP_E_INVALID;
+    ctx = asymbp__net_ctx(net);
+    ASYMBP_CHECK_NULL(ctx, rule, "rule");
+    ASYMBP_CHECK_NULL(ctx, out, "out");
+    return create_common(ctx, net, NULL, asymbp__net_param_count(net), rule, hp, out);
+}
+
+asymbp_status_t asymbp__optimizer_create_params(asymbp_ctx_t *ctx, const asymbp__param_t *params, size_t count,
+                                                const char *rule, const asymbp_hyper_params_t *hp,
+                                                asymbp_optimizer_t **out)
+{
+    size_t i;
+    if (out) *out = NULL;
+    if (!ctx) return ASYMBP_E_INVALID;
+    ASYMBP_CHECK_NULL(ctx, rule, "rule");
+    ASYMBP_CHECK_NULL(ctx, out, "out");
+    if (count) ASYMBP_CHECK_NULL(ctx, params, "params");
+    for (i = 0; i < count; i++)
+        if (!params[i].value || !params[i].grad || params[i].numel == 0)
+            return asymbp__error(ctx, ASYMBP_E_INVALID, "optimizer_create: parameter %zu has no values, gradient or elements", i);
+    return create_common(ctx, NULL, params, count, rule, hp, out);
+}
+
+/* ---- schedule -------------------------------------------------------------------------------- */
+
+static double sched_factor(const asymbp_optimizer_t *opt, uint64_t stepno)
+{
+    double f = 1.0;
+    size_t i;
+    switch (opt->sched) {
+    case SCHED_STEP:
+        for (i = 0; i < opt->nmilestones; i++)
+            if (opt->milestones[i] <= opt->epoch) f *= (double)opt->gamma;
+        return f;
+    case SCHED_FN:
+        return opt->fn(opt->fn_user, opt->epoch, stepno);
+    default:
+        return 1.0;
+    }
+}
+
+static void sched_clear(asymbp_optimizer_t *opt)
+{
+    asymbp__free(opt->ctx, opt->milestones);
+    opt->milestones = NULL;
+    opt->nmilestones = 0;
+    opt->fn = NULL;
+    opt->fn_user = NULL;
+    opt->gamma = 1.0f;
+    opt->sched = SCHED_CONSTANT;
+}
+
+asymbp_status_t asymbp_optimizer_set_schedule_constant(asymbp_optimizer_t *opt)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    sched_clear(opt);
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_schedule_step(asymbp_optimizer_t *opt, const uint64_t *milestones, size_t count,
+                                                   float gamma)
+{
+    uint64_t *ms = NULL;
+    if (!opt) return ASYMBP_E_INVALID;
+    if (count) ASYMBP_CHECK_NULL(opt->ctx, milestones, "milestones");
+    if (!isfinite(gamma) || gamma < 0.0f)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_schedule_step: gamma %g must be finite and >= 0",
+                             (double)gamma);
+    if (count) {
+        ms = asymbp__calloc(opt->ctx, count, sizeof *ms);
+        if (!ms) return asymbp__error(opt->ctx, ASYMBP_E_NOMEM, "optimizer_set_schedule_step: out of memory");
+        memcpy(ms, milestones, count * sizeof *ms);
+    }
+    sched_clear(opt);
+    opt->milestones = ms;
+    opt->nmilestones = count;
+    opt->gamma = gamma;
+    opt->sched = SCHED_STEP;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_schedule_fn(asymbp_optimizer_t *opt, asymbp_lr_schedule_fn fn, void *user)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    ASYMBP_CHECK_NULL(opt->ctx, fn, "schedule function");
+    sched_clear(opt);
+    opt->fn = fn;
+    opt->fn_user = user;
+    opt->sched = SCHED_FN;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_epoch(asymbp_optimizer_t *opt, uint64_t epoch)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    opt->epoch = epoch;
+    return ASYMBP_OK;
+}
+
+uint64_t asymbp_optimizer_get_epoch(const asymbp_optimizer_t *opt) { return opt ? opt->epoch : 0; }
+
+float asymbp_optimizer_get_lr(const asymbp_optimizer_t *opt)
+{
+    double f;
+    if (!opt) return 0.0f;
+    f = sched_factor(opt, opt->steps + 1);
+    if (!isfinite(f) || f < 0.0) return 0.0f;
+    return (float)((double)opt->hp.lr * f);
+}
+
+uint64_t asymbp_optimizer_step_count(const asymbp_optimizer_t *opt) { return opt ? opt->steps : 0; }
+const char *asymbp_optimizer_rule_name(const asymbp_optimizer_t *opt) { return opt ? opt->rule->name : ""; }
+size_t asymbp_optimizer_param_count(const asymbp_optimizer_t *opt) { return opt ? opt->nparams : 0; }
+
+/* ---- hyper-parameter setters ----------------------------------------------------------------- */
+
+asymbp_status_t asymbp_optimizer_set_hyper(asymbp_optimizer_t *opt, const asymbp_hyper_params_t *hp_in)
+{
+    asymbp_hyper_params_t hp;
+    asymbp_status_t st;
+    size_t i;
+    if (!opt) return ASYMBP_E_INVALID;
+    ASYMBP_CHECK_NULL(opt->ctx, hp_in, "hyper-parameters");
+    st = hp_import(opt->ctx, "optimizer_set_hyper", hp_in, &hp);
+    if (st != ASYMBP_OK) return st;
+    opt->hp = hp;
+    for (i = 0; i < opt->nparams; i++) opt->params[i].hp = hp;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_group_hyper(asymbp_optimizer_t *opt, asymbp_param_group_t group,
+                                                 const asymbp_hyper_params_t *hp_in)
+{
+    asymbp_hyper_params_t hp;
+    asymbp_status_t st;
+    size_t i;
+    if (!opt) return ASYMBP_E_INVALID;
+    ASYMBP_CHECK_NULL(opt->ctx, hp_in, "hyper-parameters");
+    if ((int)group < (int)ASYMBP_GROUP_WEIGHTS || (int)group > (int)ASYMBP_GROUP_BN)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_group_hyper: unknown group %d", (int)group);
+    st = hp_import(opt->ctx, "optimizer_set_group_hyper", hp_in, &hp);
+    if (st != ASYMBP_OK) return st;
+    for (i = 0; i < opt->nparams; i++) {
+        asymbp__param_kind_t k = opt->params[i].p.kind;
+        int match = group == ASYMBP_GROUP_WEIGHTS ? k == ASYMBP__PARAM_WEIGHT
+                  : group == ASYMBP_GROUP_BIASES ? k == ASYMBP__PARAM_BIAS
+                  : (k == ASYMBP__PARAM_BN_SCALE || k == ASYMBP__PARAM_BN_SHIFT);
+        if (match) opt->params[i].hp = hp;
+    }
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_layer_hyper(asymbp_optimizer_t *opt, int layer_index,
+                                                 const asymbp_hyper_params_t *hp_in)
+{
+    asymbp_hyper_params_t hp;
+    asymbp_status_t st;
+    size_t i, hits = 0;
+    if (!opt) return ASYMBP_E_INVALID;
+    ASYMBP_CHECK_NULL(opt->ctx, hp_in, "hyper-parameters");
+    st = hp_import(opt->ctx, "optimizer_set_layer_hyper", hp_in, &hp);
+    if (st != ASYMBP_OK) return st;
+    for (i = 0; i < opt->nparams; i++) hits += opt->params[i].p.layer_index == layer_index;
+    if (!hits)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_layer_hyper: layer %d has no learnable parameter",
+                             layer_index);
+    for (i = 0; i < opt->nparams; i++)
+        if (opt->params[i].p.layer_index == layer_index) opt->params[i].hp = hp;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_get_hyper(const asymbp_optimizer_t *opt, asymbp_hyper_params_t *hp)
+{
+    size_t n, size;
+    if (!opt || !hp) return ASYMBP_E_INVALID;
+    if (hp->struct_size < ASYMBP__HYPER_V1_SIZE)
+        return asymbp__error(opt->ctx, ASYMBP_E_UNSUPPORTED, "optimizer_get_hyper: struct_size %zu is smaller than version 1 (%zu)",
+                             hp->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
+    size = hp->struct_size;
+    n = size < sizeof *hp ? size : sizeof *hp;
+    memcpy(hp, &opt->hp, n);
+    hp->struct_size = size;
+    return ASYMBP_OK;
+}
+
+/* ---- step ------------------------------------------------------------------------------------ */
+
+asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
+{
+    const asymbp_update_rule_t *rule;
+    asymbp_update_args_t args;
+    uint64_t stepno;
+    double f;
+    size_t i;
+    if (!opt) return ASYMBP_E_INVALID;
+    rule = opt->rule;
+    stepno = opt->steps + 1;
+    if (opt->net && asymbp__net_param_count(opt->net) != opt->nparams)
+        return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: the net has %zu parameter tensors, the optimizer %zu",
+                             asymbp__net_param_count(opt->net), opt->nparams);
+    f = sched_factor(opt, stepno);
+    if (!isfinite(f) || f < 0.0)
+        return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: the learning-rate schedule returned %g at epoch %llu",
+                             f, (unsigned long long)opt->epoch);
+    memset(&args, 0, sizeof args);
+    args.struct_size = sizeof args;
+    args.step = stepno;
+    args.epoch = opt->epoch;
+    for (i = 0; i < opt->nparams; i++) {
+        opt_param_t *q = &opt->params[i];
+        const asymbp_hyper_params_t *hp = &q->hp;
+        asymbp_status_t st;
+        if (opt->net) {
+            const asymbp__param_t *np = asymbp__net_param_at(opt->net, i);
+            if (!np || np->numel != q->p.numel)
+                return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: parameter %zu ('%s') changed size since the optimizer was created",
+                                     i, q->p.name ? q->p.name : "?");
+            q->p.value = np->value;
+            q->p.grad = np->grad;
+        }
+        if (!q->p.value || !q->p.grad)
+            return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: parameter '%s' has no value or gradient buffer (net not bound?)",
+                                 q->p.name ? q->p.name : "?");
+        args.w = q->p.value;
+        args.g = q->p.grad;
+        args.n = q->p.numel;
+        args.lr = (float)((double)hp->lr * f);
+        args.momentum = hp->momentum;
+        args.nesterov = hp->nesterov;
+        args.weight_decay = (q->p.kind == ASYMBP__PARAM_WEIGHT || hp->decay_biases_and_bn) ? hp->weight_decay : 0.0f;
+        args.kind = (asymbp_param_kind_t)q->p.kind;
+        args.layer_index = q->p.layer_index;
+        args.name = q->p.name ? q->p.name : "";
+        args.nsc_epsilon = hp->nsc_epsilon;
+        st = rule->vt.step(rule->user, q->state, &args);
+        if (st != ASYMBP_OK)
+            return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: update rule '%s' failed on parameter '%s' (%s)",
+                                 rule->name, args.name, asymbp_status_name(st));
+    }
+    opt->steps = stepno;
+    return opt->net ? asymbp__net_step_done(opt->net) : ASYMBP_OK;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------------------- */
+
+static void hp_write(asymbp__wbuf_t *w, const asymbp_hyper_params_t *hp)
+{
+    asymbp__wbuf_f32s(w, &hp->lr, 1);
+    asymbp__wbuf_f32s(w, &hp->momentum, 1);
+    asymbp__wbuf_u32(w, (uint32_t)hp->nesterov);
+    asymbp__wbuf_f32s(w, &hp->weight_decay, 1);
+    asymbp__wbuf_u32(w, (uint32_t)hp->decay_biases_and_bn);
+    asymbp__wbuf_f32s(w, &hp->nsc_epsilon, 1);
+}
+
+static void hp_read(asymbp__rbuf_t *r, asymbp_hyper_params_t *hp)
+{
+    asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp__rbuf_f32s(r, &d.lr, 1);
+    asymbp__rbuf_f32s(r, &d.momentum, 1);
+    d.nesterov = asymbp__rbuf_u32(r) != 0;
+    asymbp__rbuf_f32s(r, &d.weight_decay, 1);
+    d.decay_biases_and_bn = asymbp__rbuf_u32(r) != 0;
+    asymbp__rbuf_f32s(r, &d.nsc_epsilon, 1);
+    *hp = d;
+}
+
+asymbp_status_t asymbp__optimizer_write(const asymbp_optimizer_t *opt, asymbp__wbuf_t *w)
+{
+    size_t i;
+    if (!opt || !w) return ASYMBP_E_INVALID;
+    asymbp__wbuf_u32(w, ASYMBP__OPTIMIZER_FORMAT);
+    asymbp__wbuf_str(w, opt->rule->name);
+    asymbp__wbuf_u64(w, opt->steps);
+    asymbp__wbuf_u64(w, opt->epoch);
+    asymbp__wbuf_u32(w, (uint32_t)opt->sched);
+    asymbp__wbuf_f32s(w, &opt->gamma, 1);
+    asymbp__wbuf_u64(w, (uint64_t)opt->nmilestones);
+    for (i = 0; i < opt->nmilestones; i++) asymbp__wbuf_u64(w, opt->milestones[i]);
+    hp_write(w, &opt->hp);
+    asymbp__wbuf_u64(w, (uint64_t)opt->nparams);
+    for (i = 0; i < opt->nparams; i++) {
+        const opt_param_t *q = &opt->params[i];
+        asymbp__wbuf_u64(w, (uint64_t)q->p.numel);
+        asymbp__wbuf_u32(w, (uint32_t)q->p.kind);
+        hp_write(w, &q->hp);
+        asymbp__wbuf_u64(w, (uint64_t)q->state_bytes);
+        asymbp__wbuf_put(w, q->state, q->state_bytes);
+    }
+    if (w->failed) return asymbp__error(opt->ctx, ASYMBP_E_NOMEM, "optimizer: out of memory while saving");
+    return ASYMBP_OK;
+}
+
+#define READ_FAIL(...) do { st = asymbp__error(ctx, ASYMBP_E_FORMAT, __VA_ARGS__); goto done; } while (0)
+
+/* One pass over the payload: apply == 0 validates only; apply == 1 (after a successful
+ * validation) writes into opt, taking ms (the milestones array, already allocated) over. */
+static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int apply, uint64_t **ms,
+                                 size_t *nms_out)
+{
+    asymbp_ctx_t *ctx = opt->ctx;
+    asymbp_status_t st = ASYMBP_OK;
+    char name[ASYMBP__RULE_NAME_MAX];
+    uint64_t steps, epoch, nms, np, i;
+    uint32_t fmt, sched;
+    float gamma = 1.0f;
+    asymbp_hyper_params_t hp;
+    fmt = asymbp__rbuf_u32(r);
+    if (r->failed) READ_FAIL("optimizer: saved state is truncated");
+    if (fmt != ASYMBP__OPTIMIZER_FORMAT) READ_FAIL("optimizer: saved state has format %u, expected %u", fmt, ASYMBP__OPTIMIZER_FORMAT);
+    asymbp__rbuf_str(r, name, sizeof name);
+    if (r->failed) READ_FAIL("optimizer: saved rule name is malformed");
+    if (strcmp(name, opt->rule->name) != 0)
+        READ_FAIL("optimizer: saved state is for update rule '%s', this optimizer uses '%s'", name, opt->rule->name);
+    steps = asymbp__rbuf_u64(r);
+    epoch = asymbp__rbuf_u64(r);
+    sched = asymbp__rbuf_u32(r);
+    asymbp__rbuf_f32s(r, &gamma, 1);
+    nms = asymbp__rbuf_u64(r);
+    if (r->failed) READ_FAIL("optimizer: saved state is truncated (schedule)");
+    if (sched > SCHED_FN) READ_FAIL("optimizer: unknown schedule kind %u", sched);
+    if (!isfinite(gamma) || gamma < 0.0f) READ_FAIL("optimizer: saved schedule gamma %g is invalid", (double)gamma);
+    if (nms > (r->len - r->pos) / 8) READ_FAIL("optimizer: saved schedule has %llu milestones, more than the data holds",
+                                               (unsigned long long)nms);
+    if (sched != SCHED_STEP && nms) READ_FAIL("optimizer: milestones saved for a schedule without them");
+    if (!apply) {
+        *nms_out = (size_t)nms;
+        r->pos += (size_t)nms * 8;
+    } else {
+        for (i = 0; i < nms; i++) (*ms)[i] = asymbp__rbuf_u64(r);
+    }
+    hp_read(r, &hp);
+    if (r->failed) READ_FAIL("optimizer: saved state is truncated (hyper-parameters)");
+    if (hp_validate(ctx, ASYMBP_E_FORMAT, "optimizer: saved hyper-parameters", &hp) != ASYMBP_OK) {
+        st = ASYMBP_E_FORMAT;
+        goto done;
+    }
+    if (apply) opt->hp = hp;
+    np = asymbp__rbuf_u64(r);
+    if (r->failed) READ_FAIL("optimizer: saved state is truncated (parameter count)");
+    if (np != opt->nparams)
+        READ_FAIL("optimizer: saved state has %llu parameter tensors, the net has %zu", (unsigned long long)np, opt->nparams);
+    for (i = 0; i < np; i++) {
+        opt_param_t *q = &opt->params[i];
+        uint64_t numel = asymbp__rbuf_u64(r), sb;
+        uint32_t kind = asymbp__rbuf_u32(r);
+        hp_read(r, &hp);
+        sb = asymbp__rbuf_u64(r);
+        if (r->failed) READ_FAIL("optimizer: saved state is truncated (parameter %llu)", (unsigned long long)i);
+        if (numel != q->p.numel || kind != (uint32_t)q->p.kind)
+            READ_FAIL("optimizer: saved parameter %llu has %llu elements of kind %u, '%s' has %zu of kind %d",
+                      (unsigned long long)i, (unsigned long long)numel, kind, q->p.name ? q->p.name : "?", q->p.numel,
+                      (int)q->p.kind);
+        if (sb != q->state_bytes)
+            READ_FAIL("optimizer: saved state of parameter %llu is %llu bytes, the rule needs %zu", (unsigned long long)i,
+                      (unsigned long long)sb, q->state_bytes);
+        if (hp_validate(ctx, ASYMBP_E_FORMAT, "optimizer: saved hyper-parameters", &hp) != ASYMBP_OK) {
+            st = ASYMBP_E_FORMAT;
+            goto done;
+        }
+        asymbp__rbuf_get(r, apply ? q->state : NULL, (size_t)sb);
+        if (r->failed) READ_FAIL("optimizer: saved state of parameter %llu is truncated", (unsigned long long)i);
+        if (apply) q->hp = hp;
+    }
+    if (apply) {
+        opt->steps = steps;
+        opt->epoch = epoch;
+        if (sched != SCHED_FN) {
+            sched_clear(opt);
+            opt->sched = (int)sched;
+            opt->gamma = gamma;
+            opt->milestones = *ms;
+            opt->nmilestones = (size_t)nms;
+            *ms = NULL;
+        }
+    }
+done:
+    return st;
+}
+
+asymbp_status_t asymbp__optimizer_read(asymbp_optimizer_t *opt, asymbp__rbuf_t *r)
+{
+    asymbp__rbuf_t probe;
+    asymbp_status_t st;
+    uint64_t *ms = NULL;
+    size_t nms = 0;
+    if (!opt || !r) return ASYMBP_E_INVALID;
+    probe = *r;
+    st = read_pass(opt, &probe, 0, &ms, &nms);
+    if (st != ASYMBP_OK) return st;
+    if (nms) {
+        ms = asymbp__calloc(opt->ctx, nms, sizeof *ms);
+        if (!ms) return asymbp__error(opt->ctx, ASYMBP_E_NOMEM, "optimizer: out of memory while loading");
+    }
+    st = read_pass(opt, r, 1, &ms, &nms);
+    asymbp__free(opt->ctx, ms);   /* NULL when taken over */
+    return st;
+}
+
+asymbp_status_t asymbp__optimizer_peek_rule(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, char *name, size_t cap)
+{
+    asymbp__rbuf_t probe;
+    uint32_t fmt;
+    if (!r || !name || cap == 0) return ASYMBP_E_INVALID;
+    probe = *r;
+    fmt = asymbp__rbuf_u32(&probe);
+    asymbp__rbuf_str(&probe, name, cap);
+    if (probe.failed || fmt != ASYMBP__OPTIMIZER_FORMAT)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "optimizer: saved state is malformed (format %u)", fmt);
+    return ASYMBP_OK;
+}

@@ -1,0 +1,116 @@
+/* Built-in update rules: SGD (momentum, Nesterov, weight decay) and Batch Manhattan with its
+ * variants a/b/c and the no-sign-change option.  They go through the same vtable as user rules.
+ * State: one float (the momentum buffer u) per parameter element, zero at the start. */
+#include <math.h>
+#include "update/update_impl.h"
+
+/* sign(x) in {-1, 0, +1}; sign(0) = 0 (and sign(NaN) = 0). */
+static inline float sgnf(float x)
+{
+    return (float)((x > 0.0f) - (x < 0.0f));
+}
+
+static asymbp_status_t sgd_step(void *user, void *state, const asymbp_update_args_t *a)
+{
+    float *restrict u = state;
+    float *restrict w = a->w;
+    const float *restrict g = a->g;
+    const float mu = a->momentum, lam = a->weight_decay, lr = a->lr;
+    const size_t n = a->n;
+    size_t i;
+    (void)user;
+    if (a->nesterov) {
+        for (i = 0; i < n; i++) {
+            float gi = g[i] + lam * w[i];
+            float ui = mu * u[i] + gi;
+            u[i] = ui;
+            w[i] = w[i] - lr * (gi + mu * ui);
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            float ui = mu * u[i] + (g[i] + lam * w[i]);
+            u[i] = ui;
+            w[i] = w[i] - lr * ui;
+        }
+    }
+    return ASYMBP_OK;
+}
+
+/* Batch Manhattan.  variant 'a': d = sign(g) + lam w;  'b': d = sign(g + lam w);
+ * 'c': d = g + lam w and the step is sign(.) of the momentum direction.
+ * u = mu u + d; s = nesterov ? d + mu u : u; W -= lr * (variant c ? sign(s) : s).
+ * No-sign-change (weights only): a non-zero weight whose update would flip its sign or make it
+ * zero is set to copysign(min(eps, |w|), w) instead; a weight that is exactly 0 moves freely. */
+typedef struct bm_variant {
+    char variant;
+    int nsc;
+} bm_variant_t;
+
+/* One loop per (variant, nesterov, nsc) combination: the flags are compile-time constants in each
+ * inlined copy, so every loop is branch-free and vectorisable. */
+static inline void bm_kernel(const char variant, const int nest, const int nsc, float *restrict w, float *restrict u,
+                             const float *restrict g, size_t n, float lr, float mu, float lam, float eps)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float wi = w[i], d, ui, s, wn;
+        if (variant == 'a') d = sgnf(g[i]) + lam * wi;
+        else if (variant == 'b') d = sgnf(g[i] + lam * wi);
+        else d = g[i] + lam * wi;
+        ui = mu * u[i] + d;
+        u[i] = ui;
+        s = nest ? d + mu * ui : ui;
+        if (variant == 'c') s = sgnf(s);
+        wn = wi - lr * s;
+        if (nsc) {
+            /* flips or reaches 0: keep copysign(min(eps, |w|), w); bitwise ops keep it branch-free */
+            float aw = fabsf(wi), keep = aw < eps ? aw : eps;
+            int flips = ((wi > 0.0f) & !(wn > 0.0f)) | ((wi < 0.0f) & !(wn < 0.0f));
+            wn = flips ? copysignf(keep, wi) : wn;
+        }
+        w[i] = wn;
+    }
+}
+
+#define BM_CASE(V, NE, NS) bm_kernel(V, NE, NS, a->w, u, a->g, a->n, a->lr, a->momentum, a->weight_decay, a->nsc_epsilon)
+#define BM_VARIANT(V) \
+    do { \
+        if (nest) { if (nsc) BM_CASE(V, 1, 1); else BM_CASE(V, 1, 0); } \
+        else { if (nsc) BM_CASE(V, 0, 1); else BM_CASE(V, 0, 0); } \
+    } while (0)
+
+static asymbp_status_t bm_step(void *user, void *state, const asymbp_update_args_t *a)
+{
+    const bm_variant_t *v = user;
+    float *u = state;
+    const int nest = a->nesterov != 0;
+    const int nsc = v->nsc && a->kind == ASYMBP_PARAM_WEIGHT;
+    if (v->variant == 'a') BM_VARIANT('a');
+    else if (v->variant == 'b') BM_VARIANT('b');
+    else BM_VARIANT('c');
+    return ASYMBP_OK;
+}
+
+static bm_variant_t bm_variants[6] = {
+    {'a', 0}, {'b', 0}, {'c', 0}, {'a', 1}, {'b', 1}, {'c', 1}
+};
+static const char *const bm_names[6] = { "bm", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc" };
+
+asymbp_status_t asymbp__update_register_builtins(asymbp_ctx_t *ctx)
+{
+    asymbp_update_rule_vtable_t vt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
+    asymbp_status_t st;
+    int i;
+    vt.name = "sgd";
+    vt.state_size = sizeof(float);
+    vt.step = sgd_step;
+    st = asymbp__update_register_builtin(ctx, &vt, NULL);
+    if (st != ASYMBP_OK) return st;
+    for (i = 0; i < 6; i++) {
+        vt.name = bm_names[i];
+        vt.step = bm_step;
+        st = asymbp__update_register_builtin(ctx, &vt, &bm_variants[i]);
+        if (st != ASYMBP_OK) return st;
+    }
+    return ASYMBP_OK;
+}

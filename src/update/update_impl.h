@@ -1,0 +1,56 @@
+/* Private to the library: the update-rule registry and the optimizer's body, and the hooks the
+ * trainer (train/) uses to save and restore an optimizer. */
+#ifndef ASYMBP_UPDATE_IMPL_H
+#define ASYMBP_UPDATE_IMPL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core_impl.h"
+#include "layers/net_hooks.h"
+#include "asymbp/update.h"
+
+#define ASYMBP__RULE_NAME_MAX 64
+#define ASYMBP__HYPER_V1_SIZE (offsetof(asymbp_hyper_params_t, nsc_epsilon) + sizeof(float))
+
+struct asymbp_update_rule {
+    asymbp_update_rule_vtable_t vt;       /* the library's copy; vt.name points at name */
+    char name[ASYMBP__RULE_NAME_MAX];
+    void *user;
+    void (*user_free)(void *user);
+    int builtin;
+    size_t users;                         /* optimizers using the rule */
+};
+
+/* Built-ins (rules.c), registered by the registry on its first use through
+ * asymbp__update_register_builtin (which skips a name already there, for a retry after OOM). */
+asymbp_status_t asymbp__update_register_builtins(asymbp_ctx_t *ctx);
+asymbp_status_t asymbp__update_register_builtin(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user);
+/* Registers the built-ins if needed and returns the registry status (ASYMBP_E_NOMEM). */
+asymbp_status_t asymbp__update_registry_ready(asymbp_ctx_t *ctx);
+
+/* An optimizer over caller-described parameter tensors instead of a net (value/grad pointers,
+ * numel, kind, layer_index, name are copied; the arrays are borrowed and must outlive the
+ * optimizer).  asymbp_optimizer_step then does not call asymbp__net_step_done.  Used by the
+ * tests, and by anything that wants to step raw arrays. */
+asymbp_status_t asymbp__optimizer_create_params(asymbp_ctx_t *ctx, const asymbp__param_t *params, size_t count,
+                                                const char *rule, const asymbp_hyper_params_t *hp,
+                                                asymbp_optimizer_t **out);
+
+/* ---- Checkpoints ------------------------------------------------------------------------------
+ * asymbp__optimizer_write appends the optimizer's payload to w (the caller wraps it in a chunk,
+ * tag ASYMBP__CHUNK_OPTIMIZER): format version, rule name, step count, epoch, schedule (kind,
+ * gamma, milestones; a callback schedule is recorded as such, not its function), the net-wide
+ * hyper-parameters, and per parameter tensor: numel, kind, its hyper-parameters, and its rule
+ * state as raw bytes (bit for bit).  Returns ASYMBP_OK or ASYMBP_E_NOMEM (w->failed).
+ * asymbp__optimizer_read restores all of it into an optimizer created with the same rule over the
+ * same net shape; nothing changes unless the whole payload is valid.  ASYMBP_E_FORMAT (truncated,
+ * wrong rule name, parameter count, sizes or kinds: the detail says which), ASYMBP_E_NOMEM.
+ * A file recording a callback schedule leaves the optimizer's current schedule in place. */
+#define ASYMBP__CHUNK_OPTIMIZER "OPTM"
+#define ASYMBP__OPTIMIZER_FORMAT 1u
+asymbp_status_t asymbp__optimizer_write(const asymbp_optimizer_t *opt, asymbp__wbuf_t *w);
+asymbp_status_t asymbp__optimizer_read(asymbp_optimizer_t *opt, asymbp__rbuf_t *r);
+/* The rule name stored in a payload (without consuming r), so a resume can create the right
+ * optimizer first.  ASYMBP_E_FORMAT when the payload is malformed. */
+asymbp_status_t asymbp__optimizer_peek_rule(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, char *name, size_t cap);
+
+#endif
