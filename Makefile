@@ -9,7 +9,7 @@ VERSION := $(VMAJOR).$(VMINOR).$(VPATCH)
 
 CC ?= cc
 CXX ?= c++
-CFLAGS ?= -O2 -g
+CFLAGS ?= -O3 -g
 LDFLAGS ?=
 PKG_CONFIG ?= pkg-config
 BLAS ?= openblas
