@@ -143,6 +143,10 @@ install: all asymbp.pc
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libasymbp.so
 	install -m 644 asymbp.pc $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc
 	if [ -f $(CLI) ]; then install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/asymbp; fi
+	install -d $(DESTDIR)$(DATADIR)
+	cd data && for d in */; do case $$d in fetched/) continue;; esac; \
+	    install -d $(DESTDIR)$(DATADIR)/$$d && install -m 644 $$d* $(DESTDIR)$(DATADIR)/$$d || exit 1; done
+	install -m 644 data/README.md data/LICENSES.md data/SHA256SUMS data/manifest.tsv $(DESTDIR)$(DATADIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/asymbp/,$(notdir $(HEADERS)))
@@ -150,6 +154,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libasymbp.a $(DESTDIR)$(LIBDIR)/libasymbp.so.$(VERSION) \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libasymbp.so \
 	      $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc $(DESTDIR)$(BINDIR)/asymbp
+	rm -rf $(DESTDIR)$(DATADIR)
 
 # ---- ABI -----------------------------------------------------------------------------------
 ABI_BASELINE := tests/abi/libasymbp.abi
@@ -175,12 +180,13 @@ examples: deps
 	@for e in $(EXAMPLE_BIN); do echo "--- $$e"; OPENBLAS_NUM_THREADS=1 $$e || exit 1; done
 
 # Replays each fuzz target's corpus (run by check-run); `make fuzz` builds real libFuzzer binaries.
-fuzz-replay: $(STLIB)
-	@for t in $(FUZZ_TARGETS); do \
-	  $(CC) -std=c99 -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) -o $(OBJDIR)/fuzz-$$t \
-	      tests/fuzz/$$t.c tests/fuzz/replay.c $(STLIB) $(ASYMBP_LIBS) || exit 1; \
-	  $(OBJDIR)/fuzz-$$t tests/fuzz/corpus/$$t || exit 1; \
-	done
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(OBJDIR)/tests/fuzz-%)
+$(OBJDIR)/tests/fuzz-%: tests/fuzz/%.c tests/fuzz/replay.c $(STLIB) $(HEADERS) $(wildcard src/*/*_impl.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) $(LDFLAGS) \
+	    -o $@ tests/fuzz/replay.c $< $(STLIB) $(ASYMBP_LIBS)
+fuzz-replay: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do $(OBJDIR)/tests/fuzz-$$t tests/fuzz/corpus/$$t || exit 1; done
 fuzz: deps
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \

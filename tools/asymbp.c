@@ -491,10 +491,6 @@ static int cmd_train(int argc, char **argv)
                                 "(nothing was overwritten)\n", prog, s.out, file_exists(model) ? model : ckpt);
                 return 1;
             }
-            if (!is_dir(s.out) && mkdir(s.out, 0755) != 0) {
-                fprintf(stderr, "%s: cannot create --out %s: %s\n", prog, s.out, strerror(errno));
-                return 1;
-            }
         }
     }
     if (!strncmp(s.update, "bm", 2) && !s.lr_set) s.lr = 0.0005;
@@ -550,6 +546,12 @@ static int cmd_train(int argc, char **argv)
     st = asymbp_trainer_create(net, opt, train, test, &tp, &tr);
     if (st != ASYMBP_OK) {
         rc = fail(ctx, st, "setting up training");
+        goto out;
+    }
+    /* The output folder is created only once everything could be set up, so a run that fails
+     * on bad input leaves nothing behind. */
+    if (s.out && !resume_epochs && !is_dir(s.out) && mkdir(s.out, 0755) != 0) {
+        fprintf(stderr, "%s: cannot create --out %s: %s\n", prog, s.out, strerror(errno));
         goto out;
     }
     if (resume_epochs) {

@@ -40,7 +40,7 @@ static asymbp_status_t idx_header(asymbp_ctx_t *ctx, const unsigned char *b, siz
 asymbp_status_t asymbp__idx_images(asymbp_ctx_t *ctx, const unsigned char *b, size_t len, const char *name,
                                    size_t *n, size_t *rows, size_t *cols, const unsigned char **pixels)
 {
-    uint32_t d[3];
+    uint32_t d[3] = {0, 0, 0};
     size_t per, total, avail;
     asymbp_status_t st = idx_header(ctx, b, len, name, IDX_IMAGES, "image", d);
     if (st != ASYMBP_OK) return st;
@@ -69,7 +69,7 @@ asymbp_status_t asymbp__idx_images(asymbp_ctx_t *ctx, const unsigned char *b, si
 asymbp_status_t asymbp__idx_labels(asymbp_ctx_t *ctx, const unsigned char *b, size_t len, const char *name,
                                    size_t *n, const unsigned char **labels)
 {
-    uint32_t d[1];
+    uint32_t d[1] = {0};
     size_t avail;
     asymbp_status_t st = idx_header(ctx, b, len, name, IDX_LABELS, "label", d);
     if (st != ASYMBP_OK) return st;
