@@ -1,0 +1,80 @@
+/* Private to layers/: the bodies of layers and nets and the per-layer kernels. */
+#ifndef ASYMBP_LAYERS_IMPL_H
+#define ASYMBP_LAYERS_IMPL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "layers/net_hooks.h"   /* before asymbp/net.h: both name asymbp_net_t */
+#include "asymbp/net.h"
+#include "asymbp/rng.h"
+#include "tensor/tensor_impl.h"
+
+#define ASYMBP__BN_MOMENTUM 0.1f
+#define ASYMBP__BN_EPS 1e-5f
+
+typedef struct asymbp__layer {
+    asymbp_layer_kind_t kind;
+    int index;
+    char name[24];
+    int64_t in_c, in_h, in_w, out_c, out_h, out_w;
+    size_t in_size, out_size;       /* floats per sample */
+    /* bound buffers: batch * out_size (flatten: aliases of the buffers below it) */
+    float *out, *dout;
+    /* dense / conv2d */
+    asymbp__wlayer_t wl;
+    float *W, *dW, *b, *db;
+    int has_bias;
+    int kh, kw, stride, pad, ceil_mode;   /* conv and pools (pools: kh = kw = k) */
+    size_t col_size;                      /* conv: im2col floats per image */
+    int32_t *argmax;                      /* maxpool, bound */
+    /* batch norm */
+    float momentum, eps;
+    float *gamma, *beta, *dgamma, *dbeta, *run_mean, *run_var, *bmean, *binvstd;
+    int bn_train;                         /* statistics of the last forward: 1 batch, 0 running */
+    /* dropout */
+    float p;
+    asymbp_rng_t rng;
+    float *mask;                          /* dropout, bound */
+    int drop_train;                       /* the last forward applied the mask */
+} asymbp__layer_t;
+
+struct asymbp_net {
+    asymbp_ctx_t *ctx;
+    int64_t in_c, in_h, in_w, classes;
+    size_t in_size;
+    asymbp__layer_t **layers;
+    size_t n_layers, cap_layers;
+    asymbp__param_t *params;
+    asymbp_tensor_t **pvalue, **pgrad;
+    size_t n_params, cap_params;
+    char *spec;                           /* normalised spec, rebuilt on demand */
+    /* bound state */
+    size_t batch;
+    float *input, *dinput, *probs, *col;
+    size_t col_cap;
+    size_t n_fwd;
+    int have_fwd, have_delta;
+    /* modes */
+    int need_input_grad;                  /* backward also fills dinput (gradcheck) */
+    int freeze_stats;                     /* BN running statistics are not updated (gradcheck) */
+    int force_sym;
+    /* feedback hooks and optimizer steps */
+    asymbp__net_fb_hooks_t hooks;
+    uint64_t step, last_refresh_step;
+    int refreshed;
+};
+
+/* Output size of a pooling window sweep (Caffe ceil mode or floor); 0 when it does not fit. */
+int64_t asymbp__pool_out(int64_t in, int k, int stride, int pad, int ceil_mode);
+
+/* Kernels (layers.c).  x: the layer's input (n samples), dx: where the delta for the layer
+ * below goes (NULL: not needed). */
+void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train);
+void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, float *dx, size_t n);
+/* Input of layer i (the net input for layer 0). */
+const float *asymbp__layer_input(const asymbp_net_t *net, size_t i);
+
+/* Forward over the bound buffers without argument checks (gradcheck); returns the logits. */
+const float *asymbp__net_forward_raw(asymbp_net_t *net, const float *x, size_t n, int train);
+asymbp_status_t asymbp__check_labels(asymbp_net_t *net, const int32_t *labels, size_t n);
+
+#endif

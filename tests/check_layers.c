@@ -1,0 +1,525 @@
+/* Layers: every forward against a naive double-precision loop, every backward against finite
+ * differences (asymbp_net_gradcheck, itself checked to catch a wrong backward). */
+#include <string.h>
+#include "test_util.h"
+#include "asymbp/net.h"
+#include "layers/layers_impl.h"
+
+static void fill(float *x, size_t n, uint32_t seed, float lo, float hi)
+{
+    uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = lo + (hi - lo) * (float)((s >> 40) & 0xffffff) / 16777216.0f;
+    }
+}
+
+static float *xalloc(size_t n)
+{
+    float *p = malloc(n * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void labels_for(int32_t *y, size_t n, int k)
+{
+    for (size_t i = 0; i < n; i++) y[i] = (int32_t)((i * 7 + 3) % (size_t)k);
+}
+
+static void assert_close(const float *got, const double *ref, size_t n, double tol, const char *what)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - ref[i]) / (1e-3 + fabs(ref[i]));
+        if (d > worst) worst = d;
+    }
+    if (worst > tol) ck_abort_msg("%s: worst relative error %g > %g", what, worst, tol);
+}
+
+/* Gradient check of a bound net; prints and returns the worst relative error. */
+static double gradcheck(asymbp_net_t *net, const float *x, const int32_t *y, size_t n, const char *what)
+{
+    asymbp_gradcheck_params_t p = ASYMBP_GRADCHECK_PARAMS_INIT;
+    asymbp_gradcheck_report_t r = ASYMBP_GRADCHECK_REPORT_INIT;
+    p.max_entries_per_param = test_quick() ? 8 : 32;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, n, &p, &r), ASYMBP_OK);
+    printf("gradcheck %-28s max %.2e (input %.2e, %zu checked, %zu skipped)\n", what, r.max_rel_error,
+           r.input_rel_error, r.input_checked, r.input_skipped);
+    for (size_t i = 0; i < r.layer_count; i++)
+        if (r.layers[i].rel_error > 1e-3) printf("  %s %.2e (%zu checked, %zu skipped)\n", r.layers[i].name, r.layers[i].rel_error, r.layers[i].checked, r.layers[i].skipped);
+    ck_assert_uint_gt(r.input_checked, 0);
+    for (size_t i = 0; i < r.layer_count; i++) ck_assert_uint_gt(r.layers[i].checked, 0);
+    if (r.max_rel_error > 1e-2) ck_abort_msg("%s: gradcheck error %g", what, r.max_rel_error);
+    return r.max_rel_error;
+}
+
+static asymbp_net_t *make(asymbp_ctx_t *ctx, const char *spec, int64_t c, int64_t h, int64_t w, int64_t k, size_t batch)
+{
+    asymbp_net_t *net = NULL;
+    asymbp_status_t st = asymbp_net_from_spec(ctx, spec, c, h, w, k, 0, &net);
+    if (st != ASYMBP_OK) ck_abort_msg("spec %s: %s", spec, asymbp_ctx_last_error(ctx));
+    ck_assert_int_eq(asymbp_net_bind(net, batch), ASYMBP_OK);
+    return net;
+}
+
+/* ---- dense ------------------------------------------------------------------------------------ */
+
+START_TEST(test_dense_forward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "fc7,fc3", 2, 3, 2, 3, 5);
+    asymbp__layer_t *L = net->layers[0];
+    size_t n = 4, in = 12;
+    float *x = xalloc(n * in);
+    double ref[4 * 7];
+    fill(x, n * in, 1, -1, 1);
+    fill(L->b, 7, 2, -0.5f, 0.5f);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    for (size_t s = 0; s < n; s++)
+        for (size_t j = 0; j < 7; j++) {
+            double a = L->b[j];
+            for (size_t i = 0; i < in; i++) a += (double)L->W[j * in + i] * x[s * in + i];
+            ref[s * 7 + j] = a;
+        }
+    assert_close(L->out, ref, n * 7, 1e-5, "dense forward");
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_dense_backward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "fc6,fc5nb,fc4", 9, 1, 1, 4, 6);
+    size_t n = 6;
+    float *x = xalloc(n * 9);
+    int32_t y[6];
+    asymbp__layer_t *L = net->layers[1];
+    float loss;
+    fill(x, n * 9, 3, -1, 1);
+    labels_for(y, n, 4);
+    gradcheck(net, x, y, n, "dense (bias, no bias)");
+    /* dW of the middle layer against an explicit delta_out^T x in double */
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(net, y, n, &loss), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+    for (size_t j = 0; j < 5; j++)
+        for (size_t i = 0; i < 6; i++) {
+            double a = 0.0;
+            for (size_t s = 0; s < n; s++) a += (double)L->dout[s * 5 + j] * net->layers[0]->out[s * 6 + i];
+            ck_assert_double_le(fabs(a - L->dW[j * 6 + i]), 1e-6 + 1e-4 * fabs(a));
+        }
+    ck_assert_ptr_null(L->b);
+    ck_assert_double_gt(L->wl.grad_norm, 0.0);
+    ck_assert_double_gt(L->wl.delta_norm, 0.0);
+    ck_assert_double_eq(net->layers[0]->wl.delta_norm, 0.0);   /* first layer sends nothing down */
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* ---- conv --------------------------------------------------------------------------------- */
+
+static void conv_ref(const asymbp__layer_t *L, const float *x, size_t n, double *y)
+{
+    int64_t C = L->in_c, H = L->in_h, W = L->in_w, OC = L->out_c, OH = L->out_h, OW = L->out_w;
+    for (size_t s = 0; s < n; s++)
+        for (int64_t o = 0; o < OC; o++)
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                    double a = L->has_bias ? L->b[o] : 0.0;
+                    for (int64_t c = 0; c < C; c++)
+                        for (int u = 0; u < L->kh; u++)
+                            for (int v = 0; v < L->kw; v++) {
+                                int64_t ih = i * L->stride - L->pad + u, iw = j * L->stride - L->pad + v;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                a += (double)L->W[((o * C + c) * L->kh + u) * L->kw + v] * x[((int64_t)s * C + c) * H * W + ih * W + iw];
+                            }
+                    y[(((int64_t)s * OC + o) * OH + i) * OW + j] = a;
+                }
+}
+
+static const char *conv_specs[] = { "conv3x3x4p1", "conv3x2x3s2p1", "conv5x5x2s2p2nb", "conv1x1x3", "conv2x3x2s3", "conv4x4x3s1p3" };
+
+START_TEST(test_conv_forward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s,fc3", conv_specs[_i]);
+    asymbp_net_t *net = make(ctx, spec, 2, 7, 6, 3, 3);
+    asymbp__layer_t *L = net->layers[0];
+    size_t n = 3;
+    float *x = xalloc(n * 2 * 7 * 6);
+    double *ref = malloc(n * L->out_size * sizeof(double));
+    fill(x, n * 84, 10 + (uint32_t)_i, -1, 1);
+    if (L->has_bias) fill(L->b, (size_t)L->out_c, 5, -0.5f, 0.5f);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    conv_ref(L, x, n, ref);
+    assert_close(L->out, ref, n * L->out_size, 1e-4, spec);
+    free(ref);
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_conv_backward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    char spec[64], what[64];
+    size_t n = 3;
+    int32_t y[3];
+    snprintf(spec, sizeof spec, "%s,fc3", conv_specs[_i]);
+    asymbp_net_t *net = make(ctx, spec, 2, 7, 6, 3, 4);
+    float *x = xalloc(n * 84);
+    fill(x, n * 84, 20 + (uint32_t)_i, -1, 1);
+    labels_for(y, n, 3);
+    snprintf(what, sizeof what, "%s", conv_specs[_i]);
+    gradcheck(net, x, y, n, what);
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* ---- pooling -------------------------------------------------------------------------------- */
+
+/* Independent pooling reference: windows over the padded plane; max ignores padding, avg divides
+ * by the positions inside [-pad, H + pad). */
+static void pool_ref(const asymbp__layer_t *L, const float *x, size_t n, double *y)
+{
+    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
+    int k = L->kh, s = L->stride, p = L->pad;
+    for (size_t pl = 0; pl < n * (size_t)L->in_c; pl++)
+        for (int64_t i = 0; i < OH; i++)
+            for (int64_t j = 0; j < OW; j++) {
+                double best = -INFINITY, sum = 0.0;
+                int cnt = 0;
+                for (int u = 0; u < k; u++)
+                    for (int v = 0; v < k; v++) {
+                        int64_t ih = i * s - p + u, iw = j * s - p + v;
+                        if (ih >= H + p || iw >= W + p) continue;
+                        cnt++;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        double a = x[pl * (size_t)(H * W) + (size_t)(ih * W + iw)];
+                        sum += a;
+                        if (a > best) best = a;
+                    }
+                y[pl * (size_t)(OH * OW) + (size_t)(i * OW + j)] = L->kind == ASYMBP_LAYER_MAXPOOL ? best : sum / cnt;
+            }
+}
+
+static const char *pool_specs[] = { "maxpool3s2", "avgpool3s2", "maxpool2s2f", "avgpool3s2p1", "maxpool3s2p1",
+                                    "avgpool2s1f", "maxpool3s3", "avgpool4s3p2" };
+
+START_TEST(test_pool_forward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    char spec[64];
+    size_t n = 2;
+    snprintf(spec, sizeof spec, "%s,fc3", pool_specs[_i]);
+    asymbp_net_t *net = make(ctx, spec, 3, 7, 8, 3, 2);
+    asymbp__layer_t *L = net->layers[0];
+    float *x = xalloc(n * 168);
+    double *ref = malloc(n * L->out_size * sizeof(double));
+    fill(x, n * 168, 30 + (uint32_t)_i, -1, 1);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    pool_ref(L, x, n, ref);
+    assert_close(L->out, ref, n * L->out_size, 1e-5, spec);
+    free(ref);
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_pool_backward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    char spec[64];
+    size_t n = 2;
+    int32_t y[2];
+    snprintf(spec, sizeof spec, "conv3x3x2p1,%s,fc3", pool_specs[_i]);
+    asymbp_net_t *net = make(ctx, spec, 2, 7, 8, 3, 2);
+    float *x = xalloc(n * 112);
+    fill(x, n * 112, 40 + (uint32_t)_i, -1, 1);
+    labels_for(y, n, 3);
+    gradcheck(net, x, y, n, pool_specs[_i]);
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_pool_sizes)
+{
+    /* Caffe ceil mode: 28 -> 14 -> 7 -> 3 with k 3 s 2; the last window starts inside */
+    ck_assert_int_eq(asymbp__pool_out(28, 3, 2, 0, 1), 14);
+    ck_assert_int_eq(asymbp__pool_out(14, 3, 2, 0, 1), 7);
+    ck_assert_int_eq(asymbp__pool_out(7, 3, 2, 0, 1), 3);
+    ck_assert_int_eq(asymbp__pool_out(28, 3, 2, 0, 0), 13);
+    ck_assert_int_eq(asymbp__pool_out(6, 2, 2, 1, 1), 4);   /* (6+2-2)/2 = 3 -> 4, start 6 < 7: kept */
+    ck_assert_int_eq(asymbp__pool_out(5, 2, 2, 1, 1), 3);   /* ceil(5/2)+1 = 4, start 6 >= 5+1: dropped */
+    ck_assert_int_eq(asymbp__pool_out(2, 3, 1, 0, 1), 0);
+}
+END_TEST
+
+START_TEST(test_maxpool_ties)
+{
+    /* all-equal windows: the gradient goes to the first element of each window in scan order */
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "maxpool2s2,fc2", 1, 4, 4, 2, 1);
+    asymbp__layer_t *L = net->layers[0];
+    float x[16];
+    for (int i = 0; i < 16; i++) x[i] = (i % 4 < 2) ? 1.0f : 2.0f;
+    ck_assert_int_eq(asymbp_net_forward(net, x, 1, 1, NULL), ASYMBP_OK);
+    ck_assert_int_eq(L->argmax[0], 0);
+    ck_assert_int_eq(L->argmax[1], 2);
+    ck_assert_int_eq(L->argmax[2], 8);
+    ck_assert_int_eq(L->argmax[3], 10);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* ---- relu, flatten, dropout, bn ---------------------------------------------------------------- */
+
+START_TEST(test_relu_flatten)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "relu,flatten,fc4,relu,fc3", 2, 3, 3, 3, 3);
+    size_t n = 3;
+    float *x = xalloc(n * 18);
+    double ref[54];
+    int32_t y[3];
+    int64_t shp[3];
+    fill(x, n * 18, 50, -1, 1);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    for (size_t i = 0; i < n * 18; i++) ref[i] = x[i] > 0 ? x[i] : 0.0;
+    assert_close(net->layers[0]->out, ref, n * 18, 0.0, "relu forward");
+    assert_close(net->layers[1]->out, ref, n * 18, 0.0, "flatten forward");
+    ck_assert_int_eq(asymbp_net_layer_output_shape(net, 1, shp), ASYMBP_OK);
+    ck_assert_int_eq(shp[0], 18);
+    ck_assert_int_eq(shp[1], 1);
+    labels_for(y, n, 3);
+    gradcheck(net, x, y, n, "relu, flatten");
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_dropout)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "fc50,dropout0.3,fc3", 20, 1, 1, 3, 40);
+    asymbp__layer_t *D = net->layers[1];
+    size_t n = 40, zeros = 0, total = n * 50;
+    float *x = xalloc(n * 20);
+    int32_t y[40];
+    fill(x, n * 20, 60, -1, 1);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    for (size_t i = 0; i < total; i++) {
+        float in = net->layers[0]->out[i], out = D->out[i];
+        if (out == 0.0f && in != 0.0f) zeros++;
+        else ck_assert_float_eq_tol(out, in / 0.7f, 1e-5f * (1 + fabsf(in)));
+    }
+    /* 2000 draws at p = 0.3: 600 expected, sd ~20 */
+    ck_assert_uint_gt(zeros, 500);
+    ck_assert_uint_lt(zeros, 700);
+    /* eval: identity */
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 0, NULL), ASYMBP_OK);
+    ck_assert_int_eq(memcmp(D->out, net->layers[0]->out, total * sizeof(float)), 0);
+    /* backward with the mask held fixed */
+    labels_for(y, n, 3);
+    gradcheck(net, x, y, 8, "dropout (fixed mask)");
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_bn_forward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    /* per channel after conv (index 1), per feature after dense (index 4) */
+    asymbp_net_t *net = make(ctx, "conv3x3x3p1,bn,relu,fc5,bnm0.2,fc3", 2, 4, 4, 3, 6);
+    asymbp__layer_t *B = net->layers[1], *B2 = net->layers[4];
+    size_t n = 5, S = 16, C = 3;
+    float *x = xalloc(n * 32);
+    double *ref = malloc(n * 48 * sizeof(double));
+    fill(x, n * 32, 70, -1, 2);
+    fill(B->gamma, 3, 71, 0.5f, 1.5f);
+    fill(B->beta, 3, 72, -0.5f, 0.5f);
+    ck_assert_float_eq(B2->momentum, 0.2f);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+    for (size_t c = 0; c < C; c++) {
+        double m = 0, v = 0;
+        const float *in = net->layers[0]->out;
+        for (size_t s = 0; s < n; s++) for (size_t i = 0; i < S; i++) m += in[(s * C + c) * S + i];
+        m /= (double)(n * S);
+        for (size_t s = 0; s < n; s++) for (size_t i = 0; i < S; i++) v += pow(in[(s * C + c) * S + i] - m, 2);
+        v /= (double)(n * S);
+        for (size_t s = 0; s < n; s++)
+            for (size_t i = 0; i < S; i++)
+                ref[(s * C + c) * S + i] = B->gamma[c] * (in[(s * C + c) * S + i] - m) / sqrt(v + 1e-5) + B->beta[c];
+        /* running: 0.9 * init + 0.1 * batch (variance unbiased) */
+        ck_assert_double_le(fabs(B->run_mean[c] - 0.1 * m), 1e-5);
+        ck_assert_double_le(fabs(B->run_var[c] - (0.9 + 0.1 * v * (n * S) / (n * S - 1))), 1e-5);
+    }
+    assert_close(B->out, ref, n * 48, 1e-4, "bn train forward");
+    {   /* per feature after dense: every feature of the batch has mean 0, variance ~1 */
+        for (size_t j = 0; j < 5; j++) {
+            double m = 0, v = 0;
+            for (size_t s = 0; s < n; s++) m += B2->out[s * 5 + j];
+            m /= n;
+            for (size_t s = 0; s < n; s++) v += pow(B2->out[s * 5 + j] - m, 2);
+            ck_assert_double_le(fabs(m), 1e-5);
+            ck_assert_double_le(fabs(v / n - 1.0), 1e-3);
+        }
+    }
+    /* eval mode uses the running statistics */
+    fill(B->run_mean, 3, 73, -0.3f, 0.3f);
+    fill(B->run_var, 3, 74, 0.5f, 2.0f);
+    ck_assert_int_eq(asymbp_net_forward(net, x, n, 0, NULL), ASYMBP_OK);
+    for (size_t c = 0; c < C; c++)
+        for (size_t s = 0; s < n; s++)
+            for (size_t i = 0; i < S; i++)
+                ref[(s * C + c) * S + i] = B->gamma[c] * (net->layers[0]->out[(s * C + c) * S + i] - B->run_mean[c]) /
+                                           sqrt(B->run_var[c] + 1e-5) + B->beta[c];
+    assert_close(B->out, ref, n * 48, 1e-5, "bn eval forward");
+    /* eval does not move the running statistics */
+    {
+        float rm = B->run_mean[0];
+        ck_assert_int_eq(asymbp_net_forward(net, x, n, 0, NULL), ASYMBP_OK);
+        ck_assert_float_eq(B->run_mean[0], rm);
+    }
+    free(ref);
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_bn_backward)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "conv3x3x3p1,bn,relu,fc5,bn,relu,fc3", 2, 4, 4, 3, 6);
+    size_t n = 4;
+    float *x = xalloc(n * 32);
+    int32_t y[4];
+    fill(x, n * 32, 80, -1, 2);
+    fill(net->layers[1]->gamma, 3, 81, 0.5f, 1.5f);
+    fill(net->layers[1]->beta, 3, 82, -0.5f, 0.5f);
+    labels_for(y, n, 3);
+    gradcheck(net, x, y, n, "bn train (conv, dense)");
+    free(x);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_softmax_xent)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "fc4", 3, 1, 1, 4, 3);
+    asymbp__layer_t *L = net->layers[0];
+    float x[9] = { 1, 2, 3, -1, 0.5f, 2, 0, 0, 0 };
+    int32_t y[3] = { 0, 3, 2 };
+    float loss;
+    double ref = 0.0;
+    const float *z;
+    /* large weights: logits of several hundred must not overflow */
+    for (size_t i = 0; i < 12; i++) L->W[i] = (float)((int)(i % 5) - 2) * 60.0f;
+    ck_assert_int_eq(asymbp_net_forward(net, x, 3, 1, &z), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(net, y, 3, &loss), ASYMBP_OK);
+    for (int s = 0; s < 3; s++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < 4; j++) mx = fmax(mx, z[s * 4 + j]);
+        for (int j = 0; j < 4; j++) sum += exp(z[s * 4 + j] - mx);
+        ref += mx + log(sum) - z[s * 4 + y[s]];
+        for (int j = 0; j < 4; j++) {
+            double d = (exp(z[s * 4 + j] - mx) / sum - (j == y[s])) / 3.0;
+            ck_assert_double_le(fabs(L->dout[s * 4 + j] - d), 1e-6);
+        }
+    }
+    ck_assert(isfinite(loss));
+    ck_assert_double_le(fabs(loss - ref / 3.0), 1e-4 * (1 + ref / 3.0));
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The gradient check must catch a wrong backward: a feedback tensor != W makes the input
+ * gradient wrong (checked with use_feedback = 1), while the parameters of the top layer stay right. */
+START_TEST(test_gradcheck_detects)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = make(ctx, "fc6,relu,fc3", 5, 1, 1, 3, 4);
+    asymbp_gradcheck_params_t p = ASYMBP_GRADCHECK_PARAMS_INIT;
+    asymbp_gradcheck_report_t r = ASYMBP_GRADCHECK_REPORT_INIT;
+    float x[20], V[18];
+    int32_t y[4] = { 0, 1, 2, 1 };
+    char json[1024];
+    size_t len;
+    asymbp__layer_t *top = net->layers[2];
+    fill(x, 20, 90, -1, 1);
+    for (int i = 0; i < 18; i++) V[i] = -top->W[i];
+    top->wl.V = V;
+    p.use_feedback = 1;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, 4, &p, &r), ASYMBP_OK);
+    ck_assert_double_gt(r.input_rel_error, 0.5);
+    ck_assert_double_gt(r.layers[0].rel_error, 0.5);      /* fc0 sees the wrong delta */
+    ck_assert_double_lt(r.layers[1].rel_error, 1e-2);     /* fc2 computes its own gradient */
+    ck_assert_str_eq(r.layers[1].name, "fc2");
+    /* default: exact backprop is checked whatever V is */
+    p.use_feedback = 0;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, 4, &p, &r), ASYMBP_OK);
+    ck_assert_double_lt(r.max_rel_error, 1e-2);
+    len = asymbp_gradcheck_report_json(&r, json, sizeof json);
+    ck_assert_uint_eq(len, strlen(json));
+    ck_assert_ptr_nonnull(strstr(json, "{\"max_rel_error\":"));
+    ck_assert_ptr_nonnull(strstr(json, "\"layers\":[{\"name\":\"fc0\",\"rel_error\":"));
+    ck_assert_uint_eq(asymbp_gradcheck_report_json(&r, NULL, 0), len);
+    ck_assert_uint_eq(asymbp_gradcheck_report_json(&r, json, 10), len);
+    ck_assert_uint_eq(strlen(json), 9);
+    /* and the forward with V set still uses W; backward uses V unless forced symmetric */
+    top->wl.V = NULL;
+    /* misuse */
+    r.struct_size = 8;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, 4, &p, &r), ASYMBP_E_UNSUPPORTED);
+    r.struct_size = sizeof r;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, 5, &p, &r), ASYMBP_E_SHAPE);
+    y[0] = 3;
+    ck_assert_int_eq(asymbp_net_gradcheck(net, x, y, 4, &p, &r), ASYMBP_E_RANGE);
+    ck_assert_int_eq(asymbp_net_gradcheck(NULL, x, y, 4, &p, &r), ASYMBP_E_INVALID);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+Suite *asymbp_test_layers_suite(void);
+Suite *asymbp_test_layers_suite(void)
+{
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("layers");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_dense_forward);
+    tcase_add_test(tc, test_dense_backward);
+    tcase_add_loop_test(tc, test_conv_forward, 0, (int)(sizeof conv_specs / sizeof conv_specs[0]));
+    tcase_add_loop_test(tc, test_conv_backward, 0, (int)(sizeof conv_specs / sizeof conv_specs[0]));
+    tcase_add_loop_test(tc, test_pool_forward, 0, (int)(sizeof pool_specs / sizeof pool_specs[0]));
+    tcase_add_loop_test(tc, test_pool_backward, 0, (int)(sizeof pool_specs / sizeof pool_specs[0]));
+    tcase_add_test(tc, test_pool_sizes);
+    tcase_add_test(tc, test_maxpool_ties);
+    tcase_add_test(tc, test_relu_flatten);
+    tcase_add_test(tc, test_dropout);
+    tcase_add_test(tc, test_bn_forward);
+    tcase_add_test(tc, test_bn_backward);
+    tcase_add_test(tc, test_softmax_xent);
+    tcase_add_test(tc, test_gradcheck_detects);
+    suite_add_tcase(s, tc);
+    return s;
+}
