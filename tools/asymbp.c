@@ -327,7 +327,7 @@ static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
             for (i = 0; i < r->n_diag; i++)
                 fprintf(stderr, "    layer %2d  |delta| %.3e  |dW| %.3e  sign concordance %.3f  angle(V,W) %.1f deg\n",
                         r->diag[i].layer_index, r->diag[i].delta_norm, r->diag[i].grad_norm, r->diag[i].sign_concordance,
-                        r->diag[i].angle_vw * 180.0 / 3.141592653589793);
+                        r->diag[i].angle_vw);
     }
     if (r->curves) {
         fprintf(r->curves, "%d,%llu,%.8g,%.8g,%.8g,%.8g,%.8g,%.4f", m->epoch, (unsigned long long)m->step, m->lr, m->train_loss,

@@ -193,7 +193,7 @@ typedef struct asymbp_feedback_diag {
     double grad_norm;           /* ||dW|| of the last backward pass */
     double sign_concordance;    /* fraction of the weights W != 0 with sign(V) == sign(W)
                                    (1 for sym; NaN when every weight is 0) */
-    double angle_vw;            /* angle between V and W as flat vectors (0 for sym) */
+    double angle_vw;            /* angle in degrees between V and W as flat vectors (0 for sym) */
     double norm_ratio;          /* ||V|| / ||W|| (1 for sym) */
     /* Filled only by asymbp_net_feedback_probe (NaN otherwise): */
     double grad_angle_bp;       /* angle between this layer's dW and the dW exact backprop gives
