@@ -157,7 +157,7 @@ static void parse_train_args(int argc, char **argv, settings_t *s)
         else if (!strcmp(a, "--feedback")) s->feedback = NEXT();
         else if (!strcmp(a, "--update")) s->update = NEXT();
         else if (!strcmp(a, "--bn")) s->bn = 1;
-        else if (!strcmp(a, "--lr")) { s->lr = parse_double(a, NEXT(), 0.0, 1e6); s->lr_set = 1; }
+        else if (!strcmp(a, "--lr")) { s->lr = parse_double(a, NEXT(), 0.0, 1e30); s->lr_set = 1; }
         else if (!strcmp(a, "--momentum")) { s->momentum = parse_double(a, NEXT(), 0.0, 0.999999); s->momentum_set = 1; }
         else if (!strcmp(a, "--wd")) s->wd = parse_double(a, NEXT(), 0.0, 1.0);
         else if (!strcmp(a, "--val-split")) s->val_split = parse_double(a, NEXT(), 0.0, 0.9);
@@ -198,18 +198,22 @@ static int labels_path_for(const char *images, char *buf, size_t cap)
     return 0;
 }
 
-static asymbp_status_t load_file(asymbp_ctx_t *ctx, const char *path, asymbp_dataset_t **out)
+/* Loads one --train/--test file; 0, or 1 after one message on stderr. */
+static int load_file(asymbp_ctx_t *ctx, const char *path, asymbp_dataset_t **out)
 {
     size_t n = strlen(path);
-    if (n >= 4 && !strcmp(path + n - 4, ".csv")) return asymbp_dataset_load_csv(ctx, path, 0, out);
-    {
+    asymbp_status_t st;
+    if ((n >= 4 && !strcmp(path + n - 4, ".csv")) || (n >= 7 && !strcmp(path + n - 7, ".csv.gz"))) {
+        st = asymbp_dataset_load_csv(ctx, path, 0, out);
+    } else {
         char lab[4096];
         if (labels_path_for(path, lab, sizeof lab) != 0) {
-            fprintf(stderr, "%s: %s: not a .csv file nor an IDX images file (*images-idx3*)\n", prog, path);
-            return ASYMBP_E_INVALID;
+            fprintf(stderr, "%s: %s: not a .csv[.gz] file nor an IDX images file (*images-idx3*)\n", prog, path);
+            return 1;
         }
-        return asymbp_dataset_load_idx(ctx, path, lab, 0, out);
+        st = asymbp_dataset_load_idx(ctx, path, lab, 0, out);
     }
+    return st == ASYMBP_OK ? 0 : fail(ctx, st, path);
 }
 
 static int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp_dataset_t **test)
@@ -217,10 +221,7 @@ static int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train,
     asymbp_status_t st;
     if (s->train_path || s->test_path) {
         if (!s->train_path || !s->test_path) die_usage("--train and --test go together");
-        st = load_file(ctx, s->train_path, train);
-        if (st != ASYMBP_OK) return fail(ctx, st, s->train_path);
-        st = load_file(ctx, s->test_path, test);
-        if (st != ASYMBP_OK) return fail(ctx, st, s->test_path);
+        if (load_file(ctx, s->train_path, train) != 0 || load_file(ctx, s->test_path, test) != 0) return 1;
         if (!s->data) s->data = s->train_path;
     } else {
         if (!s->data) s->data = "digits8x8";
@@ -321,7 +322,7 @@ static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
     }
     if (!r->s->quiet) {
         if (r->tty) fputc('\r', stderr);
-        fprintf(stderr, "epoch %3d/%d  loss %.4f  train acc %.4f  test acc %.4f  lr %.3g  %.1fs%s\n", m->epoch, r->s->epochs,
+        fprintf(stderr, "epoch %3d/%d  loss %.4g  train acc %.4f  test acc %.4f  lr %.3g  %.1fs%s\n", m->epoch, r->s->epochs,
                 m->train_loss, m->train_accuracy, m->test_accuracy, m->lr, m->seconds, r->tty ? "          " : "");
         if (r->s->diag)
             for (i = 0; i < r->n_diag; i++)
@@ -351,10 +352,21 @@ static const char *default_net(int64_t h, int64_t w)
     return SMALL_CNN;
 }
 
+/* A relative path naming an existing file or folder made absolute (so --resume works from any
+ * folder); anything else (a data set name, "") unchanged. */
+static const char *abs_path(const char *p, char *buf, size_t cap)
+{
+    char cwd[4096];
+    if (!p) return "";
+    if (*p == '/' || !file_exists(p) || !getcwd(cwd, sizeof cwd)) return p;
+    if ((size_t)snprintf(buf, cap, "%s/%s", cwd, p) >= cap) return p;
+    return buf;
+}
+
 /* Settings of a run, saved in --out so --resume can rebuild the same objects. */
 static int save_settings(const char *dir, const settings_t *s)
 {
-    char path[4096], tmp[4200];
+    char path[4096], tmp[4200], abs_data[8192], abs_train[8192], abs_test[8192];
     FILE *f;
     snprintf(path, sizeof path, "%s/%s", dir, SETTINGS_FILE);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -362,9 +374,9 @@ static int save_settings(const char *dir, const settings_t *s)
     if (!f) return -1;
     fprintf(f, "data=%s\ntrain=%s\ntest=%s\nnet=%s\nfeedback=%s\nupdate=%s\nbn=%d\nlr=%.17g\nmomentum=%.17g\nwd=%.17g\n"
                "epochs=%d\nbatch=%zu\nseed=%llu\nthreads=%d\ncheckpoint_every=%d\nval_split=%.17g\n",
-            s->data ? s->data : "", s->train_path ? s->train_path : "", s->test_path ? s->test_path : "",
-            s->net ? s->net : "", s->feedback, s->update, s->bn, s->lr, s->momentum, s->wd, s->epochs, s->batch, s->seed,
-            s->threads, s->checkpoint_every, s->val_split);
+            abs_path(s->data, abs_data, sizeof abs_data), abs_path(s->train_path, abs_train, sizeof abs_train),
+            abs_path(s->test_path, abs_test, sizeof abs_test), s->net ? s->net : "", s->feedback, s->update, s->bn, s->lr,
+            s->momentum, s->wd, s->epochs, s->batch, s->seed, s->threads, s->checkpoint_every, s->val_split);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         fclose(f);
         return -1;
@@ -419,6 +431,37 @@ static int load_settings(const char *dir, settings_t *s)
     return 0;
 }
 
+/* Keeps the header and the first `rows` rows of curves.csv (atomically); no file is fine. */
+static int trim_curves(const char *path, int rows)
+{
+    char tmp[4200], line[4096];
+    FILE *in, *o;
+    int kept = -1; /* rows copied so far; the header makes it 0 */
+    in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? 0 : -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    o = fopen(tmp, "w");
+    if (!o) {
+        fclose(in);
+        return -1;
+    }
+    while (kept < rows && fgets(line, sizeof line, in)) {
+        fputs(line, o);
+        if (strchr(line, '\n')) kept++;
+    }
+    fclose(in);
+    if (fflush(o) != 0 || fsync(fileno(o)) != 0 || ferror(o)) {
+        fclose(o);
+        unlink(tmp);
+        return -1;
+    }
+    if (fclose(o) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return rename(tmp, path);
+}
+
 static int write_summary(const char *dir, const char *json)
 {
     char path[4096], tmp[4200];
@@ -452,7 +495,7 @@ static int cmd_train(int argc, char **argv)
     char ckpt[4096] = "", model[4096] = "", curves[4096] = "";
     const char *net_spec;
     int64_t c, h, w;
-    int rc = 1, resume_epochs = 0;
+    int rc = 1, resume_epochs = 0, saved_epochs = 0;
     char *json = NULL;
     size_t json_len = 0;
     FILE *js;
@@ -468,6 +511,7 @@ static int cmd_train(int argc, char **argv)
             if (!strcmp(argv[i], "--epochs")) epochs_given = 1;
         settings_default(&s);
         if (load_settings(dir, &s) != 0) return 1;
+        saved_epochs = s.epochs;
         s.resume = dir;
         s.out = dir;
         s.quiet = quiet;
@@ -489,6 +533,10 @@ static int cmd_train(int argc, char **argv)
             if (file_exists(model) || file_exists(ckpt)) {
                 fprintf(stderr, "%s: --out %s already holds a model (%s); choose another folder or remove it "
                                 "(nothing was overwritten)\n", prog, s.out, file_exists(model) ? model : ckpt);
+                return 1;
+            }
+            if (file_exists(s.out) && !is_dir(s.out)) {
+                fprintf(stderr, "%s: --out %s exists and is not a folder\n", prog, s.out);
                 return 1;
             }
         }
@@ -561,6 +609,16 @@ static int cmd_train(int argc, char **argv)
             goto out;
         }
         if (!s.quiet) fprintf(stderr, "resuming %s after epoch %d of %d\n", s.resume, asymbp_trainer_epochs_done(tr), s.epochs);
+        /* an extended run (--epochs) is resumed next time without repeating --epochs */
+        if (s.epochs != saved_epochs && save_settings(s.out, &s) != 0) {
+            fprintf(stderr, "%s: cannot write %s/%s: %s\n", prog, s.out, SETTINGS_FILE, strerror(errno));
+            goto out;
+        }
+        /* rows written after the checkpoint (a run that died before its next one) are dropped */
+        if (trim_curves(curves, asymbp_trainer_epochs_done(tr)) != 0) {
+            fprintf(stderr, "%s: cannot rewrite %s: %s\n", prog, curves, strerror(errno));
+            goto out;
+        }
     } else if (s.out && save_settings(s.out, &s) != 0) {
         fprintf(stderr, "%s: cannot write %s/%s: %s\n", prog, s.out, SETTINGS_FILE, strerror(errno));
         goto out;
@@ -705,6 +763,22 @@ static int cmd_eval(int argc, char **argv)
         goto out;
     }
     if (load_data(ctx, &s, &train, &test) != 0) goto out;
+    {
+        /* asymbp_net_evaluate trusts the caller on sizes: a mismatch would read past the data */
+        int64_t in[3] = {0, 0, 0}, c = 0, h = 0, w = 0;
+        size_t k = (size_t)asymbp_net_classes(net);
+        if (asymbp_net_input_shape(net, in) != ASYMBP_OK || asymbp_dataset_shape(test, &c, &h, &w) != ASYMBP_OK ||
+            in[0] != c || in[1] != h || in[2] != w) {
+            fprintf(stderr, "%s: eval: %s expects samples of %lldx%lldx%lld, the data set %s has %lldx%lldx%lld\n", prog, model,
+                    (long long)in[0], (long long)in[1], (long long)in[2], s.data, (long long)c, (long long)h, (long long)w);
+            goto out;
+        }
+        if (asymbp_dataset_classes(test) > k) {
+            fprintf(stderr, "%s: eval: %s has %zu classes, the data set %s has %zu\n", prog, model, k, s.data,
+                    asymbp_dataset_classes(test));
+            goto out;
+        }
+    }
     st = asymbp_net_bind(net, s.batch);
     if (st == ASYMBP_OK)
         st = asymbp_net_evaluate(net, asymbp_dataset_features(test), asymbp_dataset_labels(test), asymbp_dataset_count(test),
