@@ -200,8 +200,11 @@ typedef struct asymbp_feedback_diag {
                                    for the same batch */
     double bp_delta_norm;       /* ||error exact backprop sends down from this layer|| */
     double bp_grad_norm;        /* ||dW|| under exact backprop */
+    double delta_angle_bp;      /* angle in degrees between the error this layer sent down and
+                                   the one exact backprop sends for the same batch (NaN for
+                                   the lowest weighted layer, which sends none).  Since 0.1. */
 } asymbp_feedback_diag_t;
-#define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
  * the last backward pass and the current W and V.  Costs O(numel); no allocation.  The probe

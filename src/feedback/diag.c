@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include "feedback/feedback_impl.h"
+#include "layers/net_into.h"
 
 #define DIAG_V1_SIZE (offsetof(asymbp_feedback_diag_t, bp_grad_norm) + sizeof(double))
 #define RAD2DEG 57.29577951308232
@@ -47,6 +48,7 @@ static void layer_figures(asymbp__wlayer_t *wl, asymbp_feedback_diag_t *d)
     d->grad_angle_bp = NAN;
     d->bp_delta_norm = NAN;
     d->bp_grad_norm = NAN;
+    d->delta_angle_bp = NAN;
 }
 
 asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag)
@@ -83,9 +85,9 @@ static asymbp__param_t *weight_param(asymbp_net_t *net, const asymbp__wlayer_t *
 asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count)
 {
     asymbp_ctx_t *ctx;
-    size_t i, nw, np, total = 0, off;
+    size_t i, nw, np, total = 0, off, dtotal = 0, dlen;
     double *norms;
-    float *saved;
+    float *saved, *dsaved;
     unsigned char *scratch;
     asymbp_status_t rc;
     if (!net) return ASYMBP_E_INVALID;
@@ -102,10 +104,21 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
                                  "net_feedback_probe: diag[%zu].struct_size %zu is smaller than version 1 (%zu)", i,
                                  diag[i].struct_size, (size_t)DIAG_V1_SIZE);
     for (i = 0; i < np; i++) total += asymbp__net_param_at(net, i)->numel;
-    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + total * sizeof(float) + 1);
+    for (i = 0; i < nw; i++) {
+        (void)asymbp__net_wlayer_delta_in(net, i, &dlen);
+        dtotal += dlen;
+    }
+    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + (total + dtotal) * sizeof(float) + 1);
     if (!scratch) return ASYMBP_E_NOMEM;
     norms = (double *)(void *)scratch;
     saved = (float *)(void *)(scratch + 2 * nw * sizeof(double));
+    dsaved = saved + total;
+    /* the errors the asymmetric pass sent down, to compare with exact backprop's */
+    for (i = 0, off = 0; i < nw; i++) {
+        const float *dd = asymbp__net_wlayer_delta_in(net, i, &dlen);
+        if (dd) memcpy(dsaved + off, dd, dlen * sizeof(float));
+        off += dlen;
+    }
 
     for (i = 0, off = 0; i < np; i++) {
         asymbp__param_t *p = asymbp__net_param_at(net, i);
@@ -123,8 +136,18 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
     asymbp__net_force_symmetric(net, 0);
 
     if (rc == ASYMBP_OK) {
+        size_t doff = 0;
         for (i = 0; i < nw; i++) {
             asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
+            const float *dd = asymbp__net_wlayer_delta_in(net, i, &dlen);
+            double dab = 0.0, daa = 0.0, dbb = 0.0;
+            size_t e;
+            for (e = 0; dd && e < dlen; e++) {
+                double a = dsaved[doff + e], b = dd[e];
+                dab += a * b;
+                daa += a * a;
+                dbb += b * b;
+            }
             asymbp__param_t *p = weight_param(net, wl);
             asymbp_feedback_diag_t d;
             double bp_delta = wl->delta_norm;
@@ -134,6 +157,8 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
             wl->grad_norm = norms[2 * i + 1];
             layer_figures(wl, &d);
             d.bp_delta_norm = bp_delta;
+            d.delta_angle_bp = dd ? angle_deg(dab, daa, dbb) : NAN;
+            doff += dlen;
             if (p) {
                 size_t k, poff = 0, j;
                 double ab = 0.0, aa = 0.0, bb = 0.0;

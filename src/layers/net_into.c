@@ -55,3 +55,19 @@ done:
     asymbp_net_destroy(src);
     return st;
 }
+
+const float *asymbp__net_wlayer_delta_in(asymbp_net_t *net, size_t i, size_t *len)
+{
+    size_t k, seen = 0;
+    *len = 0;
+    if (!net || !net->have_delta) return NULL;
+    for (k = 0; k < net->n_layers; k++) {
+        asymbp__layer_t *L = net->layers[k];
+        if (L->kind != ASYMBP_LAYER_DENSE && L->kind != ASYMBP_LAYER_CONV2D) continue;
+        if (seen++ != i) continue;
+        if (k == 0 || !net->layers[k - 1]->dout) return NULL;
+        *len = net->n_fwd * L->in_size;
+        return net->layers[k - 1]->dout;
+    }
+    return NULL;
+}
