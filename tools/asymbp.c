@@ -44,10 +44,10 @@ static int fail(asymbp_ctx_t *ctx, asymbp_status_t st, const char *what)
 /* ---- settings ------------------------------------------------------------------------------ */
 
 typedef struct settings {
-    const char *data, *train_path, *test_path, *net, *feedback, *update, *out, *resume;
+    const char *data, *train_path, *test_path, *net, *feedback, *update, *out, *resume, *lr_steps;
     int bn, epochs, threads, quiet, checkpoint_every, diag;
     size_t batch;
-    double lr, momentum, wd, val_split;
+    double lr, momentum, wd, val_split, lr_gamma;
     int lr_set, momentum_set;
     unsigned long long seed;
 } settings_t;
@@ -63,6 +63,26 @@ static void settings_default(settings_t *s)
     s->threads = 1;
     s->seed = 1;
     s->momentum = 0.9;
+    s->lr_gamma = 0.1;
+    s->lr_steps = "";
+}
+
+/* "6,8" -> milestones {6, 8}; returns the count, or -1 when malformed. */
+static int parse_steps(const char *v, uint64_t *m, int cap)
+{
+    int n = 0;
+    while (*v) {
+        char *end;
+        unsigned long long e;
+        errno = 0;
+        e = strtoull(v, &end, 10);
+        if (errno || end == v || e < 1 || e > 100000 || n == cap || (n > 0 && e <= m[n - 1])) return -1;
+        m[n++] = e;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        v = end;
+    }
+    return n;
 }
 
 static double parse_double(const char *opt, const char *v, double lo, double hi)
@@ -111,6 +131,7 @@ static void print_train_help(void)
 "  --lr X               learning rate (default 0.01 for sgd, 0.0005 for bm rules)\n"
 "  --momentum X         momentum (default 0.9)\n"
 "  --wd X               weight decay (default 0)\n"
+"  --lr-steps E1,E2     multiply the learning rate by --lr-gamma (default 0.1) after epochs E1, E2\n"
 "Run:\n"
 "  --epochs N           epochs (default 10)      --batch N    mini-batch size (default 100)\n"
 "  --seed N             random seed (default 1)  --threads N  BLAS threads (default 1)\n"
@@ -160,6 +181,12 @@ static void parse_train_args(int argc, char **argv, settings_t *s)
         else if (!strcmp(a, "--lr")) { s->lr = parse_double(a, NEXT(), 0.0, 1e30); s->lr_set = 1; }
         else if (!strcmp(a, "--momentum")) { s->momentum = parse_double(a, NEXT(), 0.0, 0.999999); s->momentum_set = 1; }
         else if (!strcmp(a, "--wd")) s->wd = parse_double(a, NEXT(), 0.0, 1.0);
+        else if (!strcmp(a, "--lr-steps")) {
+            uint64_t m[32];
+            s->lr_steps = NEXT();
+            if (parse_steps(s->lr_steps, m, 32) < 0) die_usage("--lr-steps: '%s' is not a rising list of epochs like 6,8", s->lr_steps);
+        }
+        else if (!strcmp(a, "--lr-gamma")) s->lr_gamma = parse_double(a, NEXT(), 0.0, 1.0);
         else if (!strcmp(a, "--val-split")) s->val_split = parse_double(a, NEXT(), 0.0, 0.9);
         else if (!strcmp(a, "--epochs")) s->epochs = (int)parse_int(a, NEXT(), 1, 100000);
         else if (!strcmp(a, "--batch")) s->batch = (size_t)parse_int(a, NEXT(), 1, 1 << 20);
@@ -373,10 +400,11 @@ static int save_settings(const char *dir, const settings_t *s)
     f = fopen(tmp, "w");
     if (!f) return -1;
     fprintf(f, "data=%s\ntrain=%s\ntest=%s\nnet=%s\nfeedback=%s\nupdate=%s\nbn=%d\nlr=%.17g\nmomentum=%.17g\nwd=%.17g\n"
-               "epochs=%d\nbatch=%zu\nseed=%llu\nthreads=%d\ncheckpoint_every=%d\nval_split=%.17g\n",
+               "epochs=%d\nbatch=%zu\nseed=%llu\nthreads=%d\ncheckpoint_every=%d\nval_split=%.17g\nlr_steps=%s\nlr_gamma=%.17g\n",
             abs_path(s->data, abs_data, sizeof abs_data), abs_path(s->train_path, abs_train, sizeof abs_train),
             abs_path(s->test_path, abs_test, sizeof abs_test), s->net ? s->net : "", s->feedback, s->update, s->bn, s->lr,
-            s->momentum, s->wd, s->epochs, s->batch, s->seed, s->threads, s->checkpoint_every, s->val_split);
+            s->momentum, s->wd, s->epochs, s->batch, s->seed, s->threads, s->checkpoint_every, s->val_split, s->lr_steps,
+            s->lr_gamma);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         fclose(f);
         return -1;
@@ -426,6 +454,8 @@ static int load_settings(const char *dir, settings_t *s)
         else if (!strcmp(line, "threads")) s->threads = atoi(v);
         else if (!strcmp(line, "checkpoint_every")) s->checkpoint_every = atoi(v);
         else if (!strcmp(line, "val_split")) s->val_split = strtod(v, NULL);
+        else if (!strcmp(line, "lr_steps")) s->lr_steps = dupstr(v);
+        else if (!strcmp(line, "lr_gamma")) s->lr_gamma = strtod(v, NULL);
     }
     fclose(f);
     return 0;
@@ -579,6 +609,15 @@ static int cmd_train(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if (*s.lr_steps) {
+        uint64_t m[32];
+        int nm = parse_steps(s.lr_steps, m, 32);
+        st = nm < 0 ? ASYMBP_E_INVALID : asymbp_optimizer_set_schedule_step(opt, m, (size_t)nm, (float)s.lr_gamma);
+        if (st != ASYMBP_OK) {
+            rc = fail(ctx, st, "--lr-steps");
+            goto out;
+        }
+    }
     rs.s = &s;
     rs.net = net;
     rs.tty = isatty(2);
@@ -689,6 +728,8 @@ static int cmd_train(int argc, char **argv)
         json_num(js, s.lr);
         fprintf(js, ",\"momentum\":");
         json_num(js, s.momentum);
+        fputs(",\"lr_steps\":", js);
+        json_str(js, s.lr_steps);
         fprintf(js, ",\"seed\":%llu,\"threads\":%d,\"blas\":\"%s\",\"train_accuracy\":", s.seed, s.threads, asymbp_blas_name());
         json_num(js, m ? m->train_accuracy : NAN);
         fputs(",\"train_loss\":", js);
