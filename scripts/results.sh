@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 out=docs/results.md
 mkdir -p docs/img results
 tmp=$(mktemp -d)
+# Feedback settings from most to least like backprop (the order of the tables and plots).
+FBORDER="sym usf brsf frsf partial:0.75 partial:0.5 partial:0.25 rndf signed-init"
 trap 'rm -rf "$tmp"' EXIT
 
 # One line per finished run: group name data feedback update bn test_accuracy diverged epochs seconds
@@ -42,23 +44,23 @@ for data in $(awk '$1=="claims"{print $3}' "$tmp/runs.txt" | sort -u); do
     echo
     echo "| feedback | SGD | BM | BN | BN+BM |"
     echo "|---|---|---|---|---|"
-    awk -v d="$data" '$1=="claims" && $3==d {
+    awk -v d="$data" -v FBORDER="$FBORDER" '$1=="claims" && $3==d {
         reg = ($6=="true" ? "bn" : "") ($5=="sgd" ? "" : (($6=="true") ? "+bm" : "bm")); if (reg=="") reg="sgd"
         key = $4 SUBSEP reg; s[key] += ($7=="null" ? 0 : $7); c[key]++; if ($8=="true") dv[key]++
-        if (!($4 in seen)) { seen[$4]=1; order[++nf]=$4 } }
-      END { split("sgd bm bn bn+bm", R, " ")
-        for (i=1; i<=nf; i++) { f=order[i]; line="| " f
+        seen[$4]=1 }
+      END { split("sgd bm bn bn+bm", R, " "); nf = split(FBORDER, order, " ")
+        for (i=1; i<=nf; i++) { f=order[i]; if (!(f in seen)) continue; line="| " f
           for (j=1; j<=4; j++) { k=f SUBSEP R[j]
             if (k in c) line=line sprintf(" | %.3f%s", s[k]/c[k], (k in dv) ? sprintf(" (div %d/%d)", dv[k], c[k]) : "")
             else line=line " | -" }
           print line " |" } }' "$tmp/runs.txt"
     echo
-    awk -v d="$data" '$1=="claims" && $3==d {
+    awk -v d="$data" -v FBORDER="$FBORDER" '$1=="claims" && $3==d {
         reg = ($6=="true" ? "bn" : "") ($5=="sgd" ? "" : (($6=="true") ? "+bm" : "bm")); if (reg=="") reg="sgd"
         key = $4 SUBSEP reg; s[key] += ($7=="null" ? 0 : $7); c[key]++
-        if (!($4 in seen)) { seen[$4]=1; order[++nf]=$4 } }
-      END { split("sgd bm bn bn+bm", R, " ")
-        for (i=1; i<=nf; i++) { f=order[i]; line=i-1 " " f
+        seen[$4]=1 }
+      END { split("sgd bm bn bn+bm", R, " "); nf = split(FBORDER, order, " "); row = 0
+        for (i=1; i<=nf; i++) { f=order[i]; if (!(f in seen)) continue; line=(row++) " " f
           for (j=1; j<=4; j++) { k=f SUBSEP R[j]; line=line " " ((k in c) ? s[k]/c[k] : 0) }
           print line } }' "$tmp/runs.txt" > "$tmp/claims-$data.dat"
     if command -v gnuplot >/dev/null 2>&1; then
@@ -69,9 +71,10 @@ set title "$data: test accuracy by feedback setting and regime"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set yrange [0:1]
+set yrange [0:1.12]
+set ytics 0,0.2,1
 set ylabel "test accuracy"
-set key top right horizontal
+set key top center horizontal
 set xtics rotate by -30
 plot "$tmp/claims-$data.dat" using 3:xtic(2) title "SGD", '' using 4 title "BM", '' using 5 title "BN", '' using 6 title "BN+BM"
 GP
