@@ -47,7 +47,7 @@ static void mk_wl(asymbp__wlayer_t *wl, float *W, size_t out, size_t in)
 static void make_blobs(float *x, int32_t *y, size_t n, size_t d, int k, uint64_t seed)
 {
     uint64_t s = seed;
-    float centers[8][32];
+    float centers[8][64]; /* k <= 8 classes, d <= 64 dimensions */
     for (int c = 0; c < k; c++)
         for (size_t j = 0; j < d; j++) centers[c][j] = 2.0f * lcg_unif(&s) - 1.0f;
     for (size_t i = 0; i < n; i++) {

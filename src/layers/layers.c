@@ -24,10 +24,43 @@ const float *asymbp__layer_input(const asymbp_net_t *net, size_t i)
     return i == 0 ? net->input : net->layers[i - 1]->out;
 }
 
-static double sumsq(const float *restrict v, size_t n)
+/* Reductions in a fixed order (deterministic) that the compiler vectorises: LANES independent
+ * float partial sums over blocks of at most BLOCK elements, folded into double per block. */
+#define LANES 16
+#define BLOCK 4096
+
+static double fold_lanes(const float *acc)
+{
+    double t = 0.0;
+    for (int j = 0; j < LANES; j++) t += acc[j];
+    return t;
+}
+
+static double sum_d(const float *restrict v, size_t n)
 {
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t e = n - b < BLOCK ? n : b + BLOCK, i = b;
+        float acc[LANES] = { 0 };
+        for (; i + LANES <= e; i += LANES)
+            for (int j = 0; j < LANES; j++) acc[j] += v[i + j];
+        for (int j = 0; i < e; i++, j++) acc[j] += v[i];
+        s += fold_lanes(acc);
+    }
+    return s;
+}
+
+/* Sum of squares in double (the norms feedback/ compares with its own double sums): LANES
+ * independent double partial sums, vectorisable. */
+static double sumsq(const float *restrict v, size_t n)
+{
+    double acc[LANES] = { 0 }, s;
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += (double)v[i + j] * (double)v[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += (double)v[i] * (double)v[i];
+    s = 0.0;
+    for (int j = 0; j < LANES; j++) s += acc[j];
     return s;
 }
 
@@ -82,58 +115,129 @@ static void valid_range(int64_t n, int64_t no, int s, int p, int k, int64_t *lo,
     *hi = h;
 }
 
+/* Geometry of column row (ki, kj) of a conv layer: output positions [oh_lo, oh_hi) x [ow_lo, ow_hi)
+ * read the input; the rest read the zero padding. */
+typedef struct colrow {
+    int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+} colrow_t;
+
+static int colrow_at(const asymbp__layer_t *L, int ki, int kj, colrow_t *r)
+{
+    const int64_t *g = L->colgeo + 4 * ((size_t)ki * (size_t)L->kw + (size_t)kj);
+    r->oh_lo = g[0];
+    r->oh_hi = g[1];
+    r->ow_lo = g[2];
+    r->ow_hi = g[3];
+    return r->oh_lo < r->oh_hi && r->ow_lo < r->ow_hi;
+}
+
+void asymbp__conv_geometry(const asymbp__layer_t *L, int64_t *geo)
+{
+    for (int ki = 0; ki < L->kh; ki++)
+        for (int kj = 0; kj < L->kw; kj++) {
+            int64_t *g = geo + 4 * ((size_t)ki * (size_t)L->kw + (size_t)kj);
+            valid_range(L->in_h, L->out_h, L->stride, L->pad, ki, &g[0], &g[1]);
+            valid_range(L->in_w, L->out_w, L->stride, L->pad, kj, &g[2], &g[3]);
+        }
+}
+
+/* Stride 1 and output width = input width (a "same" conv): column row (ki, kj) is the input plane
+ * shifted by a constant offset, so its valid part is one contiguous span [*lo, *hi) of the row
+ * (in row coordinates) that reads plane[i + *shift], except the out-of-range columns of the rows
+ * inside it, which must be zero. */
+static int conv_same_width(const asymbp__layer_t *L)
+{
+    return L->stride == 1 && L->out_w == L->in_w;
+}
+
+static void span_of(const asymbp__layer_t *L, int ki, int kj, const colrow_t *r, int64_t *lo, int64_t *hi, int64_t *shift)
+{
+    int64_t OW = L->out_w;
+    *lo = r->oh_lo * OW + r->ow_lo;
+    *hi = (r->oh_hi - 1) * OW + r->ow_hi;
+    *shift = (int64_t)(ki - L->pad) * L->in_w + (kj - L->pad);
+}
+
+/* Zero the out-of-range columns of rows [oh_lo, oh_hi) of a column row. */
+static void zero_side_columns(float *restrict row, const colrow_t *r, int64_t OW)
+{
+    if (r->ow_lo == 0 && r->ow_hi == OW) return;
+    for (int64_t oh = r->oh_lo; oh < r->oh_hi; oh++) {
+        float *restrict q = row + oh * OW;
+        for (int64_t ow = 0; ow < r->ow_lo; ow++) q[ow] = 0.0f;
+        for (int64_t ow = r->ow_hi; ow < OW; ow++) q[ow] = 0.0f;
+    }
+}
+
+/* im2col of one image into the layer's own buffer L->col ([C*kh*kw][OH*OW]).  The entries that
+ * fall in the zero padding are the same for every image: they were zeroed at bind time and are
+ * never written (the same-width path rewrites them with zeros), so only the valid part is copied. */
 static void im2col(const asymbp__layer_t *L, const float *restrict x, float *restrict col)
 {
     int64_t C = L->in_c, H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
-    int s = L->stride, p = L->pad;
+    int s = L->stride, p = L->pad, same = conv_same_width(L);
     for (int64_t c = 0; c < C; c++) {
+        const float *xc = x + c * H * W;
         for (int ki = 0; ki < L->kh; ki++) {
-            int64_t oh_lo, oh_hi;
-            valid_range(H, OH, s, p, ki, &oh_lo, &oh_hi);
             for (int kj = 0; kj < L->kw; kj++) {
                 float *restrict dst = col + ((c * L->kh + ki) * L->kw + kj) * OH * OW;
-                int64_t ow_lo, ow_hi;
-                valid_range(W, OW, s, p, kj, &ow_lo, &ow_hi);
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    float *restrict row = dst + oh * OW;
-                    if (oh < oh_lo || oh >= oh_hi) {
-                        memset(row, 0, (size_t)OW * sizeof(float));
-                        continue;
-                    }
-                    const float *restrict src = x + (c * H + oh * s - p + ki) * W - p + kj;
-                    for (int64_t ow = 0; ow < ow_lo; ow++) row[ow] = 0.0f;
+                colrow_t r;
+                if (!colrow_at(L, ki, kj, &r)) continue;
+                if (same) {
+                    int64_t lo, hi, sh;
+                    span_of(L, ki, kj, &r, &lo, &hi, &sh);
+                    memcpy(dst + lo, xc + lo + sh, (size_t)(hi - lo) * sizeof(float));
+                    zero_side_columns(dst, &r, OW);
+                    continue;
+                }
+                for (int64_t oh = r.oh_lo; oh < r.oh_hi; oh++) {
+                    float *restrict row = dst + oh * OW + r.ow_lo;
+                    const float *restrict src = xc + (oh * s - p + ki) * W + (r.ow_lo * s - p + kj);
+                    int64_t m = r.ow_hi - r.ow_lo;
                     if (s == 1) {
-                        memcpy(row + ow_lo, src + ow_lo, (size_t)(ow_hi - ow_lo) * sizeof(float));
+                        memcpy(row, src, (size_t)m * sizeof(float));
                     } else {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ow++) row[ow] = src[ow * s];
+                        for (int64_t i = 0; i < m; i++) row[i] = src[i * s];
                     }
-                    for (int64_t ow = ow_hi; ow < OW; ow++) row[ow] = 0.0f;
                 }
             }
         }
     }
 }
 
-static void col2im(const asymbp__layer_t *L, const float *restrict col, float *restrict dx)
+/* dx = col2im(col) for one image; col is scratch (the same-width path zeroes parts of it). */
+static void col2im(const asymbp__layer_t *L, float *restrict col, float *restrict dx)
 {
     int64_t C = L->in_c, H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
-    int s = L->stride, p = L->pad;
+    int s = L->stride, p = L->pad, same = conv_same_width(L);
     memset(dx, 0, L->in_size * sizeof(float));
     for (int64_t c = 0; c < C; c++) {
+        float *dc = dx + c * H * W;
         for (int ki = 0; ki < L->kh; ki++) {
-            int64_t oh_lo, oh_hi;
-            valid_range(H, OH, s, p, ki, &oh_lo, &oh_hi);
             for (int kj = 0; kj < L->kw; kj++) {
-                const float *restrict srcb = col + ((c * L->kh + ki) * L->kw + kj) * OH * OW;
-                int64_t ow_lo, ow_hi;
-                valid_range(W, OW, s, p, kj, &ow_lo, &ow_hi);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    const float *restrict row = srcb + oh * OW;
-                    float *restrict dst = dx + (c * H + oh * s - p + ki) * W - p + kj;
+                float *restrict srcb = col + ((c * L->kh + ki) * L->kw + kj) * OH * OW;
+                colrow_t r;
+                if (!colrow_at(L, ki, kj, &r)) continue;
+                if (same) {
+                    int64_t lo, hi, sh;
+                    span_of(L, ki, kj, &r, &lo, &hi, &sh);
+                    zero_side_columns(srcb, &r, OW);
+                    {
+                        const float *restrict g = srcb + lo;
+                        float *restrict d = dc + lo + sh;
+                        size_t len = (size_t)(hi - lo);
+                        for (size_t i = 0; i < len; i++) d[i] += g[i];
+                    }
+                    continue;
+                }
+                for (int64_t oh = r.oh_lo; oh < r.oh_hi; oh++) {
+                    const float *restrict row = srcb + oh * OW + r.ow_lo;
+                    float *restrict dst = dc + (oh * s - p + ki) * W + (r.ow_lo * s - p + kj);
+                    int64_t m = r.ow_hi - r.ow_lo;
                     if (s == 1) {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ow++) dst[ow] += row[ow];
+                        for (int64_t i = 0; i < m; i++) dst[i] += row[i];
                     } else {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ow++) dst[ow * s] += row[ow];
+                        for (int64_t i = 0; i < m; i++) dst[i * s] += row[i];
                     }
                 }
             }
@@ -146,15 +250,15 @@ static int conv_is_pointwise(const asymbp__layer_t *L)
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
 }
 
-static void conv_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n)
+static void conv_forward(asymbp__layer_t *L, const float *x, size_t n)
 {
     size_t K = (size_t)L->in_c * L->kh * L->kw, P = (size_t)(L->out_h * L->out_w), OC = (size_t)L->out_c;
     for (size_t s = 0; s < n; s++) {
         const float *xs = x + s * L->in_size, *col = xs;
         float *y = L->out + s * L->out_size;
         if (!conv_is_pointwise(L)) {
-            im2col(L, xs, net->col);
-            col = net->col;
+            im2col(L, xs, L->col);
+            col = L->col;
         }
         asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
         if (L->has_bias) {
@@ -177,16 +281,13 @@ static void conv_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x,
         const float *xs = x + s * L->in_size, *col = xs;
         const float *dy = L->dout + s * L->out_size;
         if (!pw) {
-            im2col(L, xs, net->col);
-            col = net->col;
+            im2col(L, xs, L->col);
+            col = L->col;
         }
         asymbp__sgemm(0, 1, OC, K, P, 1.0f, dy, P, col, P, s ? 1.0f : 0.0f, L->dW, K);
         if (L->has_bias) {
             for (size_t c = 0; c < OC; c++) {
-                const float *restrict d = dy + c * P;
-                float acc = 0.0f;
-                for (size_t i = 0; i < P; i++) acc += d[i];
-                L->db[c] += acc;
+                L->db[c] += (float)sum_d(dy + c * P, P);
             }
         }
         if (dx) {
@@ -203,33 +304,90 @@ static void conv_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x,
 
 /* ---- pooling -------------------------------------------------------------------------------- */
 
+/* Output columns [*lo, *hi) whose pooling window lies fully inside the input horizontally. */
+static void pool_inner_cols(const asymbp__layer_t *L, int64_t *lo, int64_t *hi)
+{
+    int64_t W = L->in_w, OW = L->out_w, k = L->kw, s = L->stride, p = L->pad;
+    int64_t a = (p + s - 1) / s, b = W + p - k >= 0 ? (W + p - k) / s + 1 : 0;
+    if (b > OW) b = OW;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* One max-pool window, clipped to the input; strict '>': the first maximum in row-major scan
+ * order wins ties. */
+static void maxpool_window(const float *restrict xp, int64_t W, int64_t hs, int64_t he, int64_t ws, int64_t we,
+                           float *best_out, int32_t *idx_out)
+{
+    int64_t bi = hs * W + ws;
+    float best = xp[bi];
+    for (int64_t ih = hs; ih < he; ih++)
+        for (int64_t iw = ws; iw < we; iw++) {
+            float v = xp[ih * W + iw];
+            if (v > best) { best = v; bi = ih * W + iw; }
+        }
+    *best_out = best;
+    *idx_out = (int32_t)bi;
+}
+
+/* One tap of the max-pool window for m consecutive windows of a row: xr points at the tap of the
+ * first window, base is its index in the plane (stride s: a constant at the hot call site, so
+ * that the strided load vectorises). */
+static inline void maxpool_tap(const float *restrict xr, int32_t base, float *restrict best, int32_t *restrict idx,
+                               int64_t m, int s)
+{
+    for (int32_t i = 0; i < (int32_t)m; i++) {
+        int32_t pos = i * s;
+        float v = xr[pos], b = best[i];
+        int32_t a = idx[i], gt = -(int32_t)(v > b);   /* all ones where v wins (a mask: vectorises) */
+        idx[i] = (a & ~gt) | ((base + pos) & gt);
+        best[i] = v > b ? v : b;
+    }
+}
+
 static void maxpool_forward(asymbp__layer_t *L, const float *x, size_t n)
 {
-    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
+    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
     int k = L->kh, s = L->stride, p = L->pad;
     size_t planes = n * (size_t)L->in_c;
+    pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * (size_t)(H * W);
+        const float *restrict xp = x + pl * (size_t)(H * W);
         float *y = L->out + pl * (size_t)(OH * OW);
         int32_t *am = L->argmax + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
             int64_t hs = oh * s - p, he = hs + k;
+            float *restrict yr = y + oh * OW;
+            int32_t *restrict ar = am + oh * OW;
             if (hs < 0) hs = 0;
             if (he > H) he = H;
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t ws = ow * s - p, we = ws + k;
+                int64_t ws, we;
+                if (ow == c_lo && c_lo < c_hi) ow = c_hi;   /* the inner columns are done below */
+                if (ow >= OW) break;
+                ws = ow * s - p;
+                we = ws + k;
                 if (ws < 0) ws = 0;
                 if (we > W) we = W;
-                int64_t bi = hs * W + ws;
-                float best = xp[bi];
-                /* strict '>': the first maximum in row-major scan order wins ties */
+                maxpool_window(xp, W, hs, he, ws, we, &yr[ow], &ar[ow]);
+            }
+            if (c_lo >= c_hi) continue;
+            /* inner columns: the same scan, vectorised across the windows of the row */
+            {
+                int64_t w0 = c_lo * s - p;   /* >= 0: first input column of the first inner window */
+                int32_t b0 = (int32_t)(hs * W + w0);
+                const float *restrict x0 = xp + b0;
+                for (int64_t ow = c_lo; ow < c_hi; ow++) {
+                    yr[ow] = x0[(ow - c_lo) * s];
+                    ar[ow] = b0 + (int32_t)((ow - c_lo) * s);
+                }
                 for (int64_t ih = hs; ih < he; ih++)
-                    for (int64_t iw = ws; iw < we; iw++) {
-                        float v = xp[ih * W + iw];
-                        if (v > best) { best = v; bi = ih * W + iw; }
+                    for (int kj = ih == hs ? 1 : 0; kj < k; kj++) {
+                        int32_t base = (int32_t)(ih * W + w0 + kj);
+                        if (s == 2) maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, 2);
+                        else maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, s);
                     }
-                y[oh * OW + ow] = best;
-                am[oh * OW + ow] = (int32_t)bi;
             }
         }
     }
@@ -248,46 +406,116 @@ static void maxpool_backward(asymbp__layer_t *L, float *dx, size_t n)
     }
 }
 
-/* Average pool: divide by the window clipped to the padded input (Caffe's count). */
-static void avgpool_run(asymbp__layer_t *L, const float *x, float *dx, size_t n, int backward)
+/* Average pool: divide by the window clipped to the padded input (Caffe's count).  Row oh,
+ * column ow: rows [hs, he) and columns [ws, we) of the input, 1 / count in *inv. */
+static void avg_window(const asymbp__layer_t *L, int64_t oh, int64_t ow, int64_t *hs, int64_t *he, int64_t *ws,
+                       int64_t *we, float *inv)
 {
-    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
+    int64_t H = L->in_h, W = L->in_w;
+    int k = L->kh, s = L->stride, p = L->pad;
+    int64_t h0 = oh * s - p, h1 = h0 + k, w0 = ow * s - p, w1 = w0 + k;
+    if (h1 > H + p) h1 = H + p;
+    if (w1 > W + p) w1 = W + p;
+    *inv = 1.0f / (float)((h1 - h0) * (w1 - w0));
+    *hs = h0 < 0 ? 0 : h0;
+    *he = h1 > H ? H : h1;
+    *ws = w0 < 0 ? 0 : w0;
+    *we = w1 > W ? W : w1;
+}
+
+static void avgpool_forward(asymbp__layer_t *L, const float *x, size_t n)
+{
+    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
     int k = L->kh, s = L->stride, p = L->pad;
     size_t planes = n * (size_t)L->in_c;
-    if (backward) memset(dx, 0, n * L->in_size * sizeof(float));
+    pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = backward ? NULL : x + pl * (size_t)(H * W);
-        float *dp = backward ? dx + pl * (size_t)(H * W) : NULL;
-        float *y = L->out + pl * (size_t)(OH * OW);
-        const float *dy = L->dout + pl * (size_t)(OH * OW);
+        const float *restrict xp = x + pl * (size_t)(H * W);
+        float *restrict y = L->out + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t hs = oh * s - p, he = hs + k;
-            if (he > H + p) he = H + p;
-            int64_t ch = he - hs;
-            if (hs < 0) hs = 0;
-            if (he > H) he = H;
+            float *restrict yr = y + oh * OW;
+            int64_t hs, he, ws, we;
+            float inv;
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t ws = ow * s - p, we = ws + k;
-                if (we > W + p) we = W + p;
-                float inv = 1.0f / (float)(ch * (we - ws));
-                if (ws < 0) ws = 0;
-                if (we > W) we = W;
-                if (!backward) {
-                    float acc = 0.0f;
-                    for (int64_t ih = hs; ih < he; ih++)
-                        for (int64_t iw = ws; iw < we; iw++) acc += xp[ih * W + iw];
-                    y[oh * OW + ow] = acc * inv;
-                } else {
-                    float g = dy[oh * OW + ow] * inv;
-                    for (int64_t ih = hs; ih < he; ih++)
-                        for (int64_t iw = ws; iw < we; iw++) dp[ih * W + iw] += g;
-                }
+                float acc = 0.0f;
+                if (ow == c_lo && c_lo < c_hi) ow = c_hi;
+                if (ow >= OW) break;
+                avg_window(L, oh, ow, &hs, &he, &ws, &we, &inv);
+                for (int64_t ih = hs; ih < he; ih++)
+                    for (int64_t iw = ws; iw < we; iw++) acc += xp[ih * W + iw];
+                yr[ow] = acc * inv;
             }
+            if (c_lo >= c_hi) continue;
+            /* inner columns (full window width k): the same sums, vectorised across the row */
+            avg_window(L, oh, c_lo, &hs, &he, &ws, &we, &inv);
+            for (int64_t ow = c_lo; ow < c_hi; ow++) yr[ow] = 0.0f;
+            for (int64_t ih = hs; ih < he; ih++)
+                for (int kj = 0; kj < k; kj++) {
+                    const float *restrict xr = xp + ih * W + (c_lo * s - p) + kj;
+                    for (int64_t ow = c_lo; ow < c_hi; ow++) yr[ow] += xr[(ow - c_lo) * s];
+                }
+            for (int64_t ow = c_lo; ow < c_hi; ow++) yr[ow] *= inv;
+        }
+    }
+}
+
+static void avgpool_backward(asymbp__layer_t *L, float *dx, size_t n)
+{
+    int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
+    int k = L->kh, s = L->stride, p = L->pad;
+    size_t planes = n * (size_t)L->in_c;
+    pool_inner_cols(L, &c_lo, &c_hi);
+    memset(dx, 0, n * L->in_size * sizeof(float));
+    for (size_t pl = 0; pl < planes; pl++) {
+        float *restrict dp = dx + pl * (size_t)(H * W);
+        const float *restrict dy = L->dout + pl * (size_t)(OH * OW);
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *restrict dr = dy + oh * OW;
+            int64_t hs, he, ws, we;
+            float inv;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float g;
+                if (ow == c_lo && c_lo < c_hi) ow = c_hi;
+                if (ow >= OW) break;
+                avg_window(L, oh, ow, &hs, &he, &ws, &we, &inv);
+                g = dr[ow] * inv;
+                for (int64_t ih = hs; ih < he; ih++)
+                    for (int64_t iw = ws; iw < we; iw++) dp[ih * W + iw] += g;
+            }
+            if (c_lo >= c_hi) continue;
+            /* inner columns: for a fixed tap (ih, kj) the windows of the row hit distinct inputs */
+            avg_window(L, oh, c_lo, &hs, &he, &ws, &we, &inv);
+            for (int64_t ih = hs; ih < he; ih++)
+                for (int kj = 0; kj < k; kj++) {
+                    float *restrict d = dp + ih * W + (c_lo * s - p) + kj;
+                    for (int64_t ow = c_lo; ow < c_hi; ow++) d[(ow - c_lo) * s] += dr[ow] * inv;
+                }
         }
     }
 }
 
 /* ---- batch norm ----------------------------------------------------------------------------- */
+
+/* Sum of (v[i] - mu)^2 (lanes, see sum_d). */
+static double sumsq_centered(const float *restrict v, size_t n, float mu)
+{
+    double s = 0.0;
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t e = n - b < BLOCK ? n : b + BLOCK, i = b;
+        float acc[LANES] = { 0 };
+        for (; i + LANES <= e; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                float d = v[i + j] - mu;
+                acc[j] += d * d;
+            }
+        for (int j = 0; i < e; i++, j++) {
+            float d = v[i] - mu;
+            acc[j] += d * d;
+        }
+        s += fold_lanes(acc);
+    }
+    return s;
+}
 
 static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
 {
@@ -295,23 +523,14 @@ static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float 
     for (size_t c = 0; c < C; c++) {
         double mean, var;
         if (train) {
-            /* two passes; float sums per row (vectorised), double across rows */
+            /* two passes (the channel's rows stay in cache for the second): lane sums per row,
+             * double across rows */
             double sum = 0.0, sq = 0.0;
             float mf;
-            for (size_t s = 0; s < n; s++) {
-                const float *restrict xc = x + (s * C + c) * S;
-                float acc = 0.0f;
-                for (size_t i = 0; i < S; i++) acc += xc[i];
-                sum += acc;
-            }
+            for (size_t s = 0; s < n; s++) sum += sum_d(x + (s * C + c) * S, S);
             mean = sum / (double)M;
             mf = (float)mean;
-            for (size_t s = 0; s < n; s++) {
-                const float *restrict xc = x + (s * C + c) * S;
-                float acc = 0.0f;
-                for (size_t i = 0; i < S; i++) { float d = xc[i] - mf; acc += d * d; }
-                sq += acc;
-            }
+            for (size_t s = 0; s < n; s++) sq += sumsq_centered(x + (s * C + c) * S, S, mf);
             var = sq / (double)M;
             if (!net->freeze_stats) {
                 double m = L->momentum, uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
@@ -335,26 +554,38 @@ static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float 
     L->bn_train = train;
 }
 
+/* Sums over one row of a BN channel: dy, dy * xhat, xhat with xhat = (x - mu) * is. */
+static void bn_row_sums(const float *restrict xc, const float *restrict dy, size_t S, float mu, float is,
+                        double *sdy, double *sdyx, double *sxh)
+{
+    float a0[LANES] = { 0 }, a1[LANES] = { 0 }, a2[LANES] = { 0 };
+    size_t i = 0;
+    for (; i + LANES <= S; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float xh = (xc[i + j] - mu) * is, d = dy[i + j];
+            a0[j] += d;
+            a1[j] += d * xh;
+            a2[j] += xh;
+        }
+    for (int j = 0; i < S; i++, j++) {
+        float xh = (xc[i] - mu) * is, d = dy[i];
+        a0[j] += d;
+        a1[j] += d * xh;
+        a2[j] += xh;
+    }
+    *sdy += fold_lanes(a0);
+    *sdyx += fold_lanes(a1);
+    *sxh += fold_lanes(a2);
+}
+
 static void bn_backward(asymbp__layer_t *L, const float *x, float *dx, size_t n)
 {
     size_t C = (size_t)L->in_c, S = (size_t)(L->in_h * L->in_w), M = n * S;
     for (size_t c = 0; c < C; c++) {
         float mu = L->bmean[c], is = L->binvstd[c];
         double sdy = 0.0, sdyx = 0.0, sxh = 0.0;
-        for (size_t s = 0; s < n; s++) {
-            const float *restrict xc = x + (s * C + c) * S;
-            const float *restrict dy = L->dout + (s * C + c) * S;
-            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
-            for (size_t i = 0; i < S; i++) {
-                float xh = (xc[i] - mu) * is;
-                a0 += dy[i];
-                a1 += dy[i] * xh;
-                a2 += xh;
-            }
-            sdy += a0;
-            sdyx += a1;
-            sxh += a2;
-        }
+        for (size_t s = 0; s < n; s++)
+            bn_row_sums(x + (s * C + c) * S, L->dout + (s * C + c) * S, S, mu, is, &sdy, &sdyx, &sxh);
         L->dgamma[c] = (float)sdyx;
         L->dbeta[c] = (float)sdy;
         if (!dx) continue;
@@ -389,9 +620,9 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
     size_t total = n * L->out_size;
     switch (L->kind) {
     case ASYMBP_LAYER_DENSE: dense_forward(L, x, n); break;
-    case ASYMBP_LAYER_CONV2D: conv_forward(net, L, x, n); break;
+    case ASYMBP_LAYER_CONV2D: conv_forward(L, x, n); break;
     case ASYMBP_LAYER_MAXPOOL: maxpool_forward(L, x, n); break;
-    case ASYMBP_LAYER_AVGPOOL: avgpool_run(L, x, NULL, n, 0); break;
+    case ASYMBP_LAYER_AVGPOOL: avgpool_forward(L, x, n); break;
     case ASYMBP_LAYER_RELU: {
         const float *restrict a = x;
         float *restrict y = L->out;
@@ -430,12 +661,16 @@ void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *
         L->wl.delta_norm = dx ? sqrt(sumsq(dx, n * L->in_size)) : 0.0;
         break;
     case ASYMBP_LAYER_MAXPOOL: if (dx) maxpool_backward(L, dx, n); break;
-    case ASYMBP_LAYER_AVGPOOL: if (dx) avgpool_run(L, NULL, dx, n, 1); break;
+    case ASYMBP_LAYER_AVGPOOL: if (dx) avgpool_backward(L, dx, n); break;
     case ASYMBP_LAYER_RELU:
         if (dx) {
             const float *restrict y = L->out, *restrict dy = L->dout;
             float *restrict d = dx;
-            for (size_t i = 0; i < total; i++) d[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+            /* the load of dy is unconditional so that the select vectorises */
+            for (size_t i = 0; i < total; i++) {
+                float g = dy[i];
+                d[i] = y[i] > 0.0f ? g : 0.0f;
+            }
         }
         break;
     case ASYMBP_LAYER_FLATTEN: break;   /* dout aliases dx */

@@ -25,6 +25,8 @@ typedef struct asymbp__layer {
     int has_bias;
     int kh, kw, stride, pad, ceil_mode;   /* conv and pools (pools: kh = kw = k) */
     size_t col_size;                      /* conv: im2col floats per image */
+    float *col;                           /* conv, bound: im2col of one image (padding entries stay 0) */
+    int64_t *colgeo;                      /* conv, bound: per (ki, kj) the valid output range oh_lo, oh_hi, ow_lo, ow_hi */
     int32_t *argmax;                      /* maxpool, bound */
     /* batch norm */
     float momentum, eps;
@@ -49,7 +51,7 @@ struct asymbp_net {
     char *spec;                           /* normalised spec, rebuilt on demand */
     /* bound state */
     size_t batch;
-    float *input, *dinput, *probs, *col;
+    float *input, *dinput, *probs, *col;  /* col: conv input-gradient columns (largest col_size) */
     size_t col_cap;
     size_t n_fwd;
     int have_fwd, have_delta;
@@ -65,6 +67,9 @@ struct asymbp_net {
 
 /* Output size of a pooling window sweep (Caffe ceil mode or floor); 0 when it does not fit. */
 int64_t asymbp__pool_out(int64_t in, int k, int stride, int pad, int ceil_mode);
+
+/* Fill geo (4 * kh * kw values) with the conv layer's valid output ranges per kernel tap. */
+void asymbp__conv_geometry(const asymbp__layer_t *L, int64_t *geo);
 
 /* Kernels (layers.c).  x: the layer's input (n samples), dx: where the delta for the layer
  * below goes (NULL: not needed). */

@@ -50,6 +50,10 @@ static void unbind(asymbp_net_t *net)
         L->argmax = NULL;
         asymbp__free(ctx, L->mask);
         L->mask = NULL;
+        asymbp__free(ctx, L->col);
+        L->col = NULL;
+        asymbp__free(ctx, L->colgeo);
+        L->colgeo = NULL;
     }
     asymbp__free(ctx, net->input);
     asymbp__free(ctx, net->dinput);
@@ -479,6 +483,12 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
         if (L->kind == ASYMBP_LAYER_MAXPOOL && !(L->argmax = asymbp__calloc(ctx, n, sizeof(int32_t)))) goto nomem;
         if (L->kind == ASYMBP_LAYER_DROPOUT && !(L->mask = asymbp__calloc(ctx, n, sizeof(float)))) goto nomem;
         if (L->kind == ASYMBP_LAYER_CONV2D && L->col_size > col) col = L->col_size;
+        if (L->kind == ASYMBP_LAYER_CONV2D && !(L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0)) {
+            /* 1x1 stride 1 unpadded convs use their input as the column matrix */
+            if (!(L->col = asymbp__calloc(ctx, L->col_size, sizeof(float)))) goto nomem;
+            if (!(L->colgeo = asymbp__alloc(ctx, 4 * (size_t)L->kh * (size_t)L->kw * sizeof(int64_t)))) goto nomem;
+            asymbp__conv_geometry(L, L->colgeo);
+        }
     }
     if (col && !(net->col = asymbp__alloc(ctx, col * sizeof(float)))) goto nomem;
     net->col_cap = col;
