@@ -167,6 +167,17 @@ abi-check: all
 abi-baseline: all
 	abidw --headers-dir include/asymbp --no-corpus-path $(SHLIB) > $(ABI_BASELINE)
 
+# ---- benchmark ------------------------------------------------------------------------------
+BENCH_BIN := $(BINOUT)/asymbp-bench
+$(BENCH_BIN): bench/asymbp-bench.c $(STLIB) $(HEADERS)
+	@mkdir -p $(BINOUT)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(LDFLAGS) -o $@ bench/asymbp-bench.c $(STLIB) $(ASYMBP_LIBS)
+
+# Builds the benchmark and runs the short standard set (docs/performance.md).
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	sh bench/standard.sh $(BENCH_BIN)
+
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(OBJDIR)/examples/%)
