@@ -42,8 +42,10 @@ START_TEST(test_tensor_wrap_view_copy)
     ck_assert_float_eq(buf[4], -1.0f);
     ck_assert_float_eq(buf[7], -1.0f);
     ck_assert_float_eq(buf[8], 8.0f);
+    asymbp_tensor_destroy(v);
     /* a view past the end is refused and names the sizes */
     ck_assert_int_eq(asymbp_tensor_view(w, 9, 1, vshape, &v), ASYMBP_E_SHAPE);
+    ck_assert_ptr_null(v);
     ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "exceeds"));
     ck_assert_int_eq(asymbp_tensor_create(ctx, 2, shape, &c), ASYMBP_OK);
     ck_assert_int_eq(asymbp_tensor_copy(c, w), ASYMBP_OK);

@@ -413,10 +413,25 @@ static int save_settings(const char *dir, const settings_t *s)
     return rename(tmp, path);
 }
 
+/* Strings read from a run's settings live until the process ends; they are kept here so they
+ * can be freed at exit (keeps leak checkers quiet). */
+static char *owned_strings[64];
+static size_t n_owned;
+
+static void free_owned(void)
+{
+    while (n_owned > 0) free(owned_strings[--n_owned]);
+}
+
 static char *dupstr(const char *v)
 {
     char *d = malloc(strlen(v) + 1);
-    if (!d) { fprintf(stderr, "%s: out of memory\n", prog); exit(1); }
+    if (!d || n_owned == sizeof owned_strings / sizeof *owned_strings) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(1);
+    }
+    if (n_owned == 0) atexit(free_owned);
+    owned_strings[n_owned++] = d;
     strcpy(d, v);
     return d;
 }

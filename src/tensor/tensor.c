@@ -51,8 +51,9 @@ asymbp_status_t asymbp_tensor_create(asymbp_ctx_t *ctx, int ndim, const int64_t 
     if (st != ASYMBP_OK) return st;
     t->data = asymbp__calloc(ctx, t->numel, sizeof(float));
     if (!t->data) {
+        size_t numel = t->numel;
         asymbp__free(ctx, t);
-        return asymbp__error(ctx, ASYMBP_E_NOMEM, "tensor_create: out of memory for %zu floats", t->numel);
+        return asymbp__error(ctx, ASYMBP_E_NOMEM, "tensor_create: out of memory for %zu floats", numel);
     }
     t->owns = 1;
     *out = t;
