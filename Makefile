@@ -165,6 +165,7 @@ abi-check: all
 
 # Only in a commit that means to change the ABI (and says so in CHANGELOG.md).
 abi-baseline: all
+	@mkdir -p tests/abi
 	abidw --headers-dir include/asymbp --no-corpus-path $(SHLIB) > $(ABI_BASELINE)
 
 # ---- benchmark ------------------------------------------------------------------------------
