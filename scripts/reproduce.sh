@@ -57,7 +57,8 @@ csv() {
     # Every tabular set: an MLP with BN, backprop and uSF + BM.
     for data in letter dna soybean ionosphere sonar glass iris wine breast_cancer; do
         run csv "$data-sym-bn" --data "$data" --net mlp:128,64 --bn --feedback sym --update sgd --epochs 60 --batch 32
-        run csv "$data-usf-bn-bm" --data "$data" --net mlp:128,64 --bn --feedback usf --update bm --epochs 60 --batch 32
+        run csv "$data-usf-bn-bm" --data "$data" --net mlp:128,64 --bn --feedback usf --update bm --lr 0.0001 \
+            --epochs 60 --batch 32
     done
 }
 
