@@ -173,16 +173,156 @@ asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_ent
 
 /* ---- Drawing ------------------------------------------------------------------------------ */
 
-static float sgn(float w) { return (float)((w > 0.0f) - (w < 0.0f)); }
-
 /* Uniform in (0, 1), never 0 or 1: magnitudes stay strictly positive so sign(V) = sign(W). */
 static double open_uniform(asymbp_rng_t *rng)
 {
     return ((double)(asymbp__rng_u32(rng) >> 8) + 0.5) * (1.0 / 16777216.0);
 }
 
-/* n magnitudes: |N(0,1)| (Box-Muller, both outputs used), U(0,1) or 1; all > 0. */
-static void fill_mag(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_t n)
+/* ---- Fast |N(0,1)| magnitudes ----------------------------------------------------------------
+ * Two u32 draws of the instance stream per call (high word first) seed XL interleaved xoshiro128+
+ * generators (state filled by splitmix64); each block of XL pairs of their outputs gives 2 XL magnitudes by a float
+ * Box-Muller folded into the first quadrant: u1, u2 = ((h >> 9) + 1/2) 2^-23 in (0, 1) from the
+ * top 23 bits, r = sqrt(-2 ln u1), values r sin(pi/2 u2) then r sin(pi/2 (1 - u2)) (the folded
+ * cosine), block by block.  ln, sqrt and sin are branch-free polynomial/Newton forms (relative
+ * error about 2e-7) written as plain loops across the lanes, so the whole draw vectorises.
+ * Every value is > 0 (u1 < 1 and both sine arguments are > 0). */
+#define XL 16
+
+typedef struct xo_lanes {
+    uint32_t s0[XL], s1[XL], s2[XL], s3[XL];
+} xo_lanes_t;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void xo_seed(xo_lanes_t *g, asymbp_rng_t *rng)
+{
+    uint64_t x = (uint64_t)asymbp__rng_u32(rng) << 32;
+    x |= asymbp__rng_u32(rng);
+    for (int j = 0; j < XL; j++) {
+        uint64_t a = splitmix64(&x), b = splitmix64(&x);
+        g->s0[j] = (uint32_t)a;
+        g->s1[j] = (uint32_t)(a >> 32);
+        g->s2[j] = (uint32_t)b;
+        g->s3[j] = (uint32_t)(b >> 32) | 1u;   /* never the all-zero state */
+    }
+}
+
+/* One xoshiro128+ step of one lane: returns the output, advances the state. */
+static inline uint32_t xo_step(uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d)
+{
+    uint32_t out = *a + *d, t = *b << 9;
+    *c ^= *a;
+    *d ^= *b;
+    *b ^= *c;
+    *a ^= *d;
+    *c ^= t;
+    *d = (*d << 11) | (*d >> 21);
+    return out;
+}
+
+/* ln(u) for u in (0, 1): exponent and mantissa from the bits, mantissa in [sqrt(1/2), sqrt(2)),
+ * ln(m) = 2 atanh(f / (2 + f)) by its odd series (f = m - 1). */
+static inline float fast_logf(float u)
+{
+    uint32_t bits, mant, adj;
+    float m, f, z, z2, e;
+    memcpy(&bits, &u, sizeof bits);
+    mant = bits & 0x007fffffu;
+    adj = (mant + 0x004afb0du) >> 23;   /* 1 when the mantissa is >= sqrt(2) (0x3504f3): halve it */
+    e = (float)((int32_t)(bits >> 23) - 127 + (int32_t)adj);
+    bits = mant | (0x3f800000u - (adj << 23));
+    memcpy(&m, &bits, sizeof m);
+    f = m - 1.0f;
+    z = f / (2.0f + f);
+    z2 = z * z;
+    return e * 0.693147181f + 2.0f * z * (1.0f + z2 * (1.0f / 3 + z2 * (1.0f / 5 + z2 * (1.0f / 7 + z2 * (1.0f / 9)))));
+}
+
+/* sqrt(x) for a normal x > 0: inverse square root by the bit estimate and three Newton steps. */
+static inline float fast_sqrtf(float x)
+{
+    uint32_t bits;
+    float y;
+    memcpy(&bits, &x, sizeof bits);
+    bits = 0x5f3759dfu - (bits >> 1);
+    memcpy(&y, &bits, sizeof y);
+    y = y * (1.5f - 0.5f * x * y * y);
+    y = y * (1.5f - 0.5f * x * y * y);
+    y = y * (1.5f - 0.5f * x * y * y);
+    return x * y;
+}
+
+/* sin(x) for x in [0, pi/2]: Taylor series to x^13 (error < 1e-8 there), > 0 for x > 0. */
+static inline float fast_sinf(float x)
+{
+    float x2 = x * x;
+    return x * (1.0f - x2 * (1.0f / 6 - x2 * (1.0f / 120 - x2 * (1.0f / 5040 - x2 * (1.0f / 362880 -
+                x2 * (1.0f / 39916800 - x2 * (1.0f / 6227020800.0f)))))));
+}
+
+/* On x86-64 with GCC the loops below also get AVX-512 and AVX2 clones picked at load time
+ * (ifunc): the same operations in the same order (no FMA contraction in C99 mode), so the same
+ * bits whichever clone runs. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ASYMBP__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ASYMBP__CLONES
+#endif
+
+static float sgn(float w) { return (float)((w > 0.0f) - (w < 0.0f)); }
+
+/* 2 XL magnitudes per block from the next XL pairs of draws, nblocks blocks; with W, each
+ * magnitude m at position i is written as s m sign(W[i]) (BRSF's V in one pass). */
+static inline void halfnormal_body(xo_lanes_t *restrict g, float *restrict out, const float *restrict W, float sc,
+                                   size_t nblocks, const int with_sign)
+{
+    const float q = 2.0f / 16777216.0f, hp = 1.57079633f / 8388608.0f;   /* 2^-23, pi/2 2^-23 */
+    for (size_t b = 0; b < nblocks; b++) {
+        for (int j = 0; j < XL; j++) {
+            uint32_t s0 = g->s0[j], s1 = g->s1[j], s2 = g->s2[j], s3 = g->s3[j];
+            uint32_t h1 = xo_step(&s0, &s1, &s2, &s3), h2 = xo_step(&s0, &s1, &s2, &s3);
+            float u1 = ((float)(int32_t)(h1 >> 9) + 0.5f) * q;
+            float k2 = (float)(int32_t)(h2 >> 9);
+            float r = fast_sqrtf(-2.0f * fast_logf(u1));
+            g->s0[j] = s0;
+            g->s1[j] = s1;
+            g->s2[j] = s2;
+            g->s3[j] = s3;
+            float m1 = r * fast_sinf((k2 + 0.5f) * hp), m2 = r * fast_sinf((8388607.5f - k2) * hp);
+            if (with_sign) {
+                m1 = sc * m1 * sgn(W[2 * XL * b + j]);
+                m2 = sc * m2 * sgn(W[2 * XL * b + XL + j]);
+            }
+            out[2 * XL * b + j] = m1;
+            out[2 * XL * b + XL + j] = m2;
+        }
+    }
+}
+
+ASYMBP__CLONES
+static void halfnormal_plain(xo_lanes_t *restrict g, float *restrict out, size_t nblocks)
+{
+    halfnormal_body(g, out, NULL, 1.0f, nblocks, 0);
+}
+
+ASYMBP__CLONES
+static void halfnormal_signed(xo_lanes_t *restrict g, float *restrict out, const float *restrict W, float sc,
+                              size_t nblocks)
+{
+    halfnormal_body(g, out, W, sc, nblocks, 1);
+}
+
+/* n magnitudes: |N(0,1)| (the generator above), U(0,1) or 1; all > 0.  With W: V = s M o sign(W)
+ * written directly (the same values as drawing M, then multiplying s M by sign(W)). */
+static void fill_mag_signed(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, const float *restrict W, float sc,
+                            size_t n)
 {
     size_t i;
     if (mag == MAG_ONE) {
@@ -190,13 +330,25 @@ static void fill_mag(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_
     } else if (mag == MAG_UNIFORM) {
         for (i = 0; i < n; i++) dst[i] = (float)open_uniform(rng);
     } else {
-        for (i = 0; i < n; i += 2) {
-            double r = sqrt(-2.0 * log(open_uniform(rng)));
-            double t = 6.283185307179586 * open_uniform(rng);
-            dst[i] = (float)fabs(r * cos(t));
-            if (i + 1 < n) dst[i + 1] = (float)fabs(r * sin(t));
+        xo_lanes_t g;
+        float tail[2 * XL];
+        xo_seed(&g, rng);
+        i = n / (2 * XL) * (2 * XL);
+        if (W) halfnormal_signed(&g, dst, W, sc, n / (2 * XL));
+        else halfnormal_plain(&g, dst, n / (2 * XL));
+        if (i < n) {
+            halfnormal_plain(&g, tail, 1);
+            for (size_t k = 0; i + k < n; k++) dst[i + k] = W ? sc * tail[k] * sgn(W[i + k]) : tail[k];
         }
+        return;
     }
+    if (W)
+        for (i = 0; i < n; i++) dst[i] = sc * dst[i] * sgn(W[i]);
+}
+
+static void fill_mag(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_t n)
+{
+    fill_mag_signed(rng, mag, dst, NULL, 1.0f, n);
 }
 
 /* n values of S: +1 with probability p, else -1. */
@@ -225,13 +377,6 @@ static void write_signed(float *restrict V, const float *restrict W, const float
     else for (i = 0; i < n; i++) V[i] = s * sgn(W[i]);
 }
 
-/* V = s V o sign(W), in place (V holds freshly drawn magnitudes). */
-static void sign_in_place(float *restrict V, const float *restrict W, float s, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++) V[i] = s * V[i] * sgn(W[i]);
-}
-
 /* V = s M o S o sign(W). */
 static void write_partial(float *restrict V, const float *restrict W, const float *restrict M, const float *restrict S,
                           float s, size_t n)
@@ -256,8 +401,7 @@ static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_ar
         write_signed(a->V, a->W, NULL, st->scale, n);
         break;
     case P_BRSF:
-        fill_mag(a->rng, st->mag, a->V, n);
-        sign_in_place(a->V, a->W, st->scale, n);
+        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     case P_FRSF:
         fill_mag(a->rng, st->mag, a->buf, n);
@@ -278,8 +422,7 @@ static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_ar
         }
         break;
     case P_SIGNED_INIT:
-        fill_mag(a->rng, st->mag, a->V, n);
-        sign_in_place(a->V, a->W, st->scale, n);
+        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     default:
         break;
@@ -297,8 +440,7 @@ static asymbp_status_t bi_refresh(void *user, void *state, const asymbp_feedback
         write_signed(a->V, a->W, NULL, st->scale, n);
         break;
     case P_BRSF:
-        fill_mag(a->rng, st->mag, a->V, n);
-        sign_in_place(a->V, a->W, st->scale, n);
+        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     case P_FRSF:
         write_signed(a->V, a->W, a->buf, st->scale, n);

@@ -50,8 +50,17 @@ static double sum_d(const float *restrict v, size_t n)
     return s;
 }
 
+/* On x86-64 with GCC, AVX-512/AVX2 clones of a few hot loops are picked at load time (ifunc):
+ * the same operations in the same order (no FMA contraction in C99 mode), so the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ASYMBP__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ASYMBP__CLONES
+#endif
+
 /* Sum of squares in double (the norms feedback/ compares with its own double sums): LANES
  * independent double partial sums, vectorisable. */
+ASYMBP__CLONES
 static double sumsq(const float *restrict v, size_t n)
 {
     double acc[LANES] = { 0 }, s;
@@ -161,12 +170,12 @@ static void span_of(const asymbp__layer_t *L, int ki, int kj, const colrow_t *r,
 /* Zero the out-of-range columns of rows [oh_lo, oh_hi) of a column row. */
 static void zero_side_columns(float *restrict row, const colrow_t *r, int64_t OW)
 {
+    /* column by column (at most pad of them): strided stores, not a memset call per row */
     if (r->ow_lo == 0 && r->ow_hi == OW) return;
-    for (int64_t oh = r->oh_lo; oh < r->oh_hi; oh++) {
-        float *restrict q = row + oh * OW;
-        for (int64_t ow = 0; ow < r->ow_lo; ow++) q[ow] = 0.0f;
-        for (int64_t ow = r->ow_hi; ow < OW; ow++) q[ow] = 0.0f;
-    }
+    for (int64_t ow = 0; ow < r->ow_lo; ow++)
+        for (int64_t oh = r->oh_lo; oh < r->oh_hi; oh++) row[oh * OW + ow] = 0.0f;
+    for (int64_t ow = r->ow_hi; ow < OW; ow++)
+        for (int64_t oh = r->oh_lo; oh < r->oh_hi; oh++) row[oh * OW + ow] = 0.0f;
 }
 
 /* im2col of one image into the layer's own buffer L->col ([C*kh*kw][OH*OW]).  The entries that
@@ -517,9 +526,125 @@ static double sumsq_centered(const float *restrict v, size_t n, float mu)
     return s;
 }
 
+/* Batch norm after a dense layer (one value per feature and sample, S = 1): the same sums in the
+ * same order as the per-channel code below (double, sample by sample), but feature-major in blocks
+ * of FBLK features so that every loop runs along contiguous features and vectorises. */
+#define FBLK 64
+
+static void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c0,
+                           size_t m, double *restrict mean, double *restrict var)
+{
+    double acc[FBLK];
+    float mf[FBLK];
+    for (size_t j = 0; j < m; j++) acc[j] = 0.0;
+    for (size_t s = 0; s < n; s++) {
+        const float *restrict xs = x + s * C + c0;
+        for (size_t j = 0; j < m; j++) acc[j] += (double)xs[j];
+    }
+    for (size_t j = 0; j < m; j++) {
+        mean[j] = acc[j] / (double)n;
+        mf[j] = (float)mean[j];
+        acc[j] = 0.0;
+    }
+    for (size_t s = 0; s < n; s++) {
+        const float *restrict xs = x + s * C + c0;
+        for (size_t j = 0; j < m; j++) {
+            float d = xs[j] - mf[j];
+            acc[j] += (double)(d * d);
+        }
+    }
+    for (size_t j = 0; j < m; j++) var[j] = acc[j] / (double)n;
+}
+
+static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
+{
+    size_t C = (size_t)L->in_c;
+    for (size_t c0 = 0; c0 < C; c0 += FBLK) {
+        size_t m = C - c0 < FBLK ? C - c0 : FBLK;
+        double mean[FBLK], var[FBLK];
+        float mu[FBLK], g[FBLK];
+        const float *restrict bt = L->beta + c0;
+        if (train) {
+            bn_stats_block(x, n, C, c0, m, mean, var);
+            if (!net->freeze_stats) {
+                double mo = L->momentum;
+                for (size_t j = 0; j < m; j++) {
+                    size_t c = c0 + j;
+                    double uv = n > 1 ? var[j] * (double)n / (double)(n - 1) : var[j];
+                    L->run_mean[c] = (float)((1.0 - mo) * L->run_mean[c] + mo * mean[j]);
+                    L->run_var[c] = (float)((1.0 - mo) * L->run_var[c] + mo * uv);
+                }
+            }
+        } else {
+            for (size_t j = 0; j < m; j++) {
+                mean[j] = L->run_mean[c0 + j];
+                var[j] = L->run_var[c0 + j];
+            }
+        }
+        for (size_t j = 0; j < m; j++) {
+            float is = (float)(1.0 / sqrt(var[j] + (double)L->eps));
+            mu[j] = (float)mean[j];
+            L->bmean[c0 + j] = mu[j];
+            L->binvstd[c0 + j] = is;
+            g[j] = L->gamma[c0 + j] * is;
+        }
+        for (size_t s = 0; s < n; s++) {
+            const float *restrict xs = x + s * C + c0;
+            float *restrict ys = L->out + s * C + c0;
+            for (size_t j = 0; j < m; j++) ys[j] = (xs[j] - mu[j]) * g[j] + bt[j];
+        }
+    }
+    L->bn_train = train;
+}
+
+static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, size_t n)
+{
+    size_t C = (size_t)L->in_c;
+    for (size_t c0 = 0; c0 < C; c0 += FBLK) {
+        size_t m = C - c0 < FBLK ? C - c0 : FBLK;
+        double sdy[FBLK], sdyx[FBLK], sxh[FBLK];
+        float mu[FBLK], is[FBLK], g[FBLK], a[FBLK], bq[FBLK], mx[FBLK];
+        for (size_t j = 0; j < m; j++) {
+            mu[j] = L->bmean[c0 + j];
+            is[j] = L->binvstd[c0 + j];
+            sdy[j] = sdyx[j] = sxh[j] = 0.0;
+        }
+        for (size_t s = 0; s < n; s++) {
+            const float *restrict xs = x + s * C + c0, *restrict dy = L->dout + s * C + c0;
+            for (size_t j = 0; j < m; j++) {
+                float xh = (xs[j] - mu[j]) * is[j], d = dy[j];
+                sdy[j] += (double)d;
+                sdyx[j] += (double)(d * xh);
+                sxh[j] += (double)xh;
+            }
+        }
+        for (size_t j = 0; j < m; j++) {
+            L->dgamma[c0 + j] = (float)sdyx[j];
+            L->dbeta[c0 + j] = (float)sdy[j];
+            g[j] = L->gamma[c0 + j] * is[j];
+            a[j] = (float)(sdy[j] / (double)n);
+            bq[j] = (float)(sdyx[j] / (double)n);
+            mx[j] = (float)(sxh[j] / (double)n);
+        }
+        if (!dx) continue;
+        for (size_t s = 0; s < n; s++) {
+            const float *restrict xs = x + s * C + c0, *restrict dy = L->dout + s * C + c0;
+            float *restrict d = dx + s * C + c0;
+            if (L->bn_train)
+                for (size_t j = 0; j < m; j++) d[j] = g[j] * (dy[j] - a[j] - ((xs[j] - mu[j]) * is[j] - mx[j]) * bq[j]);
+            else
+                for (size_t j = 0; j < m; j++) d[j] = g[j] * dy[j];
+        }
+    }
+}
+
 static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
 {
     size_t C = (size_t)L->in_c, S = (size_t)(L->in_h * L->in_w), M = n * S;
+    if (S == 1) {
+        bn_forward_dense(net, L, x, n, train);
+        return;
+    }
     for (size_t c = 0; c < C; c++) {
         double mean, var;
         if (train) {
@@ -581,6 +706,10 @@ static void bn_row_sums(const float *restrict xc, const float *restrict dy, size
 static void bn_backward(asymbp__layer_t *L, const float *x, float *dx, size_t n)
 {
     size_t C = (size_t)L->in_c, S = (size_t)(L->in_h * L->in_w), M = n * S;
+    if (S == 1) {
+        bn_backward_dense(L, x, dx, n);
+        return;
+    }
     for (size_t c = 0; c < C; c++) {
         float mu = L->bmean[c], is = L->binvstd[c];
         double sdy = 0.0, sdyx = 0.0, sxh = 0.0;
