@@ -117,4 +117,14 @@ void asymbp__rbuf_get(asymbp__rbuf_t *r, void *dst, size_t n);
 /* Copy a string into dst (cap bytes, NUL-terminated); marks failure when it does not fit. */
 void asymbp__rbuf_str(asymbp__rbuf_t *r, char *dst, size_t cap);
 
+/* ---- Plugin registration (feedback policies, update rules) ----------------------------------
+ * Check a vtable's struct_size (>= min_size, the version-1 size) and abi_version, then copy
+ * min(struct_size, dst_size) bytes into dst, zero-fill the rest and set dst's struct_size to
+ * dst_size.  ASYMBP_E_UNSUPPORTED with "who: ..." in the context otherwise. */
+asymbp_status_t asymbp__plugin_copy(asymbp_ctx_t *ctx, const char *who, const void *vt, size_t min_size, void *dst,
+                                    size_t dst_size);
+/* A plugin name: non-empty, shorter than max bytes, and (strict) only letters, digits, '-', '_'
+ * and '.'.  ASYMBP_E_INVALID with the reason otherwise. */
+asymbp_status_t asymbp__plugin_name_check(asymbp_ctx_t *ctx, const char *who, const char *name, size_t max, int strict);
+
 #endif

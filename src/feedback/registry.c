@@ -49,19 +49,6 @@ static asymbp__fb_entry_t *find(const fb_registry_t *reg, const char *s, size_t 
     return NULL;
 }
 
-static int name_ok(const char *name)
-{
-    const char *p;
-    if (!name[0]) return 0;
-    for (p = name; *p; p++) {
-        int c = (unsigned char)*p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 asymbp_status_t asymbp__fb_registry(asymbp_ctx_t *ctx)
 {
     fb_registry_t *reg = ctx->fb_registry;
@@ -88,31 +75,14 @@ asymbp_status_t asymbp_feedback_register(asymbp_ctx_t *ctx, const asymbp_feedbac
     fb_registry_t *reg;
     asymbp_feedback_vtable_t copy;
     asymbp__fb_entry_t *e;
-    size_t n, len;
+    size_t len;
     asymbp_status_t st;
     if (!ctx) return ASYMBP_E_INVALID;
     ASYMBP_CHECK_NULL(ctx, vt, "vtable");
-    if (vt->struct_size < ASYMBP_FEEDBACK_VTABLE_MIN_SIZE)
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                             "feedback_register: vtable struct_size %u is smaller than the minimum (%u bytes)",
-                             (unsigned)vt->struct_size, (unsigned)ASYMBP_FEEDBACK_VTABLE_MIN_SIZE);
-    if (vt->abi_version != ASYMBP_PLUGIN_ABI_VERSION)
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                             "feedback_register: plugin abi_version %u is not supported (this library: %u)",
-                             (unsigned)vt->abi_version, (unsigned)ASYMBP_PLUGIN_ABI_VERSION);
-    n = vt->struct_size < sizeof copy ? vt->struct_size : sizeof copy;
-    memset(&copy, 0, sizeof copy);
-    memcpy(&copy, vt, n);
-    copy.struct_size = (uint32_t)sizeof copy;
-    if (!copy.name || !copy.name[0])
-        return asymbp__error(ctx, ASYMBP_E_INVALID, "feedback_register: the policy has no name");
+    st = asymbp__plugin_copy(ctx, "feedback_register", vt, ASYMBP_FEEDBACK_VTABLE_MIN_SIZE, &copy, sizeof copy);
+    if (st == ASYMBP_OK) st = asymbp__plugin_name_check(ctx, "feedback_register", copy.name, ASYMBP__FB_NAME_MAX, 1);
+    if (st != ASYMBP_OK) return st;
     len = strlen(copy.name);
-    if (len >= ASYMBP__FB_NAME_MAX)
-        return asymbp__error(ctx, ASYMBP_E_INVALID, "feedback_register: name '%.40s...' is %zu bytes long (max %d)",
-                             copy.name, len, ASYMBP__FB_NAME_MAX - 1);
-    if (!name_ok(copy.name))
-        return asymbp__error(ctx, ASYMBP_E_INVALID,
-                             "feedback_register: name '%s' may only hold letters, digits, '-', '_' and '.'", copy.name);
     if (!(copy.flags & ASYMBP_FEEDBACK_SYMMETRIC) && !copy.init && !copy.refresh)
         return asymbp__error(ctx, ASYMBP_E_INVALID,
                              "feedback_register: policy '%s' is not symmetric but has neither init nor refresh",

@@ -51,17 +51,6 @@ static asymbp_update_rule_t *registry_lookup(const registry_t *reg, const char *
     return i == (size_t)-1 ? NULL : reg->items[i];
 }
 
-static int name_ok(const char *s)
-{
-    for (; *s; s++) {
-        int c = (unsigned char)*s;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Validate and copy vt into a new registration; the registry must exist. */
 static asymbp_status_t registry_add(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
                                     void (*user_free)(void *), int builtin, asymbp_update_rule_t **out)
@@ -69,28 +58,13 @@ static asymbp_status_t registry_add(asymbp_ctx_t *ctx, const asymbp_update_rule_
     registry_t *reg = ctx->update_registry;
     asymbp_update_rule_vtable_t copy;
     asymbp_update_rule_t *r;
-    size_t n, len;
-    if (vt->struct_size < ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE)
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                             "update_rule_register: vtable struct_size %u is smaller than version 1 (%u bytes)",
-                             (unsigned)vt->struct_size, (unsigned)ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE);
-    if (vt->abi_version != ASYMBP_PLUGIN_ABI_VERSION)
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                             "update_rule_register: plugin abi_version %u is not supported (this library: %u)",
-                             (unsigned)vt->abi_version, (unsigned)ASYMBP_PLUGIN_ABI_VERSION);
-    n = vt->struct_size < sizeof copy ? vt->struct_size : sizeof copy;
-    memset(&copy, 0, sizeof copy);
-    memcpy(&copy, vt, n);
-    copy.struct_size = (uint32_t)sizeof copy;
-    if (!copy.name || !copy.name[0])
-        return asymbp__error(ctx, ASYMBP_E_INVALID, "update_rule_register: the rule has no name");
+    size_t len;
+    asymbp_status_t st = asymbp__plugin_copy(ctx, "update_rule_register", vt, ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE, &copy,
+                                             sizeof copy);
+    /* built-in names such as "bm:b" use ':' */
+    if (st == ASYMBP_OK) st = asymbp__plugin_name_check(ctx, "update_rule_register", copy.name, ASYMBP__RULE_NAME_MAX, !builtin);
+    if (st != ASYMBP_OK) return st;
     len = strlen(copy.name);
-    if (len >= ASYMBP__RULE_NAME_MAX)
-        return asymbp__error(ctx, ASYMBP_E_INVALID, "update_rule_register: name '%.40s...' is %zu bytes long (max %d)",
-                             copy.name, len, ASYMBP__RULE_NAME_MAX - 1);
-    if (!builtin && !name_ok(copy.name))
-        return asymbp__error(ctx, ASYMBP_E_INVALID,
-                             "update_rule_register: name '%s' may hold only letters, digits, '-', '_' and '.'", copy.name);
     if (!copy.step)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "update_rule_register: rule '%s' has no step function", copy.name);
     if (registry_lookup(reg, copy.name))
