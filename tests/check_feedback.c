@@ -1,6 +1,7 @@
 /* Feedback policies: registry and plugin ABI, setting parser, the policies' math on a hand-made
- * layer, their wiring into nets (only the delta sent down changes), refresh timing, per-layer
- * assignment, diagnostics and the exact-backprop probe, save/restore, and a combination sweep. */
+ * layer, their wiring into nets (only the delta sent down changes), refresh timing (lazy for the
+ * lowest layer, which sends no delta), per-layer assignment, diagnostics and the exact-backprop
+ * probe, save/restore, and a combination sweep. */
 #include "layers/net_hooks.h"
 #include <string.h>
 #include <math.h>
@@ -753,6 +754,13 @@ START_TEST(test_refresh_timing)
             for (size_t l = 0; l < nw; l++) {
                 asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, l);
                 ck_assert_msg(same_floats(Vprev[l], wl->V, wl->numel), "%s changed V within a step", settings[k]);
+                if (!asymbp__net_wlayer_sends_delta(net, wl)) {
+                    /* the lowest layer sends no delta: its V is not refreshed (lazy), it stays
+                     * what init wrote until something reads it (test_lazy_refresh) */
+                    ck_assert_uint_eq(l, 0);
+                    ck_assert_msg(same_floats(V0[l], wl->V, wl->numel), "%s refreshed the lowest layer", settings[k]);
+                    continue;
+                }
                 for (size_t i = 0; i < wl->numel; i++) {
                     float v = wl->V[i], w = wl->W[i];
                     if (k <= 2) ck_assert_float_eq(sgnf(v), sgnf(w));
@@ -780,7 +788,8 @@ START_TEST(test_refresh_timing)
         asymbp_optimizer_destroy(opt);
         asymbp_net_destroy(net);
     }
-    /* a plugin sees exactly one refresh per step and one after_update per step, with step numbers */
+    /* a plugin sees exactly one refresh per step and one after_update per step, with step numbers;
+     * the lowest layer (which sends no delta) no refresh at all */
     {
         asymbp_net_t *net = mk_net(ctx, "mlp:12", ND, 1, 1, 0, NB);
         asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.05f, 0.9f);
@@ -796,15 +805,215 @@ START_TEST(test_refresh_timing)
         for (size_t l = 0; l < asymbp_net_feedback_layer_count(net); l++) {
             count_state_t *st = ((asymbp__fb_inst_t *)asymbp__net_wlayer_at(net, l)->fb)->state;
             ck_assert_uint_eq(st->inits, 1);
-            ck_assert_uint_eq(st->refreshes, 5);
+            ck_assert_uint_eq(st->refreshes, l == 0 ? 0 : 5);
             ck_assert_uint_eq(st->updates, 5);
-            ck_assert_uint_eq(st->last_refresh_step, 5);
+            ck_assert_uint_eq(st->last_refresh_step, l == 0 ? 0 : 5);
             ck_assert_uint_eq(st->last_update_step, 5);
         }
         asymbp_optimizer_destroy(opt);
         asymbp_net_destroy(net);
         ck_assert_int_eq(count_fini_calls, 2);
     }
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+static count_state_t *count_st(asymbp_net_t *net, size_t l)
+{
+    return ((asymbp__fb_inst_t *)asymbp__net_wlayer_at(net, l)->fb)->state;
+}
+
+static void gradcheck_fb(asymbp_net_t *net, const float *x, const int32_t *y)
+{
+    asymbp_gradcheck_params_t p = ASYMBP_GRADCHECK_PARAMS_INIT;
+    asymbp_gradcheck_report_t r = ASYMBP_GRADCHECK_REPORT_INIT;
+    p.use_feedback = 1;
+    p.max_entries_per_param = 2;
+    ck_assert_msg(asymbp_net_gradcheck(net, x, y, 4, &p, &r) == ASYMBP_OK, "%s",
+                  asymbp_ctx_last_error(asymbp__net_ctx(net)));
+    ck_assert_uint_gt(r.input_checked, 0);
+}
+
+static asymbp_status_t copy_init(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    (void)user;
+    (void)state;
+    memcpy(a->V, a->W, a->numel * sizeof(float));
+    return ASYMBP_OK;
+}
+static asymbp_status_t failing_refresh(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    (void)user;
+    (void)state;
+    (void)a;
+    return ASYMBP_E_RANGE;
+}
+
+/* Lazy refresh: the lowest weighted layer sends no delta, so training never refreshes its V
+ * (it keeps its bookkeeping and knows it is stale); the diagnostics, the probe and a backward that
+ * wants the input gradient (gradcheck with the feedback) refresh it for the step the net is at,
+ * at most once per step.  BRSF: the diagnostics of the lowest layer follow W's signs. */
+START_TEST(test_lazy_refresh)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    float x[NB * ND];
+    int32_t y[NB];
+    make_blobs(x, y, NB, ND, 4, 15);
+    register_count(ctx);
+    {
+        asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.05f, 0.0f);
+        asymbp_feedback_diag_t d[3] = {ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT};
+        asymbp_feedback_diag_t one = ASYMBP_FEEDBACK_DIAG_INIT;
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "count:k=-2"), ASYMBP_OK);
+        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 0)), 0);
+        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 1)), 1);
+        /* a probe that fails (no backward yet) refreshes nothing */
+        ck_assert_int_eq(asymbp_net_feedback_probe(net, d, 3), ASYMBP_E_STATE);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
+        for (int s = 0; s < 3; s++) {
+            fwd_bwd(net, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        }
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
+        ck_assert_uint_eq(count_st(net, 2)->refreshes, 3);
+        ck_assert_uint_eq(count_st(net, 0)->updates, 3);
+        /* diag of another layer leaves it alone */
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 1, &one), ASYMBP_OK);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
+        /* diag of the lowest layer: refreshed for step 4 (3 done), once */
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &one), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &one), ASYMBP_OK);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
+        ck_assert_uint_eq(count_st(net, 0)->last_refresh_step, 4);
+        ck_assert_double_eq(one.sign_concordance, 0.0); /* V = -2 W of the current W */
+        ck_assert_double_eq_tol(one.norm_ratio, 2.0, 1e-6);
+        /* step 4's training backward refreshes the other layers only */
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 4);
+        ck_assert_uint_eq(count_st(net, 2)->refreshes, 4);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        /* the probe after step 5's backward refreshes it for step 5 */
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
+        ck_assert_msg(asymbp_net_feedback_probe(net, d, 3) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 2);
+        ck_assert_uint_eq(count_st(net, 0)->last_refresh_step, 5);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 5);
+        ck_assert_double_eq(d[0].sign_concordance, 0.0);
+        ck_assert_double_eq_tol(d[0].norm_ratio, 2.0, 1e-6);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        /* step 6 starts with a backward that wants the input gradient: the lowest layer sends a
+         * delta then and is refreshed with the others */
+        gradcheck_fb(net, x, y);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 3);
+        ck_assert_uint_eq(count_st(net, 0)->last_refresh_step, 6);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 6);
+        /* the training backward of that step refreshes nothing more */
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_uint_eq(count_st(net, 0)->refreshes, 3);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 6);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        ck_assert_uint_eq(count_st(net, 0)->updates, 6);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+    }
+    /* a refresh that fails on the lowest layer: training never calls it, the diagnostics that
+     * read its V report the failure */
+    {
+        asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_feedback_diag_t d[2] = {ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT};
+        asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
+        vt.name = "fails";
+        vt.init = copy_init;
+        vt.refresh = failing_refresh;
+        ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, NULL), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_set_layer_feedback(net, 0, "fails"), ASYMBP_OK);
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 1, &d[1]), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &d[0]), ASYMBP_E_PLUGIN);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "net_feedback_diag"));
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "'fails' on layer 0: refresh returned"));
+        ck_assert_int_eq(asymbp_net_feedback_probe(net, d, 2), ASYMBP_E_PLUGIN);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "net_feedback_probe"));
+        asymbp_net_destroy(net);
+    }
+    /* BRSF: after W's signs changed, the diagnostics of the lowest layer show V with W's signs
+     * and freshly drawn magnitudes; so does the probe at a later step */
+    {
+        asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.05f, 0.0f);
+        asymbp_feedback_diag_t d[3] = {ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT};
+        asymbp_feedback_diag_t one = ASYMBP_FEEDBACK_DIAG_INIT;
+        asymbp__wlayer_t *low = asymbp__net_wlayer_at(net, 0);
+        float *Vinit;
+        size_t same = 0;
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "brsf"), ASYMBP_OK);
+        Vinit = malloc(low->numel * sizeof(float));
+        memcpy(Vinit, low->V, low->numel * sizeof(float));
+        for (int s = 0; s < 2; s++) {
+            fwd_bwd(net, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        }
+        ck_assert(same_floats(Vinit, low->V, low->numel)); /* stale: never refreshed */
+        flip_some(low->W, low->numel);
+        ck_assert_double_lt(concordance(low->V, low->W, low->numel), 0.8);
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &one), ASYMBP_OK);
+        ck_assert_double_eq(one.sign_concordance, 1.0);
+        ck_assert_double_eq(concordance(low->V, low->W, low->numel), 1.0);
+        for (size_t i = 0; i < low->numel; i++) same += fabsf(low->V[i]) == fabsf(Vinit[i]);
+        ck_assert_uint_lt(same, low->numel / 20 + 1);
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        flip_some(low->W, low->numel);
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_double_lt(concordance(low->V, low->W, low->numel), 0.8);
+        ck_assert_msg(asymbp_net_feedback_probe(net, d, 3) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+        ck_assert_double_eq(d[0].sign_concordance, 1.0);
+        free(Vinit);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+    }
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A backward that wants the input gradient after the step's training backward (gradcheck in the
+ * middle of a step) must not use the stale V of the lowest layer: it is refreshed for the step. */
+START_TEST(test_lazy_input_grad_mid_step)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    float x[NB * ND];
+    int32_t y[NB];
+    asymbp_net_t *net;
+    asymbp_optimizer_t *opt;
+    asymbp__wlayer_t *low;
+    make_blobs(x, y, NB, ND, 4, 16);
+    register_count(ctx);
+    net = mk_net(ctx, "fc12,relu,fc4", ND, 1, 1, 0, NB);
+    opt = mk_opt(net, "sgd", 0.05f, 0.0f);
+    low = asymbp__net_wlayer_at(net, 0);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "count:k=3"), ASYMBP_OK);
+    for (int s = 0; s < 2; s++) {
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+    }
+    fwd_bwd(net, x, y, NB, NULL); /* step 3: the lowest layer is skipped */
+    ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
+    gradcheck_fb(net, x, y);
+    ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
+    ck_assert_uint_eq(count_st(net, 0)->last_refresh_step, 3);
+    ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
+    for (size_t i = 0; i < low->numel; i++) ck_assert_float_eq(low->V[i], 3.0f * low->W[i]);
+    /* again in the same step: nothing more */
+    gradcheck_fb(net, x, y);
+    ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
+    ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
+    asymbp_optimizer_destroy(opt);
+    asymbp_net_destroy(net);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -1013,6 +1222,20 @@ START_TEST(test_state_round_trip)
         asymbp__wlayer_t *la = asymbp__net_wlayer_at(a, l), *lb = asymbp__net_wlayer_at(b, l);
         ck_assert(same_floats(la->V, lb->V, la->numel));
     }
+    /* the lowest layer's V is stale in both (lazy refresh, saved with its bookkeeping); read
+     * through the diagnostics, both bring it up to date to the same V */
+    {
+        asymbp__wlayer_t *la = asymbp__net_wlayer_at(a, 0), *lb = asymbp__net_wlayer_at(b, 0);
+        asymbp_feedback_diag_t da = ASYMBP_FEEDBACK_DIAG_INIT, db = ASYMBP_FEEDBACK_DIAG_INIT;
+        ck_assert_uint_lt(((asymbp__fb_inst_t *)la->fb)->last_step, asymbp__net_step(a) + 1);
+        ck_assert_int_eq(asymbp_net_feedback_diag(a, 0, &da), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_feedback_diag(b, 0, &db), ASYMBP_OK);
+        ck_assert_uint_eq(((asymbp__fb_inst_t *)la->fb)->last_step, asymbp__net_step(a) + 1);
+        ck_assert_uint_eq(((asymbp__fb_inst_t *)lb->fb)->last_step, asymbp__net_step(b) + 1);
+        ck_assert(same_floats(la->V, lb->V, la->numel));
+        ck_assert_double_eq(da.sign_concordance, 1.0);
+        ck_assert_double_eq(da.angle_vw, db.angle_vw);
+    }
     /* a file for another architecture is refused and leaves the net as it was */
     {
         asymbp_net_t *c = mk_net(ctx, "mlp:12", ND, 1, 1, 0, NB);
@@ -1220,6 +1443,8 @@ Suite *asymbp_test_feedback_suite(void)
     tcase_add_test(tc, test_no_bias);
     tcase_add_test(tc, test_reference_backward);
     tcase_add_test(tc, test_refresh_timing);
+    tcase_add_test(tc, test_lazy_refresh);
+    tcase_add_test(tc, test_lazy_input_grad_mid_step);
     tcase_add_test(tc, test_layer_assignment);
     tcase_add_test(tc, test_diag_and_probe);
     tcase_add_test(tc, test_state_round_trip);

@@ -106,8 +106,11 @@ typedef struct asymbp_feedback_vtable {
      * A non-OK return fails the assignment with ASYMBP_E_PLUGIN (ASYMBP_E_FORMAT for a bad
      * option of a built-in). */
     asymbp_status_t (*init)(void *user, void *state, const asymbp_feedback_args_t *args);
-    /* (optional; NULL: V keeps what init wrote) Write V for this optimizer step.  Called exactly
-     * once per step, before its first backward pass.  Must not allocate. */
+    /* (optional; NULL: V keeps what init wrote) Write V for this optimizer step (args->step).
+     * Called at most once per step: before the step's first backward pass for every layer that
+     * sends an error down; for the lowest weighted layer, whose V training never reads, only in
+     * the steps where something reads it (asymbp_net_feedback_diag, the probe, a gradient check
+     * through the feedback), just before.  Must not allocate. */
     asymbp_status_t (*refresh)(void *user, void *state, const asymbp_feedback_args_t *args);
     /* (optional) Called after every optimizer step, once the update rule has moved W (for
      * policies that learn V).  Must not allocate. */
@@ -208,18 +211,22 @@ typedef struct asymbp_feedback_diag {
 
 /* Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
  * the last backward pass and the current W and V.  Costs O(numel); no allocation.  The probe
- * members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i out of range),
- * ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1).  Since 0.1. */
+ * members are set to NaN.  The lowest layer's V is first brought up to date for the current
+ * step (see the vtable's refresh).  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i out of range),
+ * ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a policy's
+ * refresh failed).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag);
 /* The exact-backprop probe: after a training forward, loss and backward pass, run a second
  * backward on the same batch with V = W for every layer and fill diag[0..count-1] (count must be
  * asymbp_net_feedback_layer_count; every element's struct_size set by the caller) with the
  * figures of asymbp_net_feedback_diag plus the comparison with exact backprop.  Weights,
- * gradients, the per-layer norms and the policies' state are left as they were (the gradients
- * are saved in a scratch area allocated on the first probe and kept with the net).  Returns
- * ASYMBP_OK, ASYMBP_E_INVALID (NULL, count differs), ASYMBP_E_UNSUPPORTED (struct_size),
- * ASYMBP_E_STATE (no backward pass to compare with), ASYMBP_E_NOMEM.  Since 0.1. */
+ * gradients, the per-layer norms and the policies' state are left as they were, except that
+ * the lowest layer's stale V is refreshed for the current step (the gradients are saved in a
+ * scratch area allocated on the first probe and kept with the net).  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL, count differs), ASYMBP_E_UNSUPPORTED (struct_size), ASYMBP_E_STATE
+ * (no backward pass to compare with), ASYMBP_E_NOMEM, ASYMBP_E_PLUGIN (a policy's refresh
+ * failed).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count);
 

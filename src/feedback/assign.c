@@ -155,6 +155,11 @@ asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wl
 
 /* ---- Hooks on the net ------------------------------------------------------------------------- */
 
+/* Refresh lazily: only the layers whose V this backward multiplies a delta by.  The others (the
+ * lowest weighted layer, unless the input gradient is wanted) keep a stale V and their
+ * refreshed/last_step bookkeeping; whatever reads their V brings it up to date first
+ * (asymbp__fb_wlayer_current).  A layer that is already fresh for the step costs nothing, so the
+ * hook may run again within a step (e.g. when the input gradient becomes wanted). */
 static asymbp_status_t hook_refresh(asymbp_net_t *net, void *state)
 {
     fb_net_t *fn = state;
@@ -163,11 +168,17 @@ static asymbp_status_t hook_refresh(asymbp_net_t *net, void *state)
     for (i = 0; i < n; i++) {
         asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
         asymbp_status_t rc;
-        if (!wl->fb) continue;
+        if (!wl->fb || !asymbp__net_wlayer_sends_delta(net, wl)) continue;
         rc = asymbp__fb_inst_refresh(fn->ctx, wl, wl->fb, step);
         if (rc != ASYMBP_OK) return rc;
     }
     return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl)
+{
+    if (!wl || !wl->fb || asymbp__net_wlayer_sends_delta(net, wl)) return ASYMBP_OK;
+    return asymbp__fb_inst_refresh(asymbp__net_ctx(net), wl, wl->fb, asymbp__net_step(net) + 1);
 }
 
 static asymbp_status_t hook_after_update(asymbp_net_t *net, void *state)

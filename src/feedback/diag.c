@@ -55,6 +55,8 @@ asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_fee
 {
     asymbp_ctx_t *ctx;
     asymbp_feedback_diag_t d;
+    asymbp__wlayer_t *wl;
+    asymbp_status_t rc;
     if (!net) return ASYMBP_E_INVALID;
     ctx = asymbp__net_ctx(net);
     ASYMBP_CHECK_NULL(ctx, diag, "diag");
@@ -64,8 +66,14 @@ asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_fee
     if (i >= asymbp__net_wlayer_count(net))
         return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_diag: weighted layer %zu is out of range (%zu)", i,
                              asymbp__net_wlayer_count(net));
+    wl = asymbp__net_wlayer_at(net, i);
+    rc = asymbp__fb_wlayer_current(net, wl); /* a lazily refreshed layer's V may be stale */
+    if (rc != ASYMBP_OK) {
+        asymbp__error_prefix(ctx, "net_feedback_diag");
+        return rc;
+    }
     memset(&d, 0, sizeof d);
-    layer_figures(asymbp__net_wlayer_at(net, i), &d);
+    layer_figures(wl, &d);
     d.struct_size = diag->struct_size;
     memcpy(diag, &d, diag->struct_size < sizeof d ? diag->struct_size : sizeof d);
     return ASYMBP_OK;
@@ -134,6 +142,10 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
     asymbp__net_force_symmetric(net, 1);
     rc = asymbp_net_backward(net);
     asymbp__net_force_symmetric(net, 0);
+    /* V of the layers the asymmetric pass did not refresh because it did not use them (lazy
+     * refresh): brought up to date for the figures */
+    for (i = 0; i < nw && rc == ASYMBP_OK; i++)
+        rc = asymbp__fb_wlayer_current(net, asymbp__net_wlayer_at(net, i));
 
     if (rc == ASYMBP_OK) {
         size_t doff = 0;

@@ -66,6 +66,14 @@ asymbp_status_t asymbp__fb_inst_refresh(asymbp_ctx_t *ctx, const asymbp__wlayer_
 asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl,
                                              asymbp__fb_inst_t *inst, uint64_t step);
 
+/* Bring the V of a weighted layer of net up to date before reading it (diagnostics).  The net's
+ * refresh hook is lazy: it skips the layers whose V backward does not use (the lowest weighted
+ * layer, unless the input gradient is wanted), which stay stale.  For such a layer this runs the
+ * policy's refresh for the step the net is at (asymbp__net_step + 1, the number the hook would
+ * have used; a no-op when it already ran for that step).  Layers that send a delta are left as
+ * the last backward used them.  ASYMBP_OK for NULL wl or a layer without instance. */
+asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl);
+
 /* Make sure the feedback hooks are installed on net (their state holds the probe scratch). */
 asymbp_status_t asymbp__fb_net_hooks(asymbp_net_t *net);
 /* Probe scratch of at least n bytes (64-byte aligned), kept with the hooks until the net is
@@ -73,7 +81,8 @@ asymbp_status_t asymbp__fb_net_hooks(asymbp_net_t *net);
 void *asymbp__fb_net_scratch(asymbp_net_t *net, size_t n);
 
 /* ---- Persistence (for train/: models and checkpoints) -----------------------------------------
- * asymbp__feedback_write appends one chunk "FDBK" to w.  Payload (little-endian):
+ * asymbp__feedback_write appends one chunk "FDBK" to w (as the instances are: a stale V of a
+ * lazily refreshed layer is saved stale, with its bookkeeping).  Payload (little-endian):
  *   u32 format version (1), u32 number of weighted layers, then per weighted layer:
  *   u32 kind (0: plain sym, no instance; 1: an instance), and for an instance:
  *   str setting, u64 numel, u64 rng state, u64 rng inc, u64 last_step, u32 refreshed,

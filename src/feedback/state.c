@@ -1,4 +1,9 @@
-/* Saving and restoring the feedback policies of a net (layout in feedback_impl.h). */
+/* Saving and restoring the feedback policies of a net (layout in feedback_impl.h).
+ *
+ * Saving never refreshes a lazily skipped (stale) V: refreshing here would draw from the
+ * instance's RNG at a point the uninterrupted run does not, so a run that saved a checkpoint would
+ * end with different feedback state (and a different model file) than one that did not.  The
+ * stale V is saved with last_step/refreshed, and the loaded instance refreshes when V is read. */
 #include <string.h>
 #include "feedback/feedback_impl.h"
 

@@ -35,6 +35,8 @@ typedef struct asymbp__param {
     float *value;
     float *grad;
     size_t numel;
+    size_t rows;              /* first dimension (numel for a vector): on T threads, the layers
+                                 own the tensor in blocks of rows [rows t / T, rows (t+1) / T) */
     asymbp__param_kind_t kind;
     int layer_index;
     const char *name;         /* "conv2d0.weight", "bn1.scale", ... (owned by the net) */
@@ -54,6 +56,10 @@ typedef struct asymbp__net_fb_hooks {
 asymbp_ctx_t *asymbp__net_ctx(const asymbp_net_t *net);
 size_t asymbp__net_wlayer_count(const asymbp_net_t *net);
 asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i);
+/* 1 when backward multiplies a delta by this layer's V (so V must be fresh for the step): every
+ * weighted layer but the lowest one of the net, which sends nothing down unless the input
+ * gradient is wanted (gradcheck).  0 for NULL arguments. */
+int asymbp__net_wlayer_sends_delta(const asymbp_net_t *net, const asymbp__wlayer_t *wl);
 size_t asymbp__net_param_count(const asymbp_net_t *net);
 asymbp__param_t *asymbp__net_param_at(asymbp_net_t *net, size_t i);
 /* Replace the feedback hooks (the old ones' destroy runs first). */
