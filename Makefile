@@ -40,8 +40,8 @@ CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
 
 WARN := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
-ASYMBP_CFLAGS := -std=c99 $(WARN) -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
-ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm
+ASYMBP_CFLAGS := -std=c99 $(WARN) -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
+ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm -pthread
 SANFLAGS ?=
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
@@ -70,7 +70,7 @@ deps:
 
 lib: $(STLIB) $(SHLIB)
 
-$(OBJDIR)/%.o: %.c $(HEADERS) $(wildcard src/*/*_impl.h) $(wildcard tests/*.h)
+$(OBJDIR)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ASYMBP_CFLAGS) $(BLAS_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
 

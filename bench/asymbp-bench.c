@@ -204,7 +204,7 @@ static void usage(FILE *f)
             "  --feedback  feedback setting: sym, usf, brsf, frsf, partial:0.5, ... (default sym)\n"
             "  --update    update rule: sgd, bm, bm:b, ... (default sgd)\n"
             "  --bn        batch norm after every conv/fc layer\n"
-            "  --threads   threads for asymbp and its BLAS (default 1)\n"
+            "  --threads   asymbp worker threads (default 1; each BLAS call single-threaded)\n"
             "  --batch     batch size (default 100)\n"
             "  --epochs    timed epochs, the median is reported (default 5)\n"
             "  --steps     training steps per epoch (default 10 for convolutional nets, 100 otherwise)\n"
@@ -330,7 +330,7 @@ int main(int argc, char **argv)
     /* ---- FLOPs and theoretical memory from the net's shapes ---- */
     size_t nl = asymbp_net_layer_count(net), np = asymbp_net_param_count(net);
     double fwd_flop = 0.0, train_flop = 0.0;
-    double fb_floats = 0.0, act_bytes = 0.0, work_floats = 0.0, gemm_weights = 0.0;
+    double fb_floats = 0.0, act_bytes = 0.0, work_floats = 0.0, part_floats = 0.0, gemm_weights = 0.0;
     int first_weighted = 1, has_conv = 0;
     int64_t prev[3];
     if (asymbp_net_input_shape(net, prev) != ASYMBP_OK) die_st(ctx, ASYMBP_E_STATE, "net_input_shape");
@@ -364,6 +364,8 @@ int main(int argc, char **argv)
                 /* im2col workspace of one sample: K x positions with K = weights / out channels */
                 double col = wn / (double)sh[0] * positions;
                 if (col > work_floats) work_floats = col;
+                /* with T threads, T - 1 partial weight + bias gradients */
+                if (wn + (double)sh[0] > part_floats) part_floats = wn + (double)sh[0];
                 has_conv = 1;
             }
         }
@@ -374,7 +376,8 @@ int main(int argc, char **argv)
     /* value + gradient + one float of optimizer state per parameter (momentum / BM state), plus a
      * feedback matrix per weight tensor when the feedback is not symmetric */
     double param_bytes = params * 3.0 * sizeof(float) + (strcmp(feedback, "sym") ? fb_floats * sizeof(float) : 0.0);
-    double work_bytes = work_floats * sizeof(float);
+    /* workspace: one im2col buffer per thread, and the partial conv gradients of threads 1.. */
+    double work_bytes = ((double)threads * work_floats + (double)(threads - 1) * part_floats) * sizeof(float);
     double theo_mb = (param_bytes + act_bytes + work_bytes) / (1024.0 * 1024.0);
     (void)gemm_weights;
 

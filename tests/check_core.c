@@ -1,6 +1,8 @@
 /* Core: version, status tables, context (allocator, seed, threads, log, last error), RNG. */
 #include <string.h>
+#include <pthread.h>
 #include "test_util.h"
+#include "core/core_impl.h"
 
 START_TEST(test_version)
 {
@@ -58,6 +60,115 @@ START_TEST(test_ctx_basics)
     /* the BLAS in use is the one the build asked for (ASYMBP_EXPECT_BLAS set by .ci/run) */
     ck_assert(strcmp(asymbp_blas_name(), "openblas") == 0 || strcmp(asymbp_blas_name(), "cblas") == 0);
     if (getenv("ASYMBP_EXPECT_BLAS")) ck_assert_str_eq(asymbp_blas_name(), getenv("ASYMBP_EXPECT_BLAS"));
+}
+END_TEST
+
+/* The worker pool: every index of a range is visited exactly once, in the pieces the header
+ * promises (piece t = [n t / P, n (t + 1) / P) on thread index t), pieces other than 0 run on
+ * other OS threads, a nested call runs serially, and the pool's memory comes and goes with
+ * the setting. */
+typedef struct par_rec {
+    size_t n;
+    int *hits;
+    int piece_of[64];
+    size_t begin[64], end[64];
+    pthread_t who[64];
+    int nested;
+    asymbp_ctx_t *ctx;
+} par_rec_t;
+
+static void par_fn(void *arg, size_t b, size_t e, int t)
+{
+    par_rec_t *r = arg;
+    r->begin[t] = b;
+    r->end[t] = e;
+    r->who[t] = pthread_self();
+    for (size_t i = b; i < e; i++) r->hits[i]++;
+}
+
+static void par_inner(void *arg, size_t b, size_t e, int t)
+{
+    (void)arg; (void)b; (void)e; (void)t;
+}
+
+static void par_nested(void *arg, size_t b, size_t e, int t)
+{
+    par_rec_t *r = arg;
+    (void)b; (void)e;
+    if (t == 0) r->nested = asymbp__parallel(r->ctx, 100, 8, par_inner, NULL);
+}
+
+START_TEST(test_ctx_threads_pool)
+{
+    test_alloc_t ta = {0, 0, 0};
+    asymbp_allocator_t a = test_allocator(&ta);
+    asymbp_ctx_t *ctx = NULL;
+    const int thread_counts[] = {1, 2, 3, 5};
+    const size_t sizes[] = {0, 1, 2, 3, 7, 1000};
+    int hits[1000];
+    ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+    ck_assert_int_eq(asymbp__ctx_threads(ctx), 1);
+    for (size_t k = 0; k < sizeof thread_counts / sizeof thread_counts[0]; k++) {
+        int T = thread_counts[k];
+        ck_assert_int_eq(asymbp_ctx_set_threads(ctx, T), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_ctx_get_threads(ctx), T);
+        ck_assert_int_eq(asymbp__ctx_threads(ctx), T);
+        for (size_t m = 0; m < sizeof sizes / sizeof sizes[0]; m++) {
+            for (int cap = 1; cap <= 6; cap += 5) {   /* max_threads 1 and 6 */
+                par_rec_t r;
+                size_t n = sizes[m];
+                int want = cap < T ? cap : T, P;
+                memset(&r, 0, sizeof r);
+                memset(hits, 0, sizeof hits);
+                r.n = n;
+                r.hits = hits;
+                if ((size_t)want > n) want = n ? (int)n : 1;
+                P = asymbp__parallel(ctx, n, cap, par_fn, &r);
+                ck_assert_int_eq(P, want);
+                for (size_t i = 0; i < n; i++) ck_assert_int_eq(hits[i], 1);
+                for (int t = 0; n && t < P; t++) {
+                    ck_assert_uint_eq(r.begin[t], n * (size_t)t / (size_t)P);
+                    ck_assert_uint_eq(r.end[t], n * (size_t)(t + 1) / (size_t)P);
+                    if (t == 0) ck_assert(pthread_equal(r.who[t], pthread_self()));
+                    else ck_assert(!pthread_equal(r.who[t], pthread_self()));
+                }
+            }
+        }
+        {
+            par_rec_t r;
+            memset(&r, 0, sizeof r);
+            r.ctx = ctx;
+            r.nested = -1;
+            asymbp__parallel(ctx, 10, 8, par_nested, &r);
+            ck_assert_int_eq(r.nested, 1);
+        }
+    }
+    /* many small jobs in a row (the hand-off under repetition) */
+    {
+        par_rec_t r;
+        memset(&r, 0, sizeof r);
+        memset(hits, 0, sizeof hits);
+        r.hits = hits;
+        ck_assert_int_eq(asymbp_ctx_set_threads(ctx, 2), ASYMBP_OK);
+        for (int it = 0; it < 20000; it++) asymbp__parallel(ctx, 1000, 2, par_fn, &r);
+        for (size_t i = 0; i < 1000; i++) ck_assert_int_eq(hits[i], 20000);
+    }
+    ck_assert_int_gt(ta.live, 1);   /* the pool's memory */
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, 1), ASYMBP_OK);
+    ck_assert_int_eq(ta.live, 1);   /* only the context */
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, 4), ASYMBP_OK);
+    asymbp_ctx_destroy(ctx);        /* stops and frees the workers */
+    ck_assert_int_eq(ta.live, 0);
+    /* out of memory while starting the pool: the old setting stays */
+    ta.calls = 0;
+    ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+    ta.fail_at = ta.calls + 1;
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, 3), ASYMBP_E_NOMEM);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "threads"));
+    ck_assert_int_eq(asymbp_ctx_get_threads(ctx), 1);
+    ta.fail_at = 0;
+    asymbp_ctx_destroy(ctx);
+    ck_assert_int_eq(ta.live, 0);
 }
 END_TEST
 
@@ -214,6 +325,7 @@ Suite *asymbp_test_core_suite(void)
     tcase_add_test(tc, test_status_tables);
     tcase_add_test(tc, test_ctx_basics);
     tcase_add_test(tc, test_ctx_allocator);
+    tcase_add_test(tc, test_ctx_threads_pool);
     tcase_add_test(tc, test_ctx_oom);
     tcase_add_test(tc, test_ctx_log);
     tcase_add_test(tc, test_rng_reference_stream);

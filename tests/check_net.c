@@ -487,6 +487,93 @@ START_TEST(test_training_sanity)
 }
 END_TEST
 
+/* Training on the context's worker threads: the same net, data and seed on 1 and on 2 or 3
+ * threads gives the same parameters up to rounding (the weight gradients of a conv layer are
+ * summed per thread, then added), two runs on the same thread count give the same bits, the
+ * layers send the delta through V (uSF here) also on threads, and no step allocates. */
+static void threads_run(int threads, int steps, float *params_out, size_t *count, long *step_allocs)
+{
+    test_alloc_t ta = { 0, 0, 0 };
+    asymbp_allocator_t a = test_allocator(&ta);
+    asymbp_ctx_t *ctx = NULL;
+    asymbp_net_t *net = NULL;
+    enum { B = 7 };
+    float x[B * 2 * 9 * 9];
+    int32_t y[B];
+    long calls;
+    size_t k = 0;
+    ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_ctx_set_seed(ctx, 3), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_from_spec(ctx, "conv3x3x4p1,bn,relu,maxpool3s2,conv3x3x5s2p1,relu,avgpool2s1,"
+                                               "conv1x1x6,fc32,relu,fc12,bn,relu,fc5", 2, 9, 9, 5, 0, &net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "usf"), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_bind(net, B), ASYMBP_OK);
+    fill(x, sizeof x / sizeof x[0], 17, -1, 1);
+    for (int i = 0; i < B; i++) y[i] = i % 5;
+    calls = ta.calls;
+    for (int it = 0; it < steps; it++) {
+        size_t n = it % 3 == 2 ? B - 2 : B;   /* a short batch too */
+        ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_loss(net, y, n, NULL), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+        for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
+            asymbp_tensor_t *v, *g;
+            ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
+            float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
+            for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= 0.01f * gd[j];
+        }
+        ck_assert_int_eq(asymbp__net_step_done(net), ASYMBP_OK);
+    }
+    *step_allocs = ta.calls - calls;
+    for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
+        asymbp_tensor_t *v, *g;
+        ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
+        const float *gd = asymbp_tensor_data(g), *vd = asymbp_tensor_data(v);
+        for (size_t j = 0; j < asymbp_tensor_numel(v); j++) {
+            params_out[k++] = vd[j];
+            params_out[k++] = gd[j];
+        }
+    }
+    *count = k;
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+    ck_assert_int_eq(ta.live, 0);
+}
+
+START_TEST(test_threads_match_one_thread)
+{
+    enum { MAXP = 20000 };
+    float *ref = malloc(MAXP * sizeof(float)), *got = malloc(MAXP * sizeof(float)), *again = malloc(MAXP * sizeof(float));
+    size_t nref, ngot, nagain;
+    long allocs;
+    int steps = test_quick() ? 3 : 6;   /* rounding differences grow with training: compare early */
+    threads_run(1, steps, ref, &nref, &allocs);
+    ck_assert_int_eq(allocs, 0);
+    ck_assert_uint_lt(nref, MAXP);
+    for (int T = 2; T <= 3; T++) {
+        double worst = 0.0, scale = 0.0;
+        threads_run(T, steps, got, &ngot, &allocs);
+        ck_assert_int_eq(allocs, 0);
+        ck_assert_uint_eq(ngot, nref);
+        for (size_t i = 0; i < nref; i++) {
+            double d = fabs((double)got[i] - ref[i]);
+            ck_assert(isfinite(got[i]));
+            if (d > worst) worst = d;
+            if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+        }
+        printf("threads %d vs 1: max abs difference %.3g (largest value %.3g) after %d steps\n", T, worst, scale, steps);
+        ck_assert(worst <= 1e-4 * scale);
+        threads_run(T, steps, again, &nagain, &allocs);
+        ck_assert_uint_eq(nagain, ngot);
+        ck_assert(memcmp(got, again, ngot * sizeof(float)) == 0);
+    }
+    free(ref);
+    free(got);
+    free(again);
+}
+END_TEST
+
 Suite *asymbp_test_net_suite(void);
 Suite *asymbp_test_net_suite(void)
 {
@@ -503,6 +590,7 @@ Suite *asymbp_test_net_suite(void)
     tcase_add_test(tc, test_hooks_and_feedback);
     tcase_add_test(tc, test_write_read);
     tcase_add_test(tc, test_training_sanity);
+    tcase_add_test(tc, test_threads_match_one_thread);
     suite_add_tcase(s, tc);
     return s;
 }

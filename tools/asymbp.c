@@ -134,7 +134,7 @@ static void print_train_help(void)
 "  --lr-steps E1,E2     multiply the learning rate by --lr-gamma (default 0.1) after epochs E1, E2\n"
 "Run:\n"
 "  --epochs N           epochs (default 10)      --batch N    mini-batch size (default 100)\n"
-"  --seed N             random seed (default 1)  --threads N  BLAS threads (default 1)\n"
+"  --seed N             random seed (default 1)  --threads N  worker threads (default 1)\n"
 "  --out DIR            write curves.csv, summary.json and model.asymbp into DIR (DIR must not\n"
 "                       hold a model already)\n"
 "  --checkpoint-every N with --out: write DIR/checkpoint.asymbp every N epochs\n"

@@ -48,8 +48,15 @@ ASYMBP_API void asymbp_ctx_destroy(asymbp_ctx_t *ctx);
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_ctx_set_seed(asymbp_ctx_t *ctx, uint64_t seed);
 ASYMBP_API uint64_t asymbp_ctx_get_seed(const asymbp_ctx_t *ctx);
 
-/* Threads the library and its BLAS may use (>= 1; 0 is refused with ASYMBP_E_INVALID).
- * With OpenBLAS the setting is passed on to it (process-wide, as OpenBLAS's own is).  Since 0.1. */
+/* Threads the library may use (>= 1; 0 is refused with ASYMBP_E_INVALID).  With T > 1 the
+ * context starts T - 1 worker threads (stopped by asymbp_ctx_destroy or a later call) and the
+ * layers split their loops over samples or channels across them; every GEMM runs on the thread
+ * that calls it, so with OpenBLAS the call also sets OpenBLAS's own thread count to 1
+ * (process-wide, as OpenBLAS's setting is).  A net uses at most the thread count the context
+ * had when the net was bound (asymbp_net_bind sizes per-thread scratch): set it first.  A
+ * context and the objects made from it are used by one host thread at a time.  Returns
+ * ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_NOMEM (a thread could not be started; the previous
+ * setting stays).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_ctx_set_threads(asymbp_ctx_t *ctx, int threads);
 ASYMBP_API int asymbp_ctx_get_threads(const asymbp_ctx_t *ctx);
 

@@ -127,6 +127,7 @@ asymbp_status_t asymbp_ctx_create(const asymbp_allocator_t *alloc, asymbp_ctx_t 
     ctx->alloc = a;
     ctx->threads = 1;
     ctx->log_level = ASYMBP_LOG_INFO;
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
     *out = ctx;
     return ASYMBP_OK;
 }
@@ -134,6 +135,8 @@ asymbp_status_t asymbp_ctx_create(const asymbp_allocator_t *alloc, asymbp_ctx_t 
 void asymbp_ctx_destroy(asymbp_ctx_t *ctx)
 {
     if (!ctx) return;
+    asymbp__pool_destroy(ctx->pool);
+    ctx->pool = NULL;
     if (ctx->fb_registry_free) ctx->fb_registry_free(ctx);
     if (ctx->update_registry_free) ctx->update_registry_free(ctx);
     ctx->alloc.free(ctx->alloc.user, ctx);
@@ -154,8 +157,17 @@ asymbp_status_t asymbp_ctx_set_threads(asymbp_ctx_t *ctx, int threads)
     if (!ctx) return ASYMBP_E_INVALID;
     if (threads < 1)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "ctx_set_threads: thread count must be >= 1, got %d", threads);
-    ctx->threads = threads;
-    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+    if (threads != ctx->threads || (threads > 1 && !ctx->pool)) {
+        asymbp__pool_t *pool = NULL;
+        asymbp_status_t st;
+        if (threads > 1 && (st = asymbp__pool_create(ctx, threads, &pool)) != ASYMBP_OK) return st;
+        asymbp__pool_destroy(ctx->pool);
+        ctx->pool = pool;
+        ctx->threads = threads;
+    }
+    /* the library splits its work across its own threads; each GEMM runs on the thread that
+     * calls it, so OpenBLAS's own threads would only oversubscribe the cores */
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
     return ASYMBP_OK;
 }
 

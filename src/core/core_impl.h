@@ -9,11 +9,14 @@
 
 #define ASYMBP_ERRMSG_MAX 512
 
+typedef struct asymbp__pool asymbp__pool_t;
+
 struct asymbp_ctx {
     asymbp_allocator_t alloc;
     uint64_t seed;
     uint64_t seed_draws;      /* streams handed out since the seed was set */
     int threads;
+    asymbp__pool_t *pool;     /* threads - 1 workers (pool.c); NULL for one thread */
     asymbp_log_fn log_fn;
     void *log_user;
     asymbp_log_level_t log_level;
@@ -56,6 +59,20 @@ void asymbp__log(asymbp_ctx_t *ctx, asymbp_log_level_t level, const char *fmt, .
 /* Next 64-bit seed for an object's own RNG stream: derived from the context seed and a counter,
  * so objects created in the same order get the same streams. */
 uint64_t asymbp__ctx_next_seed(asymbp_ctx_t *ctx);
+
+/* ---- Worker threads (pool.c) -----------------------------------------------------------------
+ * fn(arg, begin, end, t) processes [begin, end) of a range; t (0 = the calling thread) indexes
+ * per-thread scratch. */
+typedef void (*asymbp__range_fn)(void *arg, size_t begin, size_t end, int t);
+/* Split [0, n) into min(max_threads, the context's threads, n) contiguous pieces, piece t being
+ * [n t / P, n (t + 1) / P), run them at once (piece 0 on the calling thread) and return P when
+ * all are done.  Runs fn(arg, 0, n, 0) directly and returns 1 with one thread, n < 2, or when
+ * called from inside another asymbp__parallel job.  Never allocates. */
+int asymbp__parallel(asymbp_ctx_t *ctx, size_t n, int max_threads, asymbp__range_fn fn, void *arg);
+/* The number of threads asymbp__parallel can use (1 without a pool). */
+int asymbp__ctx_threads(const asymbp_ctx_t *ctx);
+asymbp_status_t asymbp__pool_create(asymbp_ctx_t *ctx, int threads, asymbp__pool_t **out);
+void asymbp__pool_destroy(asymbp__pool_t *pool);
 
 /* a * b without overflow: 0 on success, -1 on overflow. */
 int asymbp__mul_size(size_t a, size_t b, size_t *out);

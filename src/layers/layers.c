@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include "layers/layers_impl.h"
+#include "core/core_impl.h"
 
 int64_t asymbp__pool_out(int64_t in, int k, int stride, int pad, int ceil_mode)
 {
@@ -79,35 +80,128 @@ static const float *feedback_of(const asymbp_net_t *net, const asymbp__layer_t *
     return L->wl.V;
 }
 
-/* ---- dense ---------------------------------------------------------------------------------- */
+/* ---- threads -------------------------------------------------------------------------------- */
 
-static void dense_forward(asymbp__layer_t *L, const float *x, size_t n)
+/* Arguments of a kernel run over a range of samples (or channels) on the context's threads. */
+typedef struct kargs {
+    asymbp_net_t *net;
+    asymbp__layer_t *L;
+    const float *x;
+    float *dx;
+    size_t n;
+    int train;
+} kargs_t;
+
+/* Run fn over [0, count) on up to net->nthr threads (the scratch bound for); returns the pieces. */
+static int run(kargs_t *a, size_t count, asymbp__range_fn fn)
 {
-    size_t in = L->in_size, out = L->out_size;
-    asymbp__sgemm(0, 1, n, out, in, 1.0f, x, in, L->W, in, 0.0f, L->out, out);
-    if (L->has_bias) {
-        const float *restrict b = L->b;
-        for (size_t s = 0; s < n; s++) {
-            float *restrict y = L->out + s * out;
-            for (size_t j = 0; j < out; j++) y[j] += b[j];
+    return asymbp__parallel(a->net->ctx, count, a->net->nthr, fn, a);
+}
+
+/* The pieces a run over `units` would use: one unit per thread when a kernel splits two
+ * different dimensions in the same run. */
+static size_t units_for(const asymbp_net_t *net, size_t limit)
+{
+    size_t u = (size_t)asymbp__ctx_threads(net->ctx);
+    if (u > (size_t)net->nthr) u = (size_t)net->nthr;
+    if (u > limit) u = limit;
+    return u ? u : 1;
+}
+
+/* ---- dense ---------------------------------------------------------------------------------- */
+/* On T threads a dense layer is split by output features: thread u owns rows [out u / U,
+ * out (u+1) / U) of W, dW, the bias and V (and the optimizer updates the same rows on the same
+ * thread), so the weights, the largest arrays of an MLP, never travel between cores; only the
+ * activations (batch x features) do. */
+
+/* Whether the delta sent down is summed from per-thread partial products (each thread multiplies
+ * its own rows of V) rather than split by samples (each thread reads all of V): cheaper when the
+ * extra batch x in partial sums weigh less than the half of V another core would have to read. */
+static int dense_dx_by_rows(const asymbp_net_t *net, const asymbp__layer_t *L, size_t n, size_t U)
+{
+    return U > 1 && net->dxpart && n * (U - 1) * 2 < L->out_size;
+}
+
+static void dense_forward_unit(void *arg, size_t u0, size_t u1, int t)
+{
+    const kargs_t *a = arg;
+    asymbp__layer_t *L = a->L;
+    size_t in = L->in_size, out = L->out_size, n = a->n, U = units_for(a->net, out);
+    (void)t;
+    for (size_t u = u0; u < u1; u++) {
+        size_t j0 = out * u / U, j1 = out * (u + 1) / U;
+        if (j1 == j0) continue;
+        asymbp__sgemm(0, 1, n, j1 - j0, in, 1.0f, a->x, in, L->W + j0 * in, in, 0.0f, L->out + j0, out);
+        if (L->has_bias) {
+            const float *restrict b = L->b + j0;
+            for (size_t s = 0; s < n; s++) {
+                float *restrict y = L->out + s * out + j0;
+                for (size_t j = 0; j < j1 - j0; j++) y[j] += b[j];
+            }
         }
     }
 }
 
-static void dense_backward(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, float *dx, size_t n)
+/* Unit u of U: rows [j0, j1) of dW and the bias gradient; the delta of samples [n u / U,
+ * n (u+1) / U) (all of V), or, by rows, the partial product of rows [j0, j1) of V (unit 0 into
+ * dx, the others into their rows of net->dxpart, added up by dense_dx_reduce). */
+static void dense_backward_unit(void *arg, size_t u0, size_t u1, int t)
 {
-    size_t in = L->in_size, out = L->out_size;
-    const float *dy = L->dout;
-    asymbp__sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 0.0f, L->dW, in);
-    if (L->has_bias) {
-        float *restrict db = L->db;
-        memset(db, 0, out * sizeof(float));
-        for (size_t s = 0; s < n; s++) {
-            const float *restrict d = dy + s * out;
-            for (size_t j = 0; j < out; j++) db[j] += d[j];
+    const kargs_t *a = arg;
+    const asymbp_net_t *net = a->net;
+    const asymbp__layer_t *L = a->L;
+    size_t in = L->in_size, out = L->out_size, n = a->n, U = units_for(net, out);
+    int by_rows = dense_dx_by_rows(net, L, n, U);
+    const float *dy = L->dout, *V = feedback_of(net, L);
+    (void)t;
+    for (size_t u = u0; u < u1; u++) {
+        size_t j0 = out * u / U, j1 = out * (u + 1) / U, s0 = n * u / U, s1 = n * (u + 1) / U;
+        if (j1 > j0) {
+            asymbp__sgemm(1, 0, j1 - j0, in, n, 1.0f, dy + j0, out, a->x, in, 0.0f, L->dW + j0 * in, in);
+            if (L->has_bias) {
+                float *restrict db = L->db + j0;
+                memset(db, 0, (j1 - j0) * sizeof(float));
+                for (size_t s = 0; s < n; s++) {
+                    const float *restrict d = dy + s * out + j0;
+                    for (size_t j = 0; j < j1 - j0; j++) db[j] += d[j];
+                }
+            }
+        }
+        if (!a->dx) continue;
+        if (by_rows) {
+            float *dst = u ? net->dxpart + (u - 1) * net->batch * in : a->dx;
+            if (j1 > j0) asymbp__sgemm(0, 0, n, in, j1 - j0, 1.0f, dy + j0, out, V + j0 * in, in, 0.0f, dst, in);
+            else memset(dst, 0, n * in * sizeof(float));
+        } else if (s1 > s0) {
+            asymbp__sgemm(0, 0, s1 - s0, in, out, 1.0f, dy + s0 * out, out, V, in, 0.0f, a->dx + s0 * in, in);
         }
     }
-    if (dx) asymbp__sgemm(0, 0, n, in, out, 1.0f, dy, out, feedback_of(net, L), in, 0.0f, dx, in);
+}
+
+/* dx[s] += the partial products of units 1 .. a->train - 1 (passed in a->train), samples [s0, s1). */
+static void dense_dx_reduce(void *arg, size_t s0, size_t s1, int t)
+{
+    const kargs_t *a = arg;
+    const asymbp_net_t *net = a->net;
+    size_t in = a->L->in_size, U = (size_t)a->train;
+    float *restrict d = a->dx + s0 * in;
+    (void)t;
+    for (size_t u = 1; u < U; u++) {
+        const float *restrict p = net->dxpart + (u - 1) * net->batch * in + s0 * in;
+        for (size_t i = 0; i < (s1 - s0) * in; i++) d[i] += p[i];
+    }
+}
+
+static void dense_backward(kargs_t *a)
+{
+    const asymbp__layer_t *L = a->L;
+    size_t U = units_for(a->net, L->out_size);
+    run(a, U, dense_backward_unit);
+    if (a->dx && dense_dx_by_rows(a->net, L, a->n, U)) {
+        kargs_t r = *a;
+        r.train = (int)U;
+        run(&r, a->n, dense_dx_reduce);
+    }
 }
 
 /* ---- conv2d --------------------------------------------------------------------------------- */
@@ -259,15 +353,18 @@ static int conv_is_pointwise(const asymbp__layer_t *L)
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
 }
 
-static void conv_forward(asymbp__layer_t *L, const float *x, size_t n)
+static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    asymbp__layer_t *L = a->L;
     size_t K = (size_t)L->in_c * L->kh * L->kw, P = (size_t)(L->out_h * L->out_w), OC = (size_t)L->out_c;
-    for (size_t s = 0; s < n; s++) {
-        const float *xs = x + s * L->in_size, *col = xs;
+    float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
+    for (size_t s = s0; s < s1; s++) {
+        const float *xs = a->x + s * L->in_size, *col = xs;
         float *y = L->out + s * L->out_size;
         if (!conv_is_pointwise(L)) {
-            im2col(L, xs, L->col);
-            col = L->col;
+            im2col(L, xs, mycol);
+            col = mycol;
         }
         asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
         if (L->has_bias) {
@@ -280,34 +377,73 @@ static void conv_forward(asymbp__layer_t *L, const float *x, size_t n)
     }
 }
 
-static void conv_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, float *dx, size_t n)
+/* Samples [s0, s1) on thread t: their weight and bias gradients are summed into dW and db
+ * (thread 0) or the thread's partial row of net->wpart (added in afterwards, in thread order),
+ * their deltas written to dx. */
+static void conv_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    asymbp_net_t *net = a->net;
+    asymbp__layer_t *L = a->L;
     size_t K = (size_t)L->in_c * L->kh * L->kw, P = (size_t)(L->out_h * L->out_w), OC = (size_t)L->out_c;
     const float *V = feedback_of(net, L);
     int pw = conv_is_pointwise(L);
-    if (L->has_bias) memset(L->db, 0, OC * sizeof(float));
-    for (size_t s = 0; s < n; s++) {
-        const float *xs = x + s * L->in_size, *col = xs;
+    float *dW = t ? net->wpart + (size_t)(t - 1) * net->wpart_stride : L->dW;
+    float *db = t ? dW + L->wl.numel : L->db;
+    float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
+    float *dcol = net->col ? net->col + (size_t)t * net->col_cap : NULL;
+    if (L->has_bias) memset(db, 0, OC * sizeof(float));
+    for (size_t s = s0; s < s1; s++) {
+        const float *xs = a->x + s * L->in_size, *col = xs;
         const float *dy = L->dout + s * L->out_size;
         if (!pw) {
-            im2col(L, xs, L->col);
-            col = L->col;
+            im2col(L, xs, mycol);
+            col = mycol;
         }
-        asymbp__sgemm(0, 1, OC, K, P, 1.0f, dy, P, col, P, s ? 1.0f : 0.0f, L->dW, K);
+        asymbp__sgemm(0, 1, OC, K, P, 1.0f, dy, P, col, P, s > s0 ? 1.0f : 0.0f, dW, K);
         if (L->has_bias) {
-            for (size_t c = 0; c < OC; c++) {
-                L->db[c] += (float)sum_d(dy + c * P, P);
-            }
+            for (size_t c = 0; c < OC; c++) db[c] += (float)sum_d(dy + c * P, P);
         }
-        if (dx) {
-            float *dxs = dx + s * L->in_size;
+        if (a->dx) {
+            float *dxs = a->dx + s * L->in_size;
             if (pw) {
                 asymbp__sgemm(1, 0, K, P, OC, 1.0f, V, K, dy, P, 0.0f, dxs, P);
             } else {
-                asymbp__sgemm(1, 0, K, P, OC, 1.0f, V, K, dy, P, 0.0f, net->col, P);
-                col2im(L, net->col, dxs);
+                asymbp__sgemm(1, 0, K, P, OC, 1.0f, V, K, dy, P, 0.0f, dcol, P);
+                col2im(L, dcol, dxs);
             }
         }
+    }
+}
+
+/* dW (then db) += the partial rows of threads 1 .. pieces - 1, element range [i0, i1) of the
+ * numel + OC values; a->n carries the pieces. */
+static void conv_reduce_range(void *arg, size_t i0, size_t i1, int t)
+{
+    const kargs_t *a = arg;
+    const asymbp_net_t *net = a->net;
+    asymbp__layer_t *L = a->L;
+    size_t numel = L->wl.numel, end = numel + (L->has_bias ? (size_t)L->out_c : 0);
+    (void)t;
+    if (i1 > end) i1 = end;
+    for (size_t p = 1; p < a->n; p++) {
+        const float *restrict part = net->wpart + (p - 1) * net->wpart_stride;
+        float *restrict w = L->dW;
+        float *restrict b = L->db;
+        size_t wa = i0, wb = i1 < numel ? i1 : numel;
+        for (size_t i = wa; i < wb; i++) w[i] += part[i];
+        for (size_t i = i0 > numel ? i0 : numel; i < i1; i++) b[i - numel] += part[i];
+    }
+}
+
+static void conv_backward(kargs_t *a)
+{
+    asymbp__layer_t *L = a->L;
+    int pieces = run(a, a->n, conv_backward_range);
+    if (pieces > 1) {
+        kargs_t r = *a;
+        r.n = (size_t)pieces;
+        run(&r, L->wl.numel + (L->has_bias ? (size_t)L->out_c : 0), conv_reduce_range);
     }
 }
 
@@ -355,13 +491,17 @@ static inline void maxpool_tap(const float *restrict xr, int32_t base, float *re
     }
 }
 
-static void maxpool_forward(asymbp__layer_t *L, const float *x, size_t n)
+static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    asymbp__layer_t *L = a->L;
+    const float *x = a->x;
     int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
     int k = L->kh, s = L->stride, p = L->pad;
-    size_t planes = n * (size_t)L->in_c;
+    size_t pl0 = s0 * (size_t)L->in_c, planes = s1 * (size_t)L->in_c;
+    (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
-    for (size_t pl = 0; pl < planes; pl++) {
+    for (size_t pl = pl0; pl < planes; pl++) {
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *y = L->out + pl * (size_t)(OH * OW);
         int32_t *am = L->argmax + pl * (size_t)(OH * OW);
@@ -402,12 +542,16 @@ static void maxpool_forward(asymbp__layer_t *L, const float *x, size_t n)
     }
 }
 
-static void maxpool_backward(asymbp__layer_t *L, float *dx, size_t n)
+static void maxpool_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    const asymbp__layer_t *L = a->L;
+    float *dx = a->dx;
     size_t in_pl = (size_t)(L->in_h * L->in_w), out_pl = (size_t)(L->out_h * L->out_w);
-    size_t planes = n * (size_t)L->in_c;
-    memset(dx, 0, n * L->in_size * sizeof(float));
-    for (size_t pl = 0; pl < planes; pl++) {
+    size_t pl0 = s0 * (size_t)L->in_c, planes = s1 * (size_t)L->in_c;
+    (void)t;
+    memset(dx + s0 * L->in_size, 0, (s1 - s0) * L->in_size * sizeof(float));
+    for (size_t pl = pl0; pl < planes; pl++) {
         float *d = dx + pl * in_pl;
         const float *dy = L->dout + pl * out_pl;
         const int32_t *am = L->argmax + pl * out_pl;
@@ -432,13 +576,17 @@ static void avg_window(const asymbp__layer_t *L, int64_t oh, int64_t ow, int64_t
     *we = w1 > W ? W : w1;
 }
 
-static void avgpool_forward(asymbp__layer_t *L, const float *x, size_t n)
+static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    asymbp__layer_t *L = a->L;
+    const float *x = a->x;
     int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
     int k = L->kh, s = L->stride, p = L->pad;
-    size_t planes = n * (size_t)L->in_c;
+    size_t pl0 = s0 * (size_t)L->in_c, planes = s1 * (size_t)L->in_c;
+    (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
-    for (size_t pl = 0; pl < planes; pl++) {
+    for (size_t pl = pl0; pl < planes; pl++) {
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *restrict y = L->out + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -468,14 +616,18 @@ static void avgpool_forward(asymbp__layer_t *L, const float *x, size_t n)
     }
 }
 
-static void avgpool_backward(asymbp__layer_t *L, float *dx, size_t n)
+static void avgpool_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
+    const kargs_t *a = arg;
+    const asymbp__layer_t *L = a->L;
+    float *dx = a->dx;
     int64_t H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w, c_lo, c_hi;
     int k = L->kh, s = L->stride, p = L->pad;
-    size_t planes = n * (size_t)L->in_c;
+    size_t pl0 = s0 * (size_t)L->in_c, planes = s1 * (size_t)L->in_c;
+    (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
-    memset(dx, 0, n * L->in_size * sizeof(float));
-    for (size_t pl = 0; pl < planes; pl++) {
+    memset(dx + s0 * L->in_size, 0, (s1 - s0) * L->in_size * sizeof(float));
+    for (size_t pl = pl0; pl < planes; pl++) {
         float *restrict dp = dx + pl * (size_t)(H * W);
         const float *restrict dy = L->dout + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -556,10 +708,11 @@ static void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c
     for (size_t j = 0; j < m; j++) var[j] = acc[j] / (double)n;
 }
 
-static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
+static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train,
+                             size_t b0, size_t b1)
 {
     size_t C = (size_t)L->in_c;
-    for (size_t c0 = 0; c0 < C; c0 += FBLK) {
+    for (size_t c0 = b0 * FBLK; c0 < C && c0 < b1 * FBLK; c0 += FBLK) {
         size_t m = C - c0 < FBLK ? C - c0 : FBLK;
         double mean[FBLK], var[FBLK];
         float mu[FBLK], g[FBLK];
@@ -594,13 +747,12 @@ static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const 
             for (size_t j = 0; j < m; j++) ys[j] = (xs[j] - mu[j]) * g[j] + bt[j];
         }
     }
-    L->bn_train = train;
 }
 
-static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, size_t n)
+static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, size_t n, size_t b0, size_t b1)
 {
     size_t C = (size_t)L->in_c;
-    for (size_t c0 = 0; c0 < C; c0 += FBLK) {
+    for (size_t c0 = b0 * FBLK; c0 < C && c0 < b1 * FBLK; c0 += FBLK) {
         size_t m = C - c0 < FBLK ? C - c0 : FBLK;
         double sdy[FBLK], sdyx[FBLK], sxh[FBLK];
         float mu[FBLK], is[FBLK], g[FBLK], a[FBLK], bq[FBLK], mx[FBLK];
@@ -638,14 +790,23 @@ static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, siz
     }
 }
 
-static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
+/* Channels [c0, c1) (blocks of FBLK features after a dense layer): each channel's sums run in
+ * the same order whatever the split, so the result does not depend on the thread count. */
+static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
 {
+    const kargs_t *a = arg;
+    const asymbp_net_t *net = a->net;
+    asymbp__layer_t *L = a->L;
+    const float *x = a->x;
+    size_t n = a->n;
+    int train = a->train;
     size_t C = (size_t)L->in_c, S = (size_t)(L->in_h * L->in_w), M = n * S;
+    (void)t;
     if (S == 1) {
-        bn_forward_dense(net, L, x, n, train);
+        bn_forward_dense(net, L, x, n, train, c0, c1);
         return;
     }
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = c0; c < c1; c++) {
         double mean, var;
         if (train) {
             /* two passes (the channel's rows stay in cache for the second): lane sums per row,
@@ -676,7 +837,6 @@ static void bn_forward(const asymbp_net_t *net, asymbp__layer_t *L, const float 
             for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mu) * g + b;
         }
     }
-    L->bn_train = train;
 }
 
 /* Sums over one row of a BN channel: dy, dy * xhat, xhat with xhat = (x - mu) * is. */
@@ -703,14 +863,20 @@ static void bn_row_sums(const float *restrict xc, const float *restrict dy, size
     *sxh += fold_lanes(a2);
 }
 
-static void bn_backward(asymbp__layer_t *L, const float *x, float *dx, size_t n)
+static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
 {
+    const kargs_t *ka = arg;
+    asymbp__layer_t *L = ka->L;
+    const float *x = ka->x;
+    float *dx = ka->dx;
+    size_t n = ka->n;
     size_t C = (size_t)L->in_c, S = (size_t)(L->in_h * L->in_w), M = n * S;
+    (void)t;
     if (S == 1) {
-        bn_backward_dense(L, x, dx, n);
+        bn_backward_dense(L, x, dx, n, c0, c1);
         return;
     }
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = c0; c < c1; c++) {
         float mu = L->bmean[c], is = L->binvstd[c];
         double sdy = 0.0, sdyx = 0.0, sxh = 0.0;
         for (size_t s = 0; s < n; s++)
@@ -744,35 +910,103 @@ static void bn_backward(asymbp__layer_t *L, const float *x, float *dx, size_t n)
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+static void relu_forward_range(void *arg, size_t s0, size_t s1, int t)
+{
+    const kargs_t *a = arg;
+    size_t sz = a->L->out_size;
+    const float *restrict x = a->x + s0 * sz;
+    float *restrict y = a->L->out + s0 * sz;
+    size_t total = (s1 - s0) * sz;
+    (void)t;
+    for (size_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward_range(void *arg, size_t s0, size_t s1, int t)
+{
+    const kargs_t *a = arg;
+    size_t sz = a->L->out_size;
+    const float *restrict y = a->L->out + s0 * sz, *restrict dy = a->L->dout + s0 * sz;
+    float *restrict d = a->dx + s0 * sz;
+    size_t total = (s1 - s0) * sz;
+    (void)t;
+    /* the load of dy is unconditional so that the select vectorises */
+    for (size_t i = 0; i < total; i++) {
+        float g = dy[i];
+        d[i] = y[i] > 0.0f ? g : 0.0f;
+    }
+}
+
+/* Sum of squares on the threads: piece t's partial sum into net->tsum[t], added in order. */
+typedef struct sumsq_job {
+    const float *v;
+    size_t rowlen;            /* split at multiples of rowlen (the rows a thread owns) */
+    double *tsum;
+} sumsq_job_t;
+
+static void sumsq_range(void *arg, size_t r0, size_t r1, int t)
+{
+    const sumsq_job_t *j = arg;
+    j->tsum[t] = sumsq(j->v + r0 * j->rowlen, (r1 - r0) * j->rowlen);
+}
+
+/* v holds `rows` rows (samples, output features): split by rows, so that a thread mostly reads
+ * what it wrote.  Small arrays stay on one thread. */
+static double par_sumsq(const asymbp_net_t *net, const float *v, size_t n, size_t rows)
+{
+    sumsq_job_t j;
+    double s = 0.0;
+    int P;
+    if (net->nthr < 2 || n < 65536 || rows < 2 || n % rows) return sumsq(v, n);
+    j.v = v;
+    j.rowlen = n / rows;
+    j.tsum = net->tsum;
+    P = asymbp__parallel(net->ctx, rows, net->nthr, sumsq_range, &j);
+    for (int t = 0; t < P; t++) s += net->tsum[t];
+    return s;
+}
+
+/* Channel units of a batch-norm layer: channels, or blocks of FBLK features after a dense layer. */
+static size_t bn_units(const asymbp__layer_t *L)
+{
+    size_t C = (size_t)L->in_c;
+    return L->in_h * L->in_w == 1 ? (C + FBLK - 1) / FBLK : C;
+}
+
 void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train)
 {
     size_t total = n * L->out_size;
+    kargs_t a;
+    a.net = net;
+    a.L = L;
+    a.x = x;
+    a.dx = NULL;
+    a.n = n;
+    a.train = train;
     switch (L->kind) {
-    case ASYMBP_LAYER_DENSE: dense_forward(L, x, n); break;
-    case ASYMBP_LAYER_CONV2D: conv_forward(L, x, n); break;
-    case ASYMBP_LAYER_MAXPOOL: maxpool_forward(L, x, n); break;
-    case ASYMBP_LAYER_AVGPOOL: avgpool_forward(L, x, n); break;
-    case ASYMBP_LAYER_RELU: {
-        const float *restrict a = x;
-        float *restrict y = L->out;
-        for (size_t i = 0; i < total; i++) y[i] = a[i] > 0.0f ? a[i] : 0.0f;
-        break;
-    }
+    case ASYMBP_LAYER_DENSE: run(&a, units_for(net, L->out_size), dense_forward_unit); break;
+    case ASYMBP_LAYER_CONV2D: run(&a, n, conv_forward_range); break;
+    case ASYMBP_LAYER_MAXPOOL: run(&a, n, maxpool_forward_range); break;
+    case ASYMBP_LAYER_AVGPOOL: run(&a, n, avgpool_forward_range); break;
+    case ASYMBP_LAYER_RELU: run(&a, n, relu_forward_range); break;
     case ASYMBP_LAYER_FLATTEN: break;   /* out aliases the input */
-    case ASYMBP_LAYER_BATCHNORM: bn_forward(net, L, x, n, train); break;
+    case ASYMBP_LAYER_BATCHNORM:
+        run(&a, bn_units(L), bn_forward_range);
+        L->bn_train = train;
+        break;
     case ASYMBP_LAYER_DROPOUT: {
-        const float *restrict a = x;
+        /* one thread: the mask is one sequential draw of the layer's stream */
+        const float *restrict in = x;
         float *restrict y = L->out, *restrict m = L->mask;
         L->drop_train = train && L->p > 0.0f;
         if (!L->drop_train) {
-            memcpy(y, a, total * sizeof(float));
+            memcpy(y, in, total * sizeof(float));
             break;
         }
         {
             float scale = 1.0f / (1.0f - L->p);
             for (size_t i = 0; i < total; i++) m[i] = asymbp__rng_uniform(&L->rng) < L->p ? 0.0f : scale;
         }
-        for (size_t i = 0; i < total; i++) y[i] = a[i] * m[i];
+        for (size_t i = 0; i < total; i++) y[i] = in[i] * m[i];
         break;
     }
     }
@@ -781,29 +1015,28 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
 void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, float *dx, size_t n)
 {
     size_t total = n * L->out_size;
+    kargs_t a;
+    a.net = net;
+    a.L = L;
+    a.x = x;
+    a.dx = dx;
+    a.n = n;
+    a.train = 1;
     switch (L->kind) {
     case ASYMBP_LAYER_DENSE:
     case ASYMBP_LAYER_CONV2D:
-        if (L->kind == ASYMBP_LAYER_DENSE) dense_backward(net, L, x, dx, n);
-        else conv_backward(net, L, x, dx, n);
-        L->wl.grad_norm = sqrt(sumsq(L->dW, L->wl.numel));
-        L->wl.delta_norm = dx ? sqrt(sumsq(dx, n * L->in_size)) : 0.0;
+        if (L->kind == ASYMBP_LAYER_DENSE)
+            dense_backward(&a);
+        else
+            conv_backward(&a);
+        L->wl.grad_norm = sqrt(par_sumsq(net, L->dW, L->wl.numel, L->kind == ASYMBP_LAYER_DENSE ? L->out_size : (size_t)L->out_c));
+        L->wl.delta_norm = dx ? sqrt(par_sumsq(net, dx, n * L->in_size, n)) : 0.0;
         break;
-    case ASYMBP_LAYER_MAXPOOL: if (dx) maxpool_backward(L, dx, n); break;
-    case ASYMBP_LAYER_AVGPOOL: if (dx) avgpool_backward(L, dx, n); break;
-    case ASYMBP_LAYER_RELU:
-        if (dx) {
-            const float *restrict y = L->out, *restrict dy = L->dout;
-            float *restrict d = dx;
-            /* the load of dy is unconditional so that the select vectorises */
-            for (size_t i = 0; i < total; i++) {
-                float g = dy[i];
-                d[i] = y[i] > 0.0f ? g : 0.0f;
-            }
-        }
-        break;
+    case ASYMBP_LAYER_MAXPOOL: if (dx) run(&a, n, maxpool_backward_range); break;
+    case ASYMBP_LAYER_AVGPOOL: if (dx) run(&a, n, avgpool_backward_range); break;
+    case ASYMBP_LAYER_RELU: if (dx) run(&a, n, relu_backward_range); break;
     case ASYMBP_LAYER_FLATTEN: break;   /* dout aliases dx */
-    case ASYMBP_LAYER_BATCHNORM: bn_backward(L, x, dx, n); break;
+    case ASYMBP_LAYER_BATCHNORM: run(&a, bn_units(L), bn_backward_range); break;
     case ASYMBP_LAYER_DROPOUT:
         if (dx) {
             const float *restrict dy = L->dout, *restrict m = L->mask;

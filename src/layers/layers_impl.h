@@ -25,7 +25,8 @@ typedef struct asymbp__layer {
     int has_bias;
     int kh, kw, stride, pad, ceil_mode;   /* conv and pools (pools: kh = kw = k) */
     size_t col_size;                      /* conv: im2col floats per image */
-    float *col;                           /* conv, bound: im2col of one image (padding entries stay 0) */
+    float *col;                           /* conv, bound: im2col of one image per thread (net->nthr
+                                             rows of col_size; padding entries stay 0) */
     int64_t *colgeo;                      /* conv, bound: per (ki, kj) the valid output range oh_lo, oh_hi, ow_lo, ow_hi */
     int32_t *argmax;                      /* maxpool, bound */
     /* batch norm */
@@ -51,8 +52,14 @@ struct asymbp_net {
     char *spec;                           /* normalised spec, rebuilt on demand */
     /* bound state */
     size_t batch;
-    float *input, *dinput, *probs, *col;  /* col: conv input-gradient columns (largest col_size) */
+    float *input, *dinput, *probs, *col;  /* col: conv input-gradient columns (largest col_size), per thread */
     size_t col_cap;
+    int nthr;                             /* threads the bound scratch is sized for (>= 1) */
+    float *wpart;                         /* nthr - 1 rows of wpart_stride floats: conv dW, db partials */
+    size_t wpart_stride;
+    double *tsum;                         /* nthr partial sums (norms on the threads) */
+    float *dxpart;                        /* nthr - 1 blocks of batch x (largest dense input):
+                                             partial dense deltas */
     size_t n_fwd;
     int have_fwd, have_delta;
     /* modes */

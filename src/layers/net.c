@@ -27,6 +27,7 @@ asymbp_status_t asymbp_net_create(asymbp_ctx_t *ctx, int64_t channels, int64_t h
     net = asymbp__calloc(ctx, 1, sizeof *net);
     if (!net) return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_create: out of memory");
     net->ctx = ctx;
+    net->nthr = 1;
     net->in_c = channels;
     net->in_h = height;
     net->in_w = width;
@@ -59,7 +60,13 @@ static void unbind(asymbp_net_t *net)
     asymbp__free(ctx, net->dinput);
     asymbp__free(ctx, net->probs);
     asymbp__free(ctx, net->col);
-    net->input = net->dinput = net->probs = net->col = NULL;
+    asymbp__free(ctx, net->wpart);
+    asymbp__free(ctx, net->dxpart);
+    asymbp__free(ctx, net->tsum);
+    net->tsum = NULL;
+    net->input = net->dinput = net->probs = net->col = net->wpart = net->dxpart = NULL;
+    net->wpart_stride = 0;
+    net->nthr = 1;
     net->batch = 0;
     net->have_fwd = net->have_delta = 0;
 }
@@ -214,6 +221,7 @@ static asymbp_status_t add_param(asymbp_net_t *net, asymbp__layer_t *L, float *v
     p->value = value;
     p->grad = grad;
     p->numel = asymbp_tensor_numel(net->pvalue[net->n_params]);
+    p->rows = (size_t)shape[0];
     p->kind = kind;
     p->layer_index = L->index;
     net->n_params++;
@@ -450,7 +458,7 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
 {
     asymbp_ctx_t *ctx;
     asymbp__layer_t *last;
-    size_t col = 0, tot;
+    size_t col = 0, part = 0, dense_in = 0, tot, nthr;
     asymbp_status_t st;
     if ((st = check_net(net, "net_bind")) != ASYMBP_OK) return st;
     ctx = net->ctx;
@@ -461,6 +469,9 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
         return asymbp__error(ctx, ASYMBP_E_SHAPE, "net_bind: last layer %s gives %zu outputs, the net has %lld classes",
                              last->name, last->out_size, (long long)net->classes);
     unbind(net);
+    /* per-thread scratch (im2col columns, conv weight-gradient partials) for the context's
+     * thread count now */
+    nthr = (size_t)asymbp__ctx_threads(ctx);
     if (asymbp__mul_size(batch, net->in_size, &tot) != 0 || tot > ((size_t)1 << 40)) {
         return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_bind: batch %zu too large", batch);
     }
@@ -483,15 +494,32 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
         if (L->kind == ASYMBP_LAYER_MAXPOOL && !(L->argmax = asymbp__calloc(ctx, n, sizeof(int32_t)))) goto nomem;
         if (L->kind == ASYMBP_LAYER_DROPOUT && !(L->mask = asymbp__calloc(ctx, n, sizeof(float)))) goto nomem;
         if (L->kind == ASYMBP_LAYER_CONV2D && L->col_size > col) col = L->col_size;
+        if (L->kind == ASYMBP_LAYER_DENSE && L->in_size > dense_in) dense_in = L->in_size;
+        if (L->kind == ASYMBP_LAYER_CONV2D && L->wl.numel + (size_t)L->out_c > part) part = L->wl.numel + (size_t)L->out_c;
         if (L->kind == ASYMBP_LAYER_CONV2D && !(L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0)) {
             /* 1x1 stride 1 unpadded convs use their input as the column matrix */
-            if (!(L->col = asymbp__calloc(ctx, L->col_size, sizeof(float)))) goto nomem;
+            if (asymbp__mul_size(nthr, L->col_size, &n) != 0) goto nomem;
+            if (!(L->col = asymbp__calloc(ctx, n, sizeof(float)))) goto nomem;
             if (!(L->colgeo = asymbp__alloc(ctx, 4 * (size_t)L->kh * (size_t)L->kw * sizeof(int64_t)))) goto nomem;
             asymbp__conv_geometry(L, L->colgeo);
         }
     }
-    if (col && !(net->col = asymbp__alloc(ctx, col * sizeof(float)))) goto nomem;
+    if (col && (asymbp__mul_size(nthr, col, &tot) != 0 || !(net->col = asymbp__alloc(ctx, tot * sizeof(float)))))
+        goto nomem;
     net->col_cap = col;
+    if (nthr > 1 && part) {
+        /* conv weight-gradient partials of threads 1.. (thread 0 writes dW itself), 64-byte rows */
+        net->wpart_stride = (part + 15) & ~(size_t)15;
+        if (asymbp__mul_size(nthr - 1, net->wpart_stride, &tot) != 0 || !(net->wpart = asymbp__alloc(ctx, tot * sizeof(float))))
+            goto nomem;
+    }
+    if (nthr > 1 && dense_in) {
+        if (asymbp__mul_size(nthr - 1, batch, &tot) != 0 || asymbp__mul_size(tot, dense_in, &tot) != 0 ||
+            !(net->dxpart = asymbp__alloc(ctx, tot * sizeof(float))))
+            goto nomem;
+    }
+    if (!(net->tsum = asymbp__calloc(ctx, nthr, sizeof(double)))) goto nomem;
+    net->nthr = (int)nthr;
     net->batch = batch;
     return ASYMBP_OK;
 nomem:
@@ -592,6 +620,19 @@ asymbp_status_t asymbp_net_loss(asymbp_net_t *net, const int32_t *labels, size_t
     return ASYMBP_OK;
 }
 
+/* The lowest layer backward visits when the input gradient is not wanted: the first one with
+ * parameters (layers below it only pass deltas down to the input). */
+static size_t lowest_backward_layer(const asymbp_net_t *net)
+{
+    size_t lowest = 0;
+    while (lowest < net->n_layers) {
+        asymbp_layer_kind_t k = net->layers[lowest]->kind;
+        if (k == ASYMBP_LAYER_DENSE || k == ASYMBP_LAYER_CONV2D || k == ASYMBP_LAYER_BATCHNORM) break;
+        lowest++;
+    }
+    return lowest;
+}
+
 asymbp_status_t asymbp_net_backward(asymbp_net_t *net)
 {
     asymbp_status_t st;
@@ -600,7 +641,10 @@ asymbp_status_t asymbp_net_backward(asymbp_net_t *net)
     if (!net->batch) return asymbp__error(net->ctx, ASYMBP_E_STATE, "net_backward: the net is not bound (call asymbp_net_bind)");
     if (!net->have_delta)
         return asymbp__error(net->ctx, ASYMBP_E_STATE, "net_backward: no loss since the last forward pass (call asymbp_net_loss)");
-    if (!net->force_sym && net->hooks.refresh && (!net->refreshed || net->last_refresh_step != net->step)) {
+    /* with the input gradient wanted (gradcheck) the lowest layer's V is read too: the hook
+     * brings any stale layer up to date (a no-op for fresh ones) */
+    if (!net->force_sym && net->hooks.refresh &&
+        (!net->refreshed || net->last_refresh_step != net->step || net->need_input_grad)) {
         st = net->hooks.refresh(net, net->hooks.state);
         if (st != ASYMBP_OK) {
             asymbp__error_prefix(net->ctx, "net_backward: feedback refresh failed");
@@ -610,13 +654,7 @@ asymbp_status_t asymbp_net_backward(asymbp_net_t *net)
         net->last_refresh_step = net->step;
     }
     n = net->n_fwd;
-    if (!net->need_input_grad) {
-        while (lowest < net->n_layers) {
-            asymbp_layer_kind_t k = net->layers[lowest]->kind;
-            if (k == ASYMBP_LAYER_DENSE || k == ASYMBP_LAYER_CONV2D || k == ASYMBP_LAYER_BATCHNORM) break;
-            lowest++;
-        }
-    }
+    if (!net->need_input_grad) lowest = lowest_backward_layer(net);
     for (size_t i = net->n_layers; i-- > lowest;) {
         asymbp__layer_t *L = net->layers[i];
         float *dx;
@@ -767,6 +805,12 @@ asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i)
         }
     }
     return NULL;
+}
+
+int asymbp__net_wlayer_sends_delta(const asymbp_net_t *net, const asymbp__wlayer_t *wl)
+{
+    if (!net || !wl) return 0;
+    return net->need_input_grad || (size_t)wl->layer_index > lowest_backward_layer(net);
 }
 
 size_t asymbp__net_param_count(const asymbp_net_t *net) { return net ? net->n_params : 0; }

@@ -374,15 +374,73 @@ asymbp_status_t asymbp_optimizer_get_hyper(const asymbp_optimizer_t *opt, asymbp
 
 /* ---- step ------------------------------------------------------------------------------------ */
 
+/* One optimizer step over the context's threads.  The built-in rules are elementwise, so each
+ * tensor is cut into the row blocks its layer owns on each thread (asymbp__param_t.rows), and
+ * thread u updates rows [rows u / U, rows (u+1) / U) of every tensor: the values and gradients it
+ * touches are the ones the same thread wrote in backward.  Bits are the same for any split.  A
+ * user rule may look at the whole tensor, so it runs once per tensor on the calling thread. */
+typedef struct step_job {
+    asymbp_optimizer_t *opt;
+    double f;
+    uint64_t stepno;
+    size_t units;
+    size_t failed;                 /* 1 + index of the first parameter whose rule failed (atomic) */
+    asymbp_status_t st;
+} step_job_t;
+
+static asymbp_status_t step_param(const step_job_t *j, size_t i, size_t e0, size_t e1)
+{
+    const asymbp_optimizer_t *opt = j->opt;
+    const asymbp_update_rule_t *rule = opt->rule;
+    const opt_param_t *q = &opt->params[i];
+    const asymbp_hyper_params_t *hp = &q->hp;
+    asymbp_update_args_t args;
+    memset(&args, 0, sizeof args);
+    args.struct_size = sizeof args;
+    args.step = j->stepno;
+    args.epoch = opt->epoch;
+    args.w = q->p.value + e0;
+    args.g = q->p.grad + e0;
+    args.n = e1 - e0;
+    args.lr = (float)((double)hp->lr * j->f);
+    args.momentum = hp->momentum;
+    args.nesterov = hp->nesterov;
+    args.weight_decay = (q->p.kind == ASYMBP__PARAM_WEIGHT || hp->decay_biases_and_bn) ? hp->weight_decay : 0.0f;
+    args.kind = (asymbp_param_kind_t)q->p.kind;
+    args.layer_index = q->p.layer_index;
+    args.name = q->p.name ? q->p.name : "";
+    args.nsc_epsilon = hp->nsc_epsilon;
+    return rule->vt.step(rule->user, q->state ? (char *)q->state + e0 * rule->vt.state_size : NULL, &args);
+}
+
+static void step_units(void *arg, size_t u0, size_t u1, int t)
+{
+    step_job_t *j = arg;
+    const asymbp_optimizer_t *opt = j->opt;
+    (void)t;
+    for (size_t u = u0; u < u1; u++)
+        for (size_t i = 0; i < opt->nparams; i++) {
+            const opt_param_t *q = &opt->params[i];
+            size_t rows = q->p.rows && q->p.numel % q->p.rows == 0 ? q->p.rows : q->p.numel;
+            size_t rs = rows ? q->p.numel / rows : 0;
+            size_t r0 = rows * u / j->units, r1 = rows * (u + 1) / j->units;
+            asymbp_status_t st;
+            if (r1 <= r0) continue;
+            st = step_param(j, i, r0 * rs, r1 * rs);
+            if (st != ASYMBP_OK) {
+                size_t none = 0;
+                if (__atomic_compare_exchange_n(&j->failed, &none, i + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) j->st = st;
+            }
+        }
+}
+
 asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
 {
-    const asymbp_update_rule_t *rule;
-    asymbp_update_args_t args;
+    step_job_t job;
     uint64_t stepno;
     double f;
     size_t i;
     if (!opt) return ASYMBP_E_INVALID;
-    rule = opt->rule;
     stepno = opt->steps + 1;
     if (opt->net && asymbp__net_param_count(opt->net) != opt->nparams)
         return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: the net has %zu parameter tensors, the optimizer %zu",
@@ -391,14 +449,8 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
     if (!isfinite(f) || f < 0.0)
         return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: the learning-rate schedule returned %g at epoch %llu",
                              f, (unsigned long long)opt->epoch);
-    memset(&args, 0, sizeof args);
-    args.struct_size = sizeof args;
-    args.step = stepno;
-    args.epoch = opt->epoch;
     for (i = 0; i < opt->nparams; i++) {
         opt_param_t *q = &opt->params[i];
-        const asymbp_hyper_params_t *hp = &q->hp;
-        asymbp_status_t st;
         if (opt->net) {
             const asymbp__param_t *np = asymbp__net_param_at(opt->net, i);
             if (!np || np->numel != q->p.numel)
@@ -410,21 +462,28 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
         if (!q->p.value || !q->p.grad)
             return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: parameter '%s' has no value or gradient buffer (net not bound?)",
                                  q->p.name ? q->p.name : "?");
-        args.w = q->p.value;
-        args.g = q->p.grad;
-        args.n = q->p.numel;
-        args.lr = (float)((double)hp->lr * f);
-        args.momentum = hp->momentum;
-        args.nesterov = hp->nesterov;
-        args.weight_decay = (q->p.kind == ASYMBP__PARAM_WEIGHT || hp->decay_biases_and_bn) ? hp->weight_decay : 0.0f;
-        args.kind = (asymbp_param_kind_t)q->p.kind;
-        args.layer_index = q->p.layer_index;
-        args.name = q->p.name ? q->p.name : "";
-        args.nsc_epsilon = hp->nsc_epsilon;
-        st = rule->vt.step(rule->user, q->state, &args);
-        if (st != ASYMBP_OK)
-            return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: update rule '%s' failed on parameter '%s' (%s)",
-                                 rule->name, args.name, asymbp_status_name(st));
+    }
+    memset(&job, 0, sizeof job);
+    job.opt = opt;
+    job.f = f;
+    job.stepno = stepno;
+    if (opt->rule->builtin) {
+        job.units = (size_t)asymbp__ctx_threads(opt->ctx);
+        asymbp__parallel(opt->ctx, job.units, (int)job.units, step_units, &job);
+    } else {
+        job.units = 1;
+        for (i = 0; i < opt->nparams && !job.failed; i++) {
+            asymbp_status_t st = step_param(&job, i, 0, opt->params[i].p.numel);
+            if (st != ASYMBP_OK) {
+                job.failed = i + 1;
+                job.st = st;
+            }
+        }
+    }
+    if (job.failed) {
+        const opt_param_t *q = &opt->params[job.failed - 1];
+        return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: update rule '%s' failed on parameter '%s' (%s)",
+                             opt->rule->name, q->p.name ? q->p.name : "", asymbp_status_name(job.st));
     }
     opt->steps = stepno;
     return opt->net ? asymbp__net_step_done(opt->net) : ASYMBP_OK;
