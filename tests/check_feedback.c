@@ -1425,6 +1425,65 @@ START_TEST(test_combinations)
 }
 END_TEST
 
+/* The built-in policies write V on the context's threads: BRSF's magnitudes are drawn in chunks
+ * seeded from the step's seed and the chunk number, so V is the same bits on 1, 2 or 3 threads
+ * (a layer large enough to be split), with sign(V) = sign(W) and the |N(0,1)| mean. */
+static void brsf_threads_V(int threads, const char *setting, float *out, size_t *count)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = NULL;
+    enum { B = 4, D = 32 };
+    float x[B * D];
+    int32_t y[B] = { 0, 1, 2, 3 };
+    uint64_t seed = 5;
+    asymbp__wlayer_t *wl;
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_from_spec(ctx, "fc300,relu,fc130,relu,fc10", D, 1, 1, 10, 0, &net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, setting), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_bind(net, B), ASYMBP_OK);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)(lcg(&seed) % 1000) / 500.0f - 1.0f;
+    for (int step = 0; step < 2; step++) {
+        ck_assert_int_eq(asymbp_net_forward(net, x, B, 1, NULL), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_loss(net, y, B, NULL), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+        ck_assert_int_eq(asymbp__net_step_done(net), ASYMBP_OK);
+    }
+    ck_assert_int_eq(asymbp_net_forward(net, x, B, 1, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(net, y, B, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+    wl = asymbp__net_wlayer_at(net, 1);
+    ck_assert_uint_ge(wl->numel, 300 * 130);
+    memcpy(out, wl->V, wl->numel * sizeof(float));
+    *count = wl->numel;
+    {
+        double sum = 0.0;
+        for (size_t i = 0; i < wl->numel; i++) {
+            ck_assert(sgnf(wl->V[i]) == sgnf(wl->W[i]));
+            sum += fabs(wl->V[i]);
+        }
+        if (!strcmp(setting, "brsf")) ck_assert(fabs(sum / (double)wl->numel - 0.7979) < 0.01);
+        else ck_assert(fabs(sum / (double)wl->numel - 1.0) < 1e-6);
+    }
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+
+START_TEST(test_refresh_on_threads)
+{
+    static float ref[300 * 130], got[300 * 130];
+    const char *settings[] = { "brsf", "usf" };
+    for (int k = 0; k < 2; k++) {
+        size_t nref, ngot;
+        brsf_threads_V(1, settings[k], ref, &nref);
+        for (int T = 2; T <= 3; T++) {
+            brsf_threads_V(T, settings[k], got, &ngot);
+            ck_assert_uint_eq(ngot, nref);
+            ck_assert_msg(memcmp(ref, got, nref * sizeof(float)) == 0, "%s: V differs between 1 and %d threads", settings[k], T);
+        }
+    }
+}
+END_TEST
+
 Suite *asymbp_test_feedback_suite(void);
 Suite *asymbp_test_feedback_suite(void)
 {
@@ -1451,6 +1510,7 @@ Suite *asymbp_test_feedback_suite(void)
     tcase_add_test(tc, test_oom);
     tcase_add_test(tc, test_user_policy_trains);
     tcase_add_test(tc, test_combinations);
+    tcase_add_test(tc, test_refresh_on_threads);
     suite_add_tcase(s, tc);
     return s;
 }

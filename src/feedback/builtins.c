@@ -180,8 +180,8 @@ static double open_uniform(asymbp_rng_t *rng)
 }
 
 /* ---- Fast |N(0,1)| magnitudes ----------------------------------------------------------------
- * Two u32 draws of the instance stream per call (high word first) seed XL interleaved xoshiro128+
- * generators (state filled by splitmix64); each block of XL pairs of their outputs gives 2 XL magnitudes by a float
+ * A chunk of CHUNK values (below) runs XL interleaved xoshiro128+ generators (state filled by
+ * splitmix64 from the draw's seed and the chunk number); each block of XL pairs of their outputs gives 2 XL magnitudes by a float
  * Box-Muller folded into the first quadrant: u1, u2 = ((h >> 9) + 1/2) 2^-23 in (0, 1) from the
  * top 23 bits, r = sqrt(-2 ln u1), values r sin(pi/2 u2) then r sin(pi/2 (1 - u2)) (the folded
  * cosine), block by block.  ln, sqrt and sin are branch-free polynomial/Newton forms (relative
@@ -199,19 +199,6 @@ static uint64_t splitmix64(uint64_t *x)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
-}
-
-static void xo_seed(xo_lanes_t *g, asymbp_rng_t *rng)
-{
-    uint64_t x = (uint64_t)asymbp__rng_u32(rng) << 32;
-    x |= asymbp__rng_u32(rng);
-    for (int j = 0; j < XL; j++) {
-        uint64_t a = splitmix64(&x), b = splitmix64(&x);
-        g->s0[j] = (uint32_t)a;
-        g->s1[j] = (uint32_t)(a >> 32);
-        g->s2[j] = (uint32_t)b;
-        g->s3[j] = (uint32_t)(b >> 32) | 1u;   /* never the all-zero state */
-    }
 }
 
 /* One xoshiro128+ step of one lane: returns the output, advances the state. */
@@ -319,36 +306,133 @@ static void halfnormal_signed(xo_lanes_t *restrict g, float *restrict out, const
     halfnormal_body(g, out, W, sc, nblocks, 1);
 }
 
-/* n magnitudes: |N(0,1)| (the generator above), U(0,1) or 1; all > 0.  With W: V = s M o sign(W)
- * written directly (the same values as drawing M, then multiplying s M by sign(W)). */
-static void fill_mag_signed(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, const float *restrict W, float sc,
-                            size_t n)
+/* |N(0,1)| magnitudes in chunks of CHUNK values: chunk k's lanes are seeded from the draw's
+ * 64-bit seed and k alone, so any thread can compute any chunk and the values do not depend on
+ * how the array is split across threads. */
+#define CHUNK_BLOCKS 64
+#define CHUNK ((size_t)(2 * XL * CHUNK_BLOCKS))
+
+static void xo_seed_chunk(xo_lanes_t *g, uint64_t seed, size_t k)
 {
-    size_t i;
-    if (mag == MAG_ONE) {
-        for (i = 0; i < n; i++) dst[i] = 1.0f;
-    } else if (mag == MAG_UNIFORM) {
-        for (i = 0; i < n; i++) dst[i] = (float)open_uniform(rng);
-    } else {
-        xo_lanes_t g;
-        float tail[2 * XL];
-        xo_seed(&g, rng);
-        i = n / (2 * XL) * (2 * XL);
-        if (W) halfnormal_signed(&g, dst, W, sc, n / (2 * XL));
-        else halfnormal_plain(&g, dst, n / (2 * XL));
-        if (i < n) {
-            halfnormal_plain(&g, tail, 1);
-            for (size_t k = 0; i + k < n; k++) dst[i + k] = W ? sc * tail[k] * sgn(W[i + k]) : tail[k];
-        }
-        return;
+    uint64_t x = seed ^ ((uint64_t)k * 0xd1342543de82ef95ULL);
+    for (int j = 0; j < XL; j++) {
+        uint64_t a = splitmix64(&x), b = splitmix64(&x);
+        g->s0[j] = (uint32_t)a;
+        g->s1[j] = (uint32_t)(a >> 32);
+        g->s2[j] = (uint32_t)b;
+        g->s3[j] = (uint32_t)(b >> 32) | 1u;   /* never the all-zero state */
     }
-    if (W)
-        for (i = 0; i < n; i++) dst[i] = sc * dst[i] * sgn(W[i]);
 }
 
-static void fill_mag(asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_t n)
+/* Values [c0 CHUNK, min(n, c1 CHUNK)) of the draw with this seed; with W, V = s M o sign(W). */
+static void halfnormal_chunks(uint64_t seed, float *restrict dst, const float *restrict W, float sc, size_t n,
+                              size_t c0, size_t c1)
 {
-    fill_mag_signed(rng, mag, dst, NULL, 1.0f, n);
+    for (size_t k = c0; k < c1; k++) {
+        size_t e0 = k * CHUNK, len = n - e0 < CHUNK ? n - e0 : CHUNK, full = len / (2 * XL);
+        xo_lanes_t g;
+        xo_seed_chunk(&g, seed, k);
+        if (W) halfnormal_signed(&g, dst + e0, W + e0, sc, full);
+        else halfnormal_plain(&g, dst + e0, full);
+        if (full * 2 * XL < len) {   /* a last partial block: computed whole and cut */
+            float tail[2 * XL];
+            size_t i = e0 + full * 2 * XL;
+            halfnormal_plain(&g, tail, 1);
+            for (size_t q = 0; i + q < e0 + len; q++) dst[i + q] = W ? sc * tail[q] * sgn(W[i + q]) : tail[q];
+        }
+    }
+}
+
+/* A pass over n elements on the context's threads: unit u covers whole chunks from
+ * [n u / U, n (u+1) / U) rounded down to a chunk boundary, about the rows [rows u / U, ...) the
+ * layers give thread u, so that a thread mostly writes the part of V it multiplies by. */
+typedef struct fill_job {
+    int kind;                      /* 0 halfnormal (dst, W?), 1 write_signed (V, W, X?), 2 ones */
+    uint64_t seed;
+    float *dst;
+    const float *W, *X;
+    float sc;
+    size_t n, units;
+} fill_job_t;
+
+static void write_signed(float *restrict V, const float *restrict W, const float *restrict X, float s, size_t n);
+
+static void fill_units(void *arg, size_t u0, size_t u1, int t)
+{
+    const fill_job_t *j = arg;
+    size_t nch = (j->n + CHUNK - 1) / CHUNK;
+    (void)t;
+    for (size_t u = u0; u < u1; u++) {
+        size_t c0 = j->n * u / j->units / CHUNK, c1 = u + 1 == j->units ? nch : j->n * (u + 1) / j->units / CHUNK;
+        size_t e0 = c0 * CHUNK, e1 = c1 * CHUNK < j->n ? c1 * CHUNK : j->n;
+        if (c1 <= c0) continue;
+        if (j->kind == 0) {
+            halfnormal_chunks(j->seed, j->dst, j->W, j->sc, j->n, c0, c1);
+        } else if (j->kind == 1) {
+            write_signed(j->dst + e0, j->W + e0, j->X ? j->X + e0 : NULL, j->sc, e1 - e0);
+        } else {
+            for (size_t i = e0; i < e1; i++) j->dst[i] = 1.0f;
+        }
+    }
+}
+
+static void run_fill(asymbp_ctx_t *ctx, fill_job_t *j)
+{
+    size_t U = (size_t)asymbp__ctx_threads(ctx);
+    if (j->n < 8 * CHUNK) U = 1;   /* small layers: not worth a hand-off */
+    j->units = U;
+    asymbp__parallel(ctx, U, (int)U, fill_units, j);
+}
+
+/* n magnitudes: |N(0,1)| (the chunked generator above; two u32 draws of the instance stream per
+ * call, high word first, as its seed), U(0,1) or 1; all > 0.  With W: V = s M o sign(W) written
+ * directly (the same values as drawing M, then multiplying s M by sign(W)). */
+static void fill_mag_signed(asymbp_ctx_t *ctx, asymbp_rng_t *rng, uint32_t mag, float *restrict dst,
+                            const float *restrict W, float sc, size_t n)
+{
+    size_t i;
+    fill_job_t j;
+    memset(&j, 0, sizeof j);
+    j.dst = dst;
+    j.n = n;
+    if (mag == MAG_UNIFORM) {
+        for (i = 0; i < n; i++) dst[i] = (float)open_uniform(rng);
+        if (W)
+            for (i = 0; i < n; i++) dst[i] = sc * dst[i] * sgn(W[i]);
+        return;
+    }
+    if (mag == MAG_ONE) {
+        j.kind = W ? 1 : 2;   /* V = s sign(W), or M = 1 */
+        j.W = W;
+        j.sc = sc;
+        run_fill(ctx, &j);
+        return;
+    }
+    j.kind = 0;
+    j.seed = (uint64_t)asymbp__rng_u32(rng) << 32;
+    j.seed |= asymbp__rng_u32(rng);
+    j.W = W;
+    j.sc = sc;
+    run_fill(ctx, &j);
+}
+
+static void fill_mag(asymbp_ctx_t *ctx, asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_t n)
+{
+    fill_mag_signed(ctx, rng, mag, dst, NULL, 1.0f, n);
+}
+
+/* V = s sign(W) o X (X may be NULL: ones) on the context's threads. */
+static void write_signed_par(asymbp_ctx_t *ctx, float *V, const float *W, const float *X, float s, size_t n)
+{
+    fill_job_t j;
+    memset(&j, 0, sizeof j);
+    j.kind = 1;
+    j.dst = V;
+    j.W = W;
+    j.X = X;
+    j.sc = s;
+    j.n = n;
+    run_fill(ctx, &j);
 }
 
 /* n values of S: +1 with probability p, else -1. */
@@ -398,17 +482,17 @@ static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_ar
     st->scale = resolve_scale(st, a);
     switch (d->id) {
     case P_USF:
-        write_signed(a->V, a->W, NULL, st->scale, n);
+        write_signed_par(a->ctx, a->V, a->W, NULL, st->scale, n);
         break;
     case P_BRSF:
-        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
+        fill_mag_signed(a->ctx, a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     case P_FRSF:
-        fill_mag(a->rng, st->mag, a->buf, n);
-        write_signed(a->V, a->W, a->buf, st->scale, n);
+        fill_mag(a->ctx, a->rng, st->mag, a->buf, n);
+        write_signed_par(a->ctx, a->V, a->W, a->buf, st->scale, n);
         break;
     case P_PARTIAL:
-        fill_mag(a->rng, st->mag, a->buf, n);
+        fill_mag(a->ctx, a->rng, st->mag, a->buf, n);
         fill_mask(a->rng, st->p, a->buf + n, n);
         write_partial(a->V, a->W, a->buf, a->buf + n, st->scale, n);
         break;
@@ -422,7 +506,7 @@ static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_ar
         }
         break;
     case P_SIGNED_INIT:
-        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
+        fill_mag_signed(a->ctx, a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     default:
         break;
@@ -437,16 +521,16 @@ static asymbp_status_t bi_refresh(void *user, void *state, const asymbp_feedback
     size_t n = a->numel;
     switch (d->id) {
     case P_USF:
-        write_signed(a->V, a->W, NULL, st->scale, n);
+        write_signed_par(a->ctx, a->V, a->W, NULL, st->scale, n);
         break;
     case P_BRSF:
-        fill_mag_signed(a->rng, st->mag, a->V, a->W, st->scale, n);
+        fill_mag_signed(a->ctx, a->rng, st->mag, a->V, a->W, st->scale, n);
         break;
     case P_FRSF:
-        write_signed(a->V, a->W, a->buf, st->scale, n);
+        write_signed_par(a->ctx, a->V, a->W, a->buf, st->scale, n);
         break;
     case P_PARTIAL:
-        if (st->m_redraw) fill_mag(a->rng, st->mag, a->buf, n);
+        if (st->m_redraw) fill_mag(a->ctx, a->rng, st->mag, a->buf, n);
         if (st->mask_redraw) fill_mask(a->rng, st->p, a->buf + n, n);
         write_partial(a->V, a->W, a->buf, a->buf + n, st->scale, n);
         break;

@@ -4,12 +4,22 @@
 #include <math.h>
 #include "update/update_impl.h"
 
+/* On x86-64 with GCC the step loops also get AVX-512 and AVX2 clones picked at load time (ifunc):
+ * the same operations in the same order (no FMA contraction in C99 mode), so the same bits
+ * whichever clone runs. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ASYMBP__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ASYMBP__CLONES
+#endif
+
 /* sign(x) in {-1, 0, +1}; sign(0) = 0 (and sign(NaN) = 0). */
 static inline float sgnf(float x)
 {
     return (float)((x > 0.0f) - (x < 0.0f));
 }
 
+ASYMBP__CLONES
 static asymbp_status_t sgd_step(void *user, void *state, const asymbp_update_args_t *a)
 {
     float *restrict u = state;
@@ -79,6 +89,7 @@ static inline void bm_kernel(const char variant, const int nest, const int nsc, 
         else { if (nsc) BM_CASE(V, 0, 1); else BM_CASE(V, 0, 0); } \
     } while (0)
 
+ASYMBP__CLONES
 static asymbp_status_t bm_step(void *user, void *state, const asymbp_update_args_t *a)
 {
     const bm_variant_t *v = user;
