@@ -58,7 +58,7 @@ SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
 STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
-.PHONY: all lib deps check check-run check-asan check-valgrind install uninstall clean abi-check \
+.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
         abi-baseline demo data bench examples headers-check fuzz fuzz-replay
 
 all: deps
@@ -122,6 +122,18 @@ headers-check:
 check-asan: deps
 	@$(MAKE) --no-print-directory check-run OBJDIR=build-asan LIBOUT=build-asan/lib BINOUT=build-asan/bin \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all"
+
+# ThreadSanitizer on the suites that run the worker threads (the ifunc clones are off: their
+# resolvers would run before TSan is set up).
+TSAN_SUITES := core net feedback update
+check-tsan: deps
+	@$(MAKE) --no-print-directory build-tsan/tests/asymbp-tests OBJDIR=build-tsan LIBOUT=build-tsan/lib BINOUT=build-tsan/bin \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=thread -DASYMBP_NO_CLONES"
+	@for s in $(TSAN_SUITES); do \
+	    echo "check-tsan: suite $$s"; \
+	    CK_FORK=no ASYMBP_TEST_QUICK=1 CK_RUN_SUITE=$$s TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	        build-tsan/tests/asymbp-tests || exit 1; \
+	done
 
 check-valgrind: deps
 	@$(MAKE) --no-print-directory $(TEST_BIN) $(if $(TOOL_SRC),$(CLI))
@@ -216,4 +228,4 @@ demo: deps
 	sh scripts/demo.sh
 
 clean:
-	rm -rf $(OBJDIR) build-asan build-blas build-fuzz $(LIBOUT) $(BINOUT) asymbp.pc
+	rm -rf $(OBJDIR) build-asan build-tsan build-blas build-fuzz $(LIBOUT) $(BINOUT) asymbp.pc

@@ -36,6 +36,31 @@ except ImportError as e:  # pragma: no cover - depends on the machine
     sys.exit("compare_torch.py: PyTorch is not importable (%s); on Debian: apt-get install python3-torch, "
              "and run it with /usr/bin/python3" % e)
 
+# PyTorch (Debian's build) runs its matrix products through OpenBLAS, whose own thread pool
+# torch.set_num_threads does not limit: without this, "1 thread" PyTorch runs its Linear layers on
+# two cores.  Find the OpenBLAS torch loaded and set its thread count with the rest.
+def _openblas_setter():
+    import ctypes
+    paths = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if "openblas" in line and ".so" in line:
+                    paths.add(line.split()[-1])
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads
+            fn.argtypes = [ctypes.c_int]
+            return fn
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+OPENBLAS_SET_THREADS = _openblas_setter()
+
 CONFIGS = [  # (label, feedback, update, bn, threads)
     ("sym+sgd 1t", "sym", "sgd", False, 1),
     ("sym+sgd 2t", "sym", "sgd", False, 2),
@@ -147,6 +172,8 @@ def make_net(model, feedback, bn):
 
 def torch_bench(model, feedback, update, bn, threads, batch, steps, epochs, warmup, lr, momentum):
     torch.set_num_threads(threads)
+    if OPENBLAS_SET_THREADS is not None:
+        OPENBLAS_SET_THREADS(threads)
     torch.manual_seed(1)
     net, shape = make_net(model, feedback, bn)
     net.train()
@@ -238,8 +265,9 @@ def main():
                                                                     saved["rounds"]))
     else:
         print("# asymbp vs PyTorch %s, batch %d, %d round(s), %d timed epochs (cnn %d / mlp %d steps) per run; "
-          "OMP_WAIT_POLICY=%s" % (torch.__version__, a.batch, a.rounds, a.epochs, a.cnn_steps, a.mlp_steps,
-                                  os.environ.get("OMP_WAIT_POLICY")), flush=True)
+          "OMP_WAIT_POLICY=%s; PyTorch's OpenBLAS threads %s" % (torch.__version__, a.batch, a.rounds, a.epochs,
+                                  a.cnn_steps, a.mlp_steps, os.environ.get("OMP_WAIT_POLICY"),
+                                  "set with torch's" if OPENBLAS_SET_THREADS else "NOT controlled"), flush=True)
     turn = 0
     for r in range(a.rounds):
         for model in models:

@@ -53,7 +53,7 @@ static double sum_d(const float *restrict v, size_t n)
 
 /* On x86-64 with GCC, AVX-512/AVX2 clones of a few hot loops are picked at load time (ifunc):
  * the same operations in the same order (no FMA contraction in C99 mode), so the same bits. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(ASYMBP_NO_CLONES)
 #define ASYMBP__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ASYMBP__CLONES

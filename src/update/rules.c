@@ -7,7 +7,7 @@
 /* On x86-64 with GCC the step loops also get AVX-512 and AVX2 clones picked at load time (ifunc):
  * the same operations in the same order (no FMA contraction in C99 mode), so the same bits
  * whichever clone runs. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(ASYMBP_NO_CLONES)
 #define ASYMBP__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ASYMBP__CLONES
