@@ -574,6 +574,47 @@ START_TEST(test_threads_match_one_thread)
 }
 END_TEST
 
+/* The thread count changed after binding: a net uses at most the threads its scratch was sized
+ * for (more threads later: still correct; fewer: the split follows the context). */
+START_TEST(test_threads_changed_after_bind)
+{
+    const int orders[2][2] = { { 1, 3 }, { 3, 1 } };
+    for (int k = 0; k < 2; k++) {
+        asymbp_ctx_t *ctx = test_ctx();
+        asymbp_net_t *net = NULL;
+        enum { B = 40 };
+        float x[B * 64];
+        int32_t y[B];
+        float loss0 = 0.0f, loss = 0.0f;
+        ck_assert_int_eq(asymbp_ctx_set_threads(ctx, orders[k][0]), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "conv3x3x4p1,bn,relu,maxpool2s2,fc100,relu,fc4", 1, 8, 8, 4, 0, &net),
+                         ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_bind(net, B), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_ctx_set_threads(ctx, orders[k][1]), ASYMBP_OK);
+        fill(x, sizeof x / sizeof x[0], 11, -1, 1);
+        for (int i = 0; i < B; i++) {
+            y[i] = i % 4;
+            x[i * 64 + 9 * (y[i] + 1)] += 3.0f;
+        }
+        for (int it = 0; it < 30; it++) {
+            ck_assert_int_eq(asymbp_net_forward(net, x, B, 1, NULL), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_loss(net, y, B, it ? &loss : &loss0), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+            for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
+                asymbp_tensor_t *v, *g;
+                ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
+                float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
+                for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= 0.05f * gd[j];
+            }
+        }
+        ck_assert(isfinite(loss));
+        ck_assert_float_lt(loss, 0.5f * loss0);
+        asymbp_net_destroy(net);
+        asymbp_ctx_destroy(ctx);
+    }
+}
+END_TEST
+
 Suite *asymbp_test_net_suite(void);
 Suite *asymbp_test_net_suite(void)
 {
@@ -591,6 +632,7 @@ Suite *asymbp_test_net_suite(void)
     tcase_add_test(tc, test_write_read);
     tcase_add_test(tc, test_training_sanity);
     tcase_add_test(tc, test_threads_match_one_thread);
+    tcase_add_test(tc, test_threads_changed_after_bind);
     suite_add_tcase(s, tc);
     return s;
 }
