@@ -40,7 +40,7 @@ CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
 
 WARN := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
-ASYMBP_CFLAGS := -std=c99 $(WARN) -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
+ASYMBP_CFLAGS := -std=c99 $(WARN) -fno-math-errno -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
 ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm -pthread
 SANFLAGS ?=
 

@@ -184,8 +184,9 @@ static double open_uniform(asymbp_rng_t *rng)
  * splitmix64 from the draw's seed and the chunk number); each block of XL pairs of their outputs gives 2 XL magnitudes by a float
  * Box-Muller folded into the first quadrant: u1, u2 = ((h >> 9) + 1/2) 2^-23 in (0, 1) from the
  * top 23 bits, r = sqrt(-2 ln u1), values r sin(pi/2 u2) then r sin(pi/2 (1 - u2)) (the folded
- * cosine), block by block.  ln, sqrt and sin are branch-free polynomial/Newton forms (relative
- * error about 2e-7) written as plain loops across the lanes, so the whole draw vectorises.
+ * cosine), block by block.  ln and sin are branch-free polynomial forms (relative error about
+ * 2e-7), sqrt is the correctly rounded IEEE one (vectorised: the library is built with
+ * -fno-math-errno), all written as plain loops across the lanes, so the whole draw vectorises.
  * Every value is > 0 (u1 < 1 and both sine arguments are > 0). */
 #define XL 16
 
@@ -232,20 +233,6 @@ static inline float fast_logf(float u)
     return e * 0.693147181f + 2.0f * z * (1.0f + z2 * (1.0f / 3 + z2 * (1.0f / 5 + z2 * (1.0f / 7 + z2 * (1.0f / 9)))));
 }
 
-/* sqrt(x) for a normal x > 0: inverse square root by the bit estimate and three Newton steps. */
-static inline float fast_sqrtf(float x)
-{
-    uint32_t bits;
-    float y;
-    memcpy(&bits, &x, sizeof bits);
-    bits = 0x5f3759dfu - (bits >> 1);
-    memcpy(&y, &bits, sizeof y);
-    y = y * (1.5f - 0.5f * x * y * y);
-    y = y * (1.5f - 0.5f * x * y * y);
-    y = y * (1.5f - 0.5f * x * y * y);
-    return x * y;
-}
-
 /* sin(x) for x in [0, pi/2]: Taylor series to x^13 (error < 1e-8 there), > 0 for x > 0. */
 static inline float fast_sinf(float x)
 {
@@ -277,7 +264,7 @@ static inline void halfnormal_body(xo_lanes_t *restrict g, float *restrict out, 
             uint32_t h1 = xo_step(&s0, &s1, &s2, &s3), h2 = xo_step(&s0, &s1, &s2, &s3);
             float u1 = ((float)(int32_t)(h1 >> 9) + 0.5f) * q;
             float k2 = (float)(int32_t)(h2 >> 9);
-            float r = fast_sqrtf(-2.0f * fast_logf(u1));
+            float r = sqrtf(-2.0f * fast_logf(u1));
             g->s0[j] = s0;
             g->s1[j] = s1;
             g->s2[j] = s2;
