@@ -32,6 +32,8 @@ typedef struct setup {
     asymbp_trainer_t *tr;
 } setup_t;
 
+static int setup_threads = 1;   /* worker threads of the contexts setup_make creates */
+
 static void setup_make(setup_t *s, const char *spec, int bn, const char *fb, const char *rule, float lr, int epochs,
                        const char *ckpt, int every)
 {
@@ -39,6 +41,7 @@ static void setup_make(setup_t *s, const char *spec, int bn, const char *fb, con
     asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
     memset(s, 0, sizeof *s);
     s->ctx = test_ctx();
+    ck_assert_int_eq(asymbp_ctx_set_threads(s->ctx, setup_threads), ASYMBP_OK);
     s->train = blobs(s->ctx, 300, 11);
     s->test = blobs(s->ctx, 90, 12);
     ck_assert_int_eq(asymbp_net_from_spec(s->ctx, spec, 6, 1, 1, 3, bn, &s->net), ASYMBP_OK);
@@ -126,12 +129,14 @@ static void params_snapshot(asymbp_net_t *net, float *buf, size_t cap)
 /* A run of 4 epochs, and a run stopped after 2 then resumed from its checkpoint into fresh
  * objects, end with identical weights, bit for bit (BRSF redraws, BN statistics, BM momentum,
  * dropout masks and shuffling all continue from the checkpoint). */
+/* (run with 1 worker thread, then with 3: resume is bit-identical on the same thread count) */
 START_TEST(test_trainer_resume_bit_identical)
 {
     char ck_full[256], ck_half[256];
     setup_t a, b;
     size_t n;
     float *wa, *wb;
+    setup_threads = _i ? 3 : 1;
     snprintf(ck_full, sizeof ck_full, "/tmp/asymbp-train-%ld-full.ckpt", (long)getpid());
     snprintf(ck_half, sizeof ck_half, "/tmp/asymbp-train-%ld-half.ckpt", (long)getpid());
     setup_make(&a, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "brsf", "bm", 0.003f, 4, ck_full, 1);
@@ -162,6 +167,7 @@ START_TEST(test_trainer_resume_bit_identical)
     setup_free(&b);
     unlink(ck_full);
     unlink(ck_half);
+    setup_threads = 1;
 }
 END_TEST
 
@@ -335,7 +341,7 @@ Suite *asymbp_test_train_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_trainer_learns);
     tcase_add_test(tc, test_trainer_callbacks);
-    tcase_add_test(tc, test_trainer_resume_bit_identical);
+    tcase_add_loop_test(tc, test_trainer_resume_bit_identical, 0, 2);
     tcase_add_test(tc, test_trainer_checkpoint_mismatch);
     tcase_add_test(tc, test_trainer_divergence);
     tcase_add_test(tc, test_model_save_load);
