@@ -32,11 +32,12 @@ echo "mnist) and this page from \`scripts/results.sh\`. Each run is \`bin/asymbp
 echo "results/GROUP/NAME\`; its summary.json and curves.csv are in the repository. Test accuracy on"
 echo "the data set's official or fixed test split; seeds as listed."
 echo
-echo "The runs below were made during the 0.1.0 development with the tool as it was then (each"
-echo "run's settings.txt and summary.json record its settings and version). A later change of the"
-echo "generator of feedback magnitudes (mag=normal: brsf, frsf, partial, signed-init) means those"
-echo "settings now reproduce in distribution rather than bit for bit; re-run scripts/reproduce.sh"
-echo "after deleting results/ to regenerate every figure with the current code."
+echo "Every run was made with the current code (0.1.0; each run's settings.txt and summary.json"
+echo "record its settings, thread count, BLAS and version), 1 worker thread. Deleting results/ and"
+echo "running \`scripts/reproduce.sh claims csv fashion mnist\` gives the same figures bit for bit"
+echo "with the same OpenBLAS kernels (\`bin/asymbp-bench\` prints them as blas_core) and thread"
+echo "count; on other kernels or thread counts the last bits of each step differ and single-seed"
+echo "figures (digits20x20, the tabular and image sets) can move by a few points."
 echo
 if grep -q '^claims ' "$tmp/runs.txt"; then
 echo "## The paper's claims: feedback setting x regime"
