@@ -107,12 +107,11 @@ START_TEST(test_ctx_threads_pool)
     const size_t sizes[] = {0, 1, 2, 3, 7, 1000};
     int hits[1000];
     ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
-    ck_assert_int_eq(asymbp__ctx_threads(ctx), 1);
     for (size_t k = 0; k < sizeof thread_counts / sizeof thread_counts[0]; k++) {
         int T = thread_counts[k];
         ck_assert_int_eq(asymbp_ctx_set_threads(ctx, T), ASYMBP_OK);
         ck_assert_int_eq(asymbp_ctx_get_threads(ctx), T);
-        ck_assert_int_eq(asymbp__ctx_threads(ctx), T);
+        ck_assert((T > 1) == (ctx->pool != NULL));   /* the workers exist exactly when T > 1 */
         for (size_t m = 0; m < sizeof sizes / sizeof sizes[0]; m++) {
             for (int cap = 1; cap <= 6; cap += 5) {   /* max_threads 1 and 6 */
                 par_rec_t r;

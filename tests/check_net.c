@@ -15,6 +15,17 @@ static void fill(float *x, size_t n, uint32_t seed, float lo, float hi)
     }
 }
 
+/* Plain gradient descent on every parameter, written out here (independent of update/). */
+static void sgd_by_hand(asymbp_net_t *net, float lr)
+{
+    for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
+        asymbp_tensor_t *v, *g;
+        ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
+        float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
+        for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= lr * gd[j];
+    }
+}
+
 START_TEST(test_presets)
 {
     asymbp_ctx_t *ctx = test_ctx();
@@ -470,12 +481,7 @@ START_TEST(test_training_sanity)
             ck_assert_int_eq(asymbp_net_forward(net, x + b * B * D, B, 1, NULL), ASYMBP_OK);
             ck_assert_int_eq(asymbp_net_loss(net, y + b * B, B, NULL), ASYMBP_OK);
             ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
-            for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
-                asymbp_tensor_t *v, *g;
-                ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
-                float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
-                for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= 0.1f * gd[j];
-            }
+            sgd_by_hand(net, 0.1f);
         }
     ck_assert_int_eq(asymbp_net_evaluate(net, x, y, N, &loss, &acc), ASYMBP_OK);
     printf("training sanity: loss %.3f -> %.3f, accuracy %.3f\n", loss0, loss, acc);
@@ -517,12 +523,7 @@ static void threads_run(int threads, int steps, float *params_out, size_t *count
         ck_assert_int_eq(asymbp_net_forward(net, x, n, 1, NULL), ASYMBP_OK);
         ck_assert_int_eq(asymbp_net_loss(net, y, n, NULL), ASYMBP_OK);
         ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
-        for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
-            asymbp_tensor_t *v, *g;
-            ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
-            float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
-            for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= 0.01f * gd[j];
-        }
+        sgd_by_hand(net, 0.01f);
         ck_assert_int_eq(asymbp__net_step_done(net), ASYMBP_OK);
     }
     *step_allocs = ta.calls - calls;
@@ -600,12 +601,7 @@ START_TEST(test_threads_changed_after_bind)
             ck_assert_int_eq(asymbp_net_forward(net, x, B, 1, NULL), ASYMBP_OK);
             ck_assert_int_eq(asymbp_net_loss(net, y, B, it ? &loss : &loss0), ASYMBP_OK);
             ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
-            for (size_t i = 0; i < asymbp_net_param_count(net); i++) {
-                asymbp_tensor_t *v, *g;
-                ck_assert_int_eq(asymbp_net_param_at(net, i, &v, &g), ASYMBP_OK);
-                float *vd = asymbp_tensor_data(v), *gd = asymbp_tensor_data(g);
-                for (size_t j = 0; j < asymbp_tensor_numel(v); j++) vd[j] -= 0.05f * gd[j];
-            }
+            sgd_by_hand(net, 0.05f);
         }
         ck_assert(isfinite(loss));
         ck_assert_float_lt(loss, 0.5f * loss0);

@@ -157,7 +157,7 @@ asymbp_status_t asymbp_ctx_set_threads(asymbp_ctx_t *ctx, int threads)
     if (!ctx) return ASYMBP_E_INVALID;
     if (threads < 1)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "ctx_set_threads: thread count must be >= 1, got %d", threads);
-    if (threads != ctx->threads || (threads > 1 && !ctx->pool)) {
+    if (threads != ctx->threads) {
         asymbp__pool_t *pool = NULL;
         asymbp_status_t st;
         if (threads > 1 && (st = asymbp__pool_create(ctx, threads, &pool)) != ASYMBP_OK) return st;

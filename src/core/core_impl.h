@@ -16,7 +16,8 @@ struct asymbp_ctx {
     uint64_t seed;
     uint64_t seed_draws;      /* streams handed out since the seed was set */
     int threads;
-    asymbp__pool_t *pool;     /* threads - 1 workers (pool.c); NULL for one thread */
+    asymbp__pool_t *pool;     /* threads - 1 workers (pool.c); NULL for one thread, so
+                                 asymbp_ctx_get_threads is what asymbp__parallel can use */
     asymbp_log_fn log_fn;
     void *log_user;
     asymbp_log_level_t log_level;
@@ -69,8 +70,6 @@ typedef void (*asymbp__range_fn)(void *arg, size_t begin, size_t end, int t);
  * all are done.  Runs fn(arg, 0, n, 0) directly and returns 1 with one thread, n < 2, or when
  * called from inside another asymbp__parallel job.  Never allocates. */
 int asymbp__parallel(asymbp_ctx_t *ctx, size_t n, int max_threads, asymbp__range_fn fn, void *arg);
-/* The number of threads asymbp__parallel can use (1 without a pool). */
-int asymbp__ctx_threads(const asymbp_ctx_t *ctx);
 asymbp_status_t asymbp__pool_create(asymbp_ctx_t *ctx, int threads, asymbp__pool_t **out);
 void asymbp__pool_destroy(asymbp__pool_t *pool);
 

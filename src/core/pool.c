@@ -189,8 +189,3 @@ int asymbp__parallel(asymbp_ctx_t *ctx, size_t n, int max_threads, asymbp__range
     p->busy = 0;
     return pieces;
 }
-
-int asymbp__ctx_threads(const asymbp_ctx_t *ctx)
-{
-    return ctx && ctx->pool ? ctx->pool->threads : 1;
-}

@@ -333,8 +333,10 @@ static void halfnormal_chunks(uint64_t seed, float *restrict dst, const float *r
 /* A pass over n elements on the context's threads: unit u covers whole chunks from
  * [n u / U, n (u+1) / U) rounded down to a chunk boundary, about the rows [rows u / U, ...) the
  * layers give thread u, so that a thread mostly writes the part of V it multiplies by. */
+enum { FILL_HALFNORMAL, FILL_SIGNED };
 typedef struct fill_job {
-    int kind;                      /* 0 halfnormal (dst, W?), 1 write_signed (V, W, X?), 2 ones */
+    int kind;                      /* FILL_HALFNORMAL: dst = |N(0,1)| (o s sign(W) with W);
+                                      FILL_SIGNED: dst = s sign(W) o X (X may be NULL) */
     uint64_t seed;
     float *dst;
     const float *W, *X;
@@ -342,7 +344,13 @@ typedef struct fill_job {
     size_t n, units;
 } fill_job_t;
 
-static void write_signed(float *restrict V, const float *restrict W, const float *restrict X, float s, size_t n);
+/* V = s sign(W) o X (X may be NULL: ones). */
+static void write_signed(float *restrict V, const float *restrict W, const float *restrict X, float s, size_t n)
+{
+    size_t i;
+    if (X) for (i = 0; i < n; i++) V[i] = s * X[i] * sgn(W[i]);
+    else for (i = 0; i < n; i++) V[i] = s * sgn(W[i]);
+}
 
 static void fill_units(void *arg, size_t u0, size_t u1, int t)
 {
@@ -353,22 +361,31 @@ static void fill_units(void *arg, size_t u0, size_t u1, int t)
         size_t c0 = j->n * u / j->units / CHUNK, c1 = u + 1 == j->units ? nch : j->n * (u + 1) / j->units / CHUNK;
         size_t e0 = c0 * CHUNK, e1 = c1 * CHUNK < j->n ? c1 * CHUNK : j->n;
         if (c1 <= c0) continue;
-        if (j->kind == 0) {
-            halfnormal_chunks(j->seed, j->dst, j->W, j->sc, j->n, c0, c1);
-        } else if (j->kind == 1) {
-            write_signed(j->dst + e0, j->W + e0, j->X ? j->X + e0 : NULL, j->sc, e1 - e0);
-        } else {
-            for (size_t i = e0; i < e1; i++) j->dst[i] = 1.0f;
-        }
+        if (j->kind == FILL_HALFNORMAL) halfnormal_chunks(j->seed, j->dst, j->W, j->sc, j->n, c0, c1);
+        else write_signed(j->dst + e0, j->W + e0, j->X ? j->X + e0 : NULL, j->sc, e1 - e0);
     }
 }
 
 static void run_fill(asymbp_ctx_t *ctx, fill_job_t *j)
 {
-    size_t U = (size_t)asymbp__ctx_threads(ctx);
+    size_t U = (size_t)asymbp_ctx_get_threads(ctx);
     if (j->n < 8 * CHUNK) U = 1;   /* small layers: not worth a hand-off */
     j->units = U;
     asymbp__parallel(ctx, U, (int)U, fill_units, j);
+}
+
+/* V = s sign(W) o X (X may be NULL: ones) on the context's threads. */
+static void write_signed_par(asymbp_ctx_t *ctx, float *V, const float *W, const float *X, float s, size_t n)
+{
+    fill_job_t j;
+    memset(&j, 0, sizeof j);
+    j.kind = FILL_SIGNED;
+    j.dst = V;
+    j.W = W;
+    j.X = X;
+    j.sc = s;
+    j.n = n;
+    run_fill(ctx, &j);
 }
 
 /* n magnitudes: |N(0,1)| (the chunked generator above; two u32 draws of the instance stream per
@@ -389,13 +406,11 @@ static void fill_mag_signed(asymbp_ctx_t *ctx, asymbp_rng_t *rng, uint32_t mag, 
         return;
     }
     if (mag == MAG_ONE) {
-        j.kind = W ? 1 : 2;   /* V = s sign(W), or M = 1 */
-        j.W = W;
-        j.sc = sc;
-        run_fill(ctx, &j);
+        if (W) write_signed_par(ctx, dst, W, NULL, sc, n);   /* V = s sign(W) */
+        else for (i = 0; i < n; i++) dst[i] = 1.0f;
         return;
     }
-    j.kind = 0;
+    j.kind = FILL_HALFNORMAL;
     j.seed = (uint64_t)asymbp__rng_u32(rng) << 32;
     j.seed |= asymbp__rng_u32(rng);
     j.W = W;
@@ -406,20 +421,6 @@ static void fill_mag_signed(asymbp_ctx_t *ctx, asymbp_rng_t *rng, uint32_t mag, 
 static void fill_mag(asymbp_ctx_t *ctx, asymbp_rng_t *rng, uint32_t mag, float *restrict dst, size_t n)
 {
     fill_mag_signed(ctx, rng, mag, dst, NULL, 1.0f, n);
-}
-
-/* V = s sign(W) o X (X may be NULL: ones) on the context's threads. */
-static void write_signed_par(asymbp_ctx_t *ctx, float *V, const float *W, const float *X, float s, size_t n)
-{
-    fill_job_t j;
-    memset(&j, 0, sizeof j);
-    j.kind = 1;
-    j.dst = V;
-    j.W = W;
-    j.X = X;
-    j.sc = s;
-    j.n = n;
-    run_fill(ctx, &j);
 }
 
 /* n values of S: +1 with probability p, else -1. */
@@ -438,14 +439,6 @@ static float resolve_scale(const bi_state_t *st, const asymbp_feedback_args_t *a
     case SCALE_VALUE: return st->scale_value;
     default: return 1.0f;
     }
-}
-
-/* V = s sign(W) o X (X may be NULL: ones). */
-static void write_signed(float *restrict V, const float *restrict W, const float *restrict X, float s, size_t n)
-{
-    size_t i;
-    if (X) for (i = 0; i < n; i++) V[i] = s * X[i] * sgn(W[i]);
-    else for (i = 0; i < n; i++) V[i] = s * sgn(W[i]);
 }
 
 /* V = s M o S o sign(W). */

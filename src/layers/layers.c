@@ -90,6 +90,7 @@ typedef struct kargs {
     float *dx;
     size_t n;
     int train;
+    size_t pieces;        /* reductions: the pieces of the run whose partial results they add */
 } kargs_t;
 
 /* Run fn over [0, count) on up to net->nthr threads (the scratch bound for); returns the pieces. */
@@ -102,7 +103,7 @@ static int run(kargs_t *a, size_t count, asymbp__range_fn fn)
  * different dimensions in the same run. */
 static size_t units_for(const asymbp_net_t *net, size_t limit)
 {
-    size_t u = (size_t)asymbp__ctx_threads(net->ctx);
+    size_t u = (size_t)asymbp_ctx_get_threads(net->ctx);
     if (u > (size_t)net->nthr) u = (size_t)net->nthr;
     if (u > limit) u = limit;
     return u ? u : 1;
@@ -178,12 +179,12 @@ static void dense_backward_unit(void *arg, size_t u0, size_t u1, int t)
     }
 }
 
-/* dx[s] += the partial products of units 1 .. a->train - 1 (passed in a->train), samples [s0, s1). */
+/* dx[s] += the partial products of units 1 .. pieces - 1, samples [s0, s1). */
 static void dense_dx_reduce(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
     const asymbp_net_t *net = a->net;
-    size_t in = a->L->in_size, U = (size_t)a->train;
+    size_t in = a->L->in_size, U = a->pieces;
     float *restrict d = a->dx + s0 * in;
     (void)t;
     for (size_t u = 1; u < U; u++) {
@@ -198,9 +199,8 @@ static void dense_backward(kargs_t *a)
     size_t U = units_for(a->net, L->out_size);
     run(a, U, dense_backward_unit);
     if (a->dx && dense_dx_by_rows(a->net, L, a->n, U)) {
-        kargs_t r = *a;
-        r.train = (int)U;
-        run(&r, a->n, dense_dx_reduce);
+        a->pieces = U;
+        run(a, a->n, dense_dx_reduce);
     }
 }
 
@@ -417,7 +417,7 @@ static void conv_backward_range(void *arg, size_t s0, size_t s1, int t)
 }
 
 /* dW (then db) += the partial rows of threads 1 .. pieces - 1, element range [i0, i1) of the
- * numel + OC values; a->n carries the pieces. */
+ * numel + OC values. */
 static void conv_reduce_range(void *arg, size_t i0, size_t i1, int t)
 {
     const kargs_t *a = arg;
@@ -426,7 +426,7 @@ static void conv_reduce_range(void *arg, size_t i0, size_t i1, int t)
     size_t numel = L->wl.numel, end = numel + (L->has_bias ? (size_t)L->out_c : 0);
     (void)t;
     if (i1 > end) i1 = end;
-    for (size_t p = 1; p < a->n; p++) {
+    for (size_t p = 1; p < a->pieces; p++) {
         const float *restrict part = net->wpart + (p - 1) * net->wpart_stride;
         float *restrict w = L->dW;
         float *restrict b = L->db;
@@ -439,12 +439,8 @@ static void conv_reduce_range(void *arg, size_t i0, size_t i1, int t)
 static void conv_backward(kargs_t *a)
 {
     asymbp__layer_t *L = a->L;
-    int pieces = run(a, a->n, conv_backward_range);
-    if (pieces > 1) {
-        kargs_t r = *a;
-        r.n = (size_t)pieces;
-        run(&r, L->wl.numel + (L->has_bias ? (size_t)L->out_c : 0), conv_reduce_range);
-    }
+    a->pieces = (size_t)run(a, a->n, conv_backward_range);
+    if (a->pieces > 1) run(a, L->wl.numel + (L->has_bias ? (size_t)L->out_c : 0), conv_reduce_range);
 }
 
 /* ---- pooling -------------------------------------------------------------------------------- */
@@ -982,6 +978,7 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
     a.dx = NULL;
     a.n = n;
     a.train = train;
+    a.pieces = 1;
     switch (L->kind) {
     case ASYMBP_LAYER_DENSE: run(&a, units_for(net, L->out_size), dense_forward_unit); break;
     case ASYMBP_LAYER_CONV2D: run(&a, n, conv_forward_range); break;
@@ -1022,6 +1019,7 @@ void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *
     a.dx = dx;
     a.n = n;
     a.train = 1;
+    a.pieces = 1;
     switch (L->kind) {
     case ASYMBP_LAYER_DENSE:
     case ASYMBP_LAYER_CONV2D:
@@ -1029,7 +1027,7 @@ void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *
             dense_backward(&a);
         else
             conv_backward(&a);
-        L->wl.grad_norm = sqrt(par_sumsq(net, L->dW, L->wl.numel, L->kind == ASYMBP_LAYER_DENSE ? L->out_size : (size_t)L->out_c));
+        L->wl.grad_norm = sqrt(par_sumsq(net, L->dW, L->wl.numel, (size_t)L->out_c));   /* rows of dW */
         L->wl.delta_norm = dx ? sqrt(par_sumsq(net, dx, n * L->in_size, n)) : 0.0;
         break;
     case ASYMBP_LAYER_MAXPOOL: if (dx) run(&a, n, maxpool_backward_range); break;

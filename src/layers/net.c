@@ -471,7 +471,7 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     unbind(net);
     /* per-thread scratch (im2col columns, conv weight-gradient partials) for the context's
      * thread count now */
-    nthr = (size_t)asymbp__ctx_threads(ctx);
+    nthr = (size_t)asymbp_ctx_get_threads(ctx);
     if (asymbp__mul_size(batch, net->in_size, &tot) != 0 || tot > ((size_t)1 << 40)) {
         return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_bind: batch %zu too large", batch);
     }

@@ -419,7 +419,7 @@ static void step_units(void *arg, size_t u0, size_t u1, int t)
     const asymbp_optimizer_t *opt = j->opt;
     (void)t;
     for (size_t u = u0; u < u1; u++)
-        for (size_t i = 0; i < opt->nparams; i++) {
+        for (size_t i = 0; i < opt->nparams && !__atomic_load_n(&j->failed, __ATOMIC_ACQUIRE); i++) {
             const opt_param_t *q = &opt->params[i];
             size_t rows = q->p.rows && q->p.numel % q->p.rows == 0 ? q->p.rows : q->p.numel;
             size_t rs = rows ? q->p.numel / rows : 0;
@@ -467,19 +467,8 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
     job.opt = opt;
     job.f = f;
     job.stepno = stepno;
-    if (opt->rule->builtin) {
-        job.units = (size_t)asymbp__ctx_threads(opt->ctx);
-        asymbp__parallel(opt->ctx, job.units, (int)job.units, step_units, &job);
-    } else {
-        job.units = 1;
-        for (i = 0; i < opt->nparams && !job.failed; i++) {
-            asymbp_status_t st = step_param(&job, i, 0, opt->params[i].p.numel);
-            if (st != ASYMBP_OK) {
-                job.failed = i + 1;
-                job.st = st;
-            }
-        }
-    }
+    job.units = opt->rule->builtin ? (size_t)asymbp_ctx_get_threads(opt->ctx) : 1;
+    asymbp__parallel(opt->ctx, job.units, (int)job.units, step_units, &job);
     if (job.failed) {
         const opt_param_t *q = &opt->params[job.failed - 1];
         return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: update rule '%s' failed on parameter '%s' (%s)",
