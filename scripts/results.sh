@@ -32,7 +32,7 @@ echo "mnist) and this page from \`scripts/results.sh\`. Each run is \`bin/asymbp
 echo "results/GROUP/NAME\`; its summary.json and curves.csv are in the repository. Test accuracy on"
 echo "the data set's official or fixed test split; seeds as listed."
 echo
-echo "Every run was made with the current code (0.1.0; each run's settings.txt and summary.json"
+echo "Every run was made with the current code (each run's settings.txt and summary.json"
 echo "record its settings, thread count, BLAS and version), 1 worker thread. Deleting results/ and"
 echo "running \`scripts/reproduce.sh claims csv fashion mnist\` gives the same figures bit for bit"
 echo "with the same OpenBLAS kernels (\`bin/asymbp-bench\` prints them as blas_core) and thread"
