@@ -212,7 +212,9 @@ static void pool_ref(const asymbp__layer_t *L, const float *x, size_t n, double 
 }
 
 static const char *pool_specs[] = { "maxpool3s2", "avgpool3s2", "maxpool2s2f", "avgpool3s2p1", "maxpool3s2p1",
-                                    "avgpool2s1f", "maxpool3s3", "avgpool4s3p2" };
+                                    "avgpool2s1f", "maxpool3s3", "avgpool4s3p2",
+                                    /* kernel smaller than the stride (ceil mode; issue 12) */
+                                    "maxpool1s2", "avgpool1s3", "maxpool2s3", "avgpool1s2p0f" };
 
 START_TEST(test_pool_forward)
 {
@@ -263,6 +265,21 @@ START_TEST(test_pool_sizes)
     ck_assert_int_eq(asymbp__pool_out(6, 2, 2, 1, 1), 4);   /* (6+2-2)/2 = 3 -> 4, start 6 < 7: kept */
     ck_assert_int_eq(asymbp__pool_out(5, 2, 2, 1, 1), 3);   /* ceil(5/2)+1 = 4, start 6 >= 5+1: dropped */
     ck_assert_int_eq(asymbp__pool_out(2, 3, 1, 0, 1), 0);
+    /* kernel smaller than the stride, no padding: no window may start at or past the edge */
+    ck_assert_int_eq(asymbp__pool_out(2, 1, 2, 0, 1), 1);
+    ck_assert_int_eq(asymbp__pool_out(8, 1, 2, 0, 1), 4);
+    ck_assert_int_eq(asymbp__pool_out(8, 1, 3, 0, 1), 3);
+    ck_assert_int_eq(asymbp__pool_out(7, 1, 3, 0, 1), 3);
+    ck_assert_int_eq(asymbp__pool_out(8, 2, 3, 0, 1), 3);
+    for (int64_t in = 1; in <= 12; in++)
+        for (int k = 1; k <= 4; k++)
+            for (int s = 1; s <= 5; s++)
+                for (int p = 0; p < k; p++)
+                    for (int c = 0; c <= 1; c++) {
+                        int64_t o = asymbp__pool_out(in, k, s, p, c);
+                        if (o > 0) ck_assert_msg((o - 1) * s < in + p, "in %lld k %d s %d p %d ceil %d: window %lld starts at %lld",
+                                                 (long long)in, k, s, p, c, (long long)o - 1, (long long)((o - 1) * s));
+                    }
 }
 END_TEST
 

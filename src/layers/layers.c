@@ -12,8 +12,10 @@ int64_t asymbp__pool_out(int64_t in, int k, int stride, int pad, int ceil_mode)
     if (span < 0 || stride < 1) return 0;
     if (ceil_mode) {
         out = (span + stride - 1) / stride + 1;
-        /* Caffe: the last window must start inside the input or the left padding */
-        if (pad > 0 && (out - 1) * stride >= in + pad) out--;
+        /* The last window must start inside the input or the left padding.  Caffe checks this
+         * only when pad > 0, which lets a kernel smaller than its stride start a window past
+         * the edge (k 1, s 2 on 8 values: a 5th window at 8); the rule applies always here. */
+        if ((out - 1) * stride >= in + pad) out--;
     } else {
         out = span / stride + 1;
     }
