@@ -2,12 +2,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "core/core_impl.h"
 
 static const unsigned char file_magic[8] = {'A', 'S', 'Y', 'M', 'B', 'P', 'F', '\n'};
+
+/* zlib's crc32 takes a uInt length: feed larger buffers in pieces. */
+static uLong crc_update(uLong crc, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        crc = crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
 
 void asymbp__wbuf_init(asymbp__wbuf_t *w, asymbp_ctx_t *ctx)
 {
@@ -131,7 +145,7 @@ asymbp_status_t asymbp__file_write_atomic(asymbp_ctx_t *ctx, const char *path, u
     le32(head + 12, kind);
     crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, head, 16);
-    if (w->len) crc = crc32(crc, w->p, (uInt)w->len);
+    if (w->len) crc = crc_update(crc, w->p, w->len);
     le32(tail, (uint32_t)crc);
 
     plen = strlen(path);
@@ -181,7 +195,8 @@ asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t 
                                   unsigned char **data, asymbp__rbuf_t *r)
 {
     FILE *f;
-    long size;
+    struct stat sb;
+    size_t size;
     unsigned char *buf;
     uLong crc;
     *data = NULL;
@@ -189,23 +204,33 @@ asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t 
     if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "load: path is NULL");
     f = fopen(path, "rb");
     if (!f) return asymbp__error(ctx, ASYMBP_E_IO, "load: cannot open %s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* Only a regular file has a size to trust (a folder opens too, and reports nonsense). */
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        int dir = S_ISDIR(sb.st_mode);
         fclose(f);
-        return asymbp__error(ctx, ASYMBP_E_IO, "load: cannot read %s", path);
+        return asymbp__error(ctx, ASYMBP_E_IO, "load: %s is %s, not a model or checkpoint file", path,
+                             dir ? "a folder" : "not a regular file");
     }
-    if (size < 20) {
+    if (sb.st_size < 20) {
         fclose(f);
-        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too short (%ld bytes) to be an asymbp file", path, size);
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too short (%lld bytes) to be an asymbp file", path,
+                             (long long)sb.st_size);
     }
-    buf = asymbp__alloc(ctx, (size_t)size);
+    if ((unsigned long long)sb.st_size > (unsigned long long)(SIZE_MAX / 2) || (unsigned long long)sb.st_size > 0xffffffffffULL) {
+        fclose(f);
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too large (%lld bytes) to be an asymbp file", path,
+                             (long long)sb.st_size);
+    }
+    size = (size_t)sb.st_size;
+    buf = asymbp__alloc(ctx, size);
     if (!buf) {
         fclose(f);
-        return asymbp__error(ctx, ASYMBP_E_NOMEM, "load: out of memory for %ld bytes", size);
+        return asymbp__error(ctx, ASYMBP_E_NOMEM, "load: out of memory for the %zu bytes of %s", size, path);
     }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    if (fread(buf, 1, size, f) != size || fgetc(f) != EOF) {
         fclose(f);
         asymbp__free(ctx, buf);
-        return asymbp__error(ctx, ASYMBP_E_IO, "load: short read from %s", path);
+        return asymbp__error(ctx, ASYMBP_E_IO, "load: %s changed size while it was read", path);
     }
     fclose(f);
     if (memcmp(buf, file_magic, 8) != 0) {
@@ -218,7 +243,7 @@ asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t 
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s has format version %u, this library reads %u", path, v,
                              ASYMBP__FILE_VERSION);
     }
-    crc = crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(size - 4));
+    crc = crc_update(crc32(0L, Z_NULL, 0), buf, size - 4);
     if ((uint32_t)crc != rd32(buf + size - 4)) {
         asymbp__free(ctx, buf);
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is damaged or truncated (checksum mismatch)", path);

@@ -66,6 +66,10 @@ struct asymbp_net {
     int need_input_grad;                  /* backward also fills dinput (gradcheck) */
     int freeze_stats;                     /* BN running statistics are not updated (gradcheck) */
     int force_sym;
+    /* Parameter floats the builders may still allocate (0: no limit): a model file being loaded
+     * sets it to the number of values the file holds, so a hostile architecture is refused
+     * before its weights are allocated (asymbp__net_from_spec_budget). */
+    size_t param_budget, param_floats;
     /* feedback hooks and optimizer steps */
     asymbp__net_fb_hooks_t hooks;
     uint64_t step, last_refresh_step;

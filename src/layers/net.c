@@ -244,6 +244,21 @@ static asymbp_status_t check_net(asymbp_net_t *net, const char *who)
     return ASYMBP_OK;
 }
 
+/* The loader's limit (param_budget): refuse, before allocating, a layer whose parameters the file
+ * being read cannot hold.  On success the floats are counted. */
+static asymbp_status_t take_budget(asymbp_net_t *net, asymbp__layer_t *L, size_t floats)
+{
+    if (net->param_budget && (floats > net->param_budget || net->param_floats > net->param_budget - floats)) {
+        char name[sizeof L->name];
+        memcpy(name, L->name, sizeof name);
+        layer_free(net->ctx, L);
+        return asymbp__error(net->ctx, ASYMBP_E_FORMAT, "%s needs %zu parameter values, more than the file holds (%zu in all)",
+                             name, floats, net->param_budget);
+    }
+    net->param_floats += floats;
+    return ASYMBP_OK;
+}
+
 static asymbp_status_t add_weighted(asymbp_net_t *net, asymbp__layer_t *L, int ndim, const int64_t *wshape,
                                     size_t numel, size_t fan_in, size_t fan_out, int64_t n_bias)
 {
@@ -252,6 +267,7 @@ static asymbp_status_t add_weighted(asymbp_net_t *net, asymbp__layer_t *L, int n
     asymbp_rng_t rng;
     float lim;
     asymbp_status_t st;
+    if ((st = take_budget(net, L, numel + (L->has_bias ? (size_t)n_bias : 0))) != ASYMBP_OK) return st;
     L->W = asymbp__alloc(ctx, numel * sizeof(float));
     L->dW = asymbp__calloc(ctx, numel, sizeof(float));
     if (L->has_bias) {
@@ -413,6 +429,7 @@ asymbp_status_t asymbp_net_add_batchnorm(asymbp_net_t *net, float momentum, floa
     if ((st = new_layer(net, ASYMBP_LAYER_BATCHNORM, &L)) != ASYMBP_OK) return st;
     C = (size_t)L->in_c;
     shape = L->in_c;
+    if ((st = take_budget(net, L, 2 * C)) != ASYMBP_OK) return st;
     L->momentum = momentum;
     L->eps = eps;
     L->gamma = asymbp__alloc(ctx, C * sizeof(float));

@@ -16,4 +16,10 @@ asymbp_status_t asymbp__net_write(asymbp_net_t *net, asymbp__wbuf_t *w);
  * ASYMBP_E_INVALID. */
 asymbp_status_t asymbp__net_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, asymbp_net_t **out);
 
+/* asymbp_net_from_spec for a loader: budget > 0 makes the builders refuse (ASYMBP_E_FORMAT,
+ * before allocating) a layer that would bring the net's parameter floats (weights, biases, BN
+ * scales and shifts) above budget. */
+asymbp_status_t asymbp__net_from_spec_budget(asymbp_ctx_t *ctx, const char *spec, int64_t channels, int64_t height,
+                                             int64_t width, int64_t classes, int bn, size_t budget, asymbp_net_t **out);
+
 #endif

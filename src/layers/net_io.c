@@ -57,6 +57,32 @@ asymbp_status_t asymbp__net_write(asymbp_net_t *net, asymbp__wbuf_t *w)
     return ASYMBP_OK;
 }
 
+/* Walk the NETP chunk without allocating: every entry (name, count, values) must lie inside it.
+ * *floats receives the number of parameter values the file holds (>= 1). */
+static asymbp_status_t params_in_file(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, size_t *floats)
+{
+    asymbp__rbuf_t c;
+    uint64_t np, total = 0;
+    if (asymbp__rbuf_chunk(r, "NETP", &c) != 0) return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: no NETP chunk (parameters)");
+    np = asymbp__rbuf_u64(&c);
+    /* an entry takes at least 4 (name length) + 8 (count) + 4 (one value) bytes */
+    if (c.failed || np == 0 || np > (c.len - c.pos) / 16)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: NETP chunk truncated or its parameter count (%llu) impossible",
+                             (unsigned long long)np);
+    for (uint64_t i = 0; i < np; i++) {
+        uint32_t nlen = asymbp__rbuf_u32(&c);
+        uint64_t numel;
+        asymbp__rbuf_get(&c, NULL, nlen);
+        numel = asymbp__rbuf_u64(&c);
+        if (c.failed || numel == 0 || numel > (c.len - c.pos) / 4)
+            return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: NETP chunk truncated (parameter %llu)", (unsigned long long)i);
+        asymbp__rbuf_get(&c, NULL, (size_t)numel * 4);
+        total += numel;
+    }
+    *floats = (size_t)total;
+    return ASYMBP_OK;
+}
+
 static asymbp_status_t bad(asymbp_ctx_t *ctx, asymbp_net_t *net, const char *what)
 {
     asymbp_net_destroy(net);
@@ -70,6 +96,7 @@ asymbp_status_t asymbp__net_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, asy
     char *spec;
     uint64_t dims[4], np;
     uint32_t version;
+    size_t budget = 0;
     asymbp_status_t st;
     if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "net_read: out is NULL");
     *out = NULL;
@@ -79,9 +106,16 @@ asymbp_status_t asymbp__net_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, asy
     version = asymbp__rbuf_u32(&c);
     if (!c.failed && version != NET_IO_VERSION)
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: network chunk version %u, this library reads %u", version, NET_IO_VERSION);
-    spec = asymbp__alloc(ctx, SPEC_CAP);
-    if (!spec) return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_read: out of memory");
-    asymbp__rbuf_str(&c, spec, SPEC_CAP);
+    /* The spec is allocated at its stored length, once the chunk is known to hold it. */
+    {
+        asymbp__rbuf_t peek = c;
+        uint32_t slen = asymbp__rbuf_u32(&peek);
+        if (peek.failed || slen >= SPEC_CAP || slen > peek.len - peek.pos)
+            return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: NETS chunk truncated or its network spec too long");
+        spec = asymbp__alloc(ctx, (size_t)slen + 1);
+        if (!spec) return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_read: out of memory");
+        asymbp__rbuf_str(&c, spec, (size_t)slen + 1);
+    }
     for (int i = 0; i < 4; i++) dims[i] = asymbp__rbuf_u64(&c);
     (void)asymbp__rbuf_u32(&c);
     if (c.failed) {
@@ -93,7 +127,15 @@ asymbp_status_t asymbp__net_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, asy
             asymbp__free(ctx, spec);
             return asymbp__error(ctx, ASYMBP_E_FORMAT, "model: bad input shape or class count (%llu)", (unsigned long long)dims[i]);
         }
-    st = asymbp_net_from_spec(ctx, spec, (int64_t)dims[0], (int64_t)dims[1], (int64_t)dims[2], (int64_t)dims[3], 0, &net);
+    /* Nothing is allocated for the net before the file is known to hold every parameter value
+     * the stored architecture needs: the builders get the NETP chunk's value count as budget. */
+    st = params_in_file(ctx, r, &budget);
+    if (st != ASYMBP_OK) {
+        asymbp__free(ctx, spec);
+        return st;
+    }
+    st = asymbp__net_from_spec_budget(ctx, spec, (int64_t)dims[0], (int64_t)dims[1], (int64_t)dims[2], (int64_t)dims[3], 0,
+                                      budget, &net);
     if (st != ASYMBP_OK) {
         asymbp__free(ctx, spec);
         if (st == ASYMBP_E_NOMEM) return st;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "core/core_impl.h"
 #include "layers/layers_impl.h"
+#include "layers/net_impl.h"
 
 typedef struct spec_op {
     asymbp_layer_kind_t kind;
@@ -181,11 +182,12 @@ static asymbp_status_t parse_token(asymbp_ctx_t *ctx, const char *spec, size_t t
 }
 
 static asymbp_status_t build(asymbp_ctx_t *ctx, const char *spec, spec_op_t *ops, size_t nops, int64_t c,
-                             int64_t h, int64_t w, int64_t classes, int bn, asymbp_net_t **out)
+                             int64_t h, int64_t w, int64_t classes, int bn, size_t budget, asymbp_net_t **out)
 {
     asymbp_net_t *net = NULL;
     asymbp_status_t st = asymbp_net_create(ctx, c, h, w, classes, &net);
     if (st != ASYMBP_OK) return st;
+    net->param_budget = budget;
     for (size_t i = 0; i < nops; i++) {
         const spec_op_t *op = &ops[i];
         int last = i + 1 == nops;
@@ -215,6 +217,12 @@ static asymbp_status_t build(asymbp_ctx_t *ctx, const char *spec, spec_op_t *ops
 
 asymbp_status_t asymbp_net_from_spec(asymbp_ctx_t *ctx, const char *spec, int64_t channels, int64_t height,
                                      int64_t width, int64_t classes, int bn, asymbp_net_t **out)
+{
+    return asymbp__net_from_spec_budget(ctx, spec, channels, height, width, classes, bn, 0, out);
+}
+
+asymbp_status_t asymbp__net_from_spec_budget(asymbp_ctx_t *ctx, const char *spec, int64_t channels, int64_t height,
+                                             int64_t width, int64_t classes, int bn, size_t budget, asymbp_net_t **out)
 {
     spec_op_t *ops;
     size_t nops = 0, cap, len;
@@ -295,7 +303,7 @@ asymbp_status_t asymbp_net_from_spec(asymbp_ctx_t *ctx, const char *spec, int64_
         op->n = classes;
         op->bias = 1;
     }
-    st = build(ctx, spec, ops, nops, channels, height, width, classes, bn, out);
+    st = build(ctx, spec, ops, nops, channels, height, width, classes, bn, budget, out);
 done:
     asymbp__free(ctx, ops);
     return st;
