@@ -86,10 +86,13 @@ $(SHLIB): $(LIB_OBJ) src/asymbp.map
 	ln -sf libasymbp.so.$(VERSION) $(LIBOUT)/$(SONAME)
 	ln -sf $(SONAME) $(LIBOUT)/libasymbp.so
 
-$(CLI): $(TOOL_SRC) $(STLIB) $(HEADERS)
+# The tool finds data next to its own folder (../data in a build tree, ../share/asymbp/data when
+# installed) or through ASYMBP_DATA_DIR: nothing of the build folder is compiled in.  A build
+# into another folder (sanitizer builds) gets a data link beside its bin/.
+$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS)
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L -DASYMBP_SRCDIR='"$(CURDIR)"' \
-	    -DASYMBP_DATADIR='"$(DATADIR)"' $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
+	@[ -e $(BINOUT)/../data ] || ln -s $(CURDIR)/data $(BINOUT)/../data
 
 # ---- tests ---------------------------------------------------------------------------------
 # Suites are found by file name: tests/check_<m>.c defines Suite *asymbp_test_<m>_suite(void).

@@ -1366,6 +1366,140 @@ START_TEST(test_diverged)
 }
 END_TEST
 
+
+/* ---- tests: defects found from outside (issue 12) ------------------------------------------ */
+
+START_TEST(test_small_pool_windows)
+{
+    /* a pooling kernel smaller than its stride (ceil mode, no padding) read past its input */
+    cli_run_t r = {0};
+    cli(&r, "train", "--net", "conv1x1x4,maxpool1s3", "--epochs", "1", "--quiet", NULL);
+    expect_ok(&r);
+    cli(&r, "train", "--net", "maxpool1s2,fc10", "--epochs", "1", "--quiet", NULL);
+    expect_ok(&r);
+    cli(&r, "gradcheck", "--net", "relu,maxpool1s2,fc7", "--input", "3x2x2", "--classes", "6", NULL);
+    expect_ok(&r);
+    cli(&r, "gradcheck", "--net", "avgpool1s3,fc5", "--input", "2x8x8", "--classes", "3", NULL);
+    expect_ok(&r);
+    cli_free(&r);
+}
+END_TEST
+
+START_TEST(test_ranges_and_folders)
+{
+    cli_run_t r = {0};
+    const char *o = out_guard("o");
+    /* the documented range of --lr is [0, 1e6] */
+    cli(&r, "train", "--out", o, "--lr", "1e30", NULL);
+    expect_fail(&r, "--lr", "'1e30'", "1e+06", NULL);
+    cli(&r, "train", "--out", o, "--lr", "1.5e6", NULL);
+    expect_fail(&r, "--lr", NULL);
+    cli(&r, "train", "--out", o, "--threads", "100000", NULL);
+    expect_fail(&r, "--threads", NULL);
+    /* a folder given as a model */
+    cli(&r, "info", o, NULL);
+    expect_fail(&r, "is a folder", NULL);
+    cli(&r, "eval", o, "--data", "iris", NULL);
+    expect_fail(&r, "is a folder", NULL);
+    assert_out_untouched(o);
+    cli_free(&r);
+}
+END_TEST
+
+/* A pid that no process has (a child that already exited and was reaped). */
+static long dead_pid(void)
+{
+    pid_t p = fork();
+    int st;
+    ck_assert(p >= 0);
+    if (p == 0) _exit(0);
+    ck_assert_int_eq(waitpid(p, &st, 0), p);
+    return (long)p;
+}
+
+START_TEST(test_resume_lost_row_and_stale_tmp)
+{
+    /* A checkpoint after epoch 2 whose curves row is missing (0.1 wrote the row after the
+     * checkpoint, so a kill between them lost it for good): the resumed run's curves must equal an
+     * uninterrupted run's.  Temporary files of dead processes are removed, a live one's kept. */
+    cli_run_t r = {0};
+    char *ca, *cb, *c, *lines[8], stale[256], live[256];
+    const char *b = tp("b");
+    FILE *f;
+    cli(&r, "train", "--data", "iris", "--net", "mlp:8", "--epochs", "3", "--checkpoint-every", "1", "--out", tp("a"), "--quiet",
+        NULL);
+    expect_ok(&r);
+    cli(&r, "train", "--data", "iris", "--net", "mlp:8", "--epochs", "2", "--checkpoint-every", "1", "--out", b, "--quiet", NULL);
+    expect_ok(&r);
+    c = read_all(tp("b/curves.csv"), NULL);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(split_lines(c, lines, 8), 3);
+    f = fopen(tp("b/curves.csv"), "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n%s\n3,", lines[0], lines[1]);   /* row 2 lost, a row cut short after it */
+    ck_assert_int_eq(fclose(f), 0);
+    free(c);
+    snprintf(stale, sizeof stale, "b/checkpoint.asymbp.tmp.%ld", dead_pid());
+    write_text(tp("%s", stale), "half a checkpoint");
+    write_text(tp("b/settings.txt.tmp"), "data=");
+    snprintf(live, sizeof live, "b/model.asymbp.tmp.%ld", (long)getpid());
+    write_text(tp("%s", live), "someone else's");
+    cli(&r, "train", "--resume", b, "--epochs", "3", "--quiet", NULL);
+    expect_ok(&r);
+    ca = curves_without_seconds(tp("a/curves.csv"));
+    cb = curves_without_seconds(tp("b/curves.csv"));
+    ck_assert_msg(!strcmp(ca, cb), "curves differ:\n%s\n---\n%s", ca, cb);
+    ck_assert_msg(!file_exists(tp("%s", stale)), "a dead run's temporary checkpoint was left");
+    ck_assert(!file_exists(tp("b/settings.txt.tmp")));
+    ck_assert_msg(file_exists(tp("%s", live)), "a live process's temporary file was removed");
+    free(ca);
+    free(cb);
+    cli_free(&r);
+}
+END_TEST
+
+START_TEST(test_resume_bad_settings)
+{
+    /* settings.txt is checked like the command line before anything is read or started */
+    static const struct { const char *text, *needle; } cases[] = {
+        { "", "holds no settings" },
+        { "\n\n", "holds no settings" },
+        { "garbage without an equals sign\n", "not KEY=VALUE" },
+        { "threads=100000\n", "threads" },
+        { "epochs=0\n", "epochs" },
+        { "lr=1e30\n", "lr" },
+        { "batch=-5\n", "batch" },
+        { "bn=yes\n", "bn" },
+        { "lr_steps=4,2\n", "lr_steps" },
+        { "colour=blue\n", "unknown setting 'colour'" },
+    };
+    cli_run_t r = {0};
+    const char *d = tp("run");
+    char *orig;
+    size_t len;
+    cli(&r, "train", "--data", "iris", "--net", "mlp:8", "--epochs", "1", "--checkpoint-every", "1", "--out", d, "--quiet", NULL);
+    expect_ok(&r);
+    orig = read_all(tp("run/settings.txt"), &len);
+    ck_assert_ptr_nonnull(orig);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = malloc(len + strlen(cases[i].text) + 1);
+        ck_assert_ptr_nonnull(text);
+        /* the bad line after the good ones (the empty cases replace the file) */
+        if (cases[i].text[0] && cases[i].text[0] != '\n') sprintf(text, "%s%s", orig, cases[i].text);
+        else strcpy(text, cases[i].text);
+        write_text(tp("run/settings.txt"), text);
+        cli(&r, "train", "--resume", d, "--epochs", "2", "--quiet", NULL);
+        expect_fail(&r, "settings.txt", cases[i].needle, NULL);
+        free(text);
+    }
+    write_text(tp("run/settings.txt"), orig);
+    cli(&r, "train", "--resume", d, "--epochs", "2", "--quiet", NULL);
+    expect_ok(&r);
+    free(orig);
+    cli_free(&r);
+}
+END_TEST
+
 Suite *asymbp_test_cli_suite(void);
 Suite *asymbp_test_cli_suite(void)
 {
@@ -1397,6 +1531,10 @@ Suite *asymbp_test_cli_suite(void)
     tcase_add_test(good, test_resume_elsewhere);
     tcase_add_test(good, test_diag);
     tcase_add_test(good, test_diverged);
+    tcase_add_test(good, test_small_pool_windows);
+    tcase_add_test(bad, test_ranges_and_folders);
+    tcase_add_test(good, test_resume_lost_row_and_stale_tmp);
+    tcase_add_test(bad, test_resume_bad_settings);
     suite_add_tcase(s, bad);
     suite_add_tcase(s, good);
     return s;

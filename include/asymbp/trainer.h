@@ -33,7 +33,10 @@ typedef struct asymbp_epoch_metrics {
 /* Progress of the current epoch: called after every step (keep it cheap).  Return non-zero to
  * stop training after this step (asymbp_trainer_run then returns ASYMBP_OK, stopped early). */
 typedef int (*asymbp_progress_fn)(void *user, int epoch, size_t batch, size_t batches, double loss);
-/* Called after every epoch with its metrics.  Return non-zero to stop after this epoch. */
+/* Called after every epoch with its metrics, before that epoch's checkpoint (if any) is written,
+ * so what the callback records is durable before a resume can start after the epoch (since 0.2;
+ * 0.1 called it after the checkpoint).  Return non-zero to stop after this epoch (its checkpoint
+ * is still written when one is due). */
 typedef int (*asymbp_epoch_fn)(void *user, const asymbp_epoch_metrics_t *m);
 
 /* Caller-filled settings; start from ASYMBP_TRAIN_PARAMS_INIT.  Since 0.1. */

@@ -268,11 +268,13 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
         asymbp_status_t st = run_epoch(tr, m, &stop);
         if (st != ASYMBP_OK) return st;
         tr->epochs_done++;
+        /* The callback runs before the checkpoint that covers its epoch, so whatever it records
+         * (a curves row) is saved before a resume could start after this epoch. */
+        if (tr->p.on_epoch && tr->p.on_epoch(tr->p.user, m)) stop = 1;
         if (tr->p.checkpoint_every > 0 && (tr->epochs_done % tr->p.checkpoint_every == 0 || tr->epochs_done == tr->p.epochs)) {
             st = asymbp_trainer_save_checkpoint(tr, tr->checkpoint_path);
             if (st != ASYMBP_OK) return st;
         }
-        if (tr->p.on_epoch && tr->p.on_epoch(tr->p.user, m)) stop = 1;
         if (stop) break;
     }
     return ASYMBP_OK;
