@@ -58,7 +58,8 @@ SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
 STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
-.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
+ASYMBP_PHONY_FAULT := check-oom check-crash
+.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind $(ASYMBP_PHONY_FAULT) install uninstall clean abi-check \
         abi-baseline demo data bench examples headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds
 
 all: deps
@@ -143,6 +144,34 @@ check-valgrind: deps
 	CK_FORK=no ASYMBP_SRCDIR=$(CURDIR) ASYMBP_CLI=$(CURDIR)/$(CLI) ASYMBP_TEST_QUICK=1 OPENBLAS_NUM_THREADS=1 \
 	    valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 	    --error-exitcode=1 $(TEST_BIN)
+
+# ---- fault injection: allocation failures, kills, failing file operations ---------------------
+# libasymbp-fault.so (tests/fault/fault.c) is preloaded into the tool: it fails the N-th
+# allocation, kills the process before its N-th file operation or fails that operation.
+FAULT_SO := $(OBJDIR)/tests/libasymbp-fault.so
+$(FAULT_SO): tests/fault/fault.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O1 -g $(CPPFLAGS) $(LDFLAGS) -o $@ $< -ldl
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+build-asan/tests/oom_api: tests/fault/oom_api.c $(HEADERS) $(LIB_SRC) $(wildcard src/*/*.h)
+	@$(MAKE) --no-print-directory lib OBJDIR=build-asan LIBOUT=build-asan/lib BINOUT=build-asan/bin \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="$(ASAN_FLAGS)"
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L -O1 -g $(ASAN_FLAGS) -o $@ $< build-asan/lib/libasymbp.a $(ASYMBP_LIBS)
+
+# Every allocation of a short training run through the public API (under ASan + UBSan), and of
+# the tool's train, resume, eval and info, failed in turn (docs/reliability.md).
+check-oom: deps
+	@$(MAKE) --no-print-directory lib $(CLI) $(FAULT_SO) build-asan/tests/oom_api
+	@scratch=$$(mktemp -d) && OPENBLAS_NUM_THREADS=1 build-asan/tests/oom_api $$scratch; rc=$$?; rm -rf $$scratch; exit $$rc
+	bash tests/fault/check-oom.sh $(CURDIR)/$(CLI) $(CURDIR)/$(FAULT_SO)
+
+# SIGKILL before every file operation of a checkpointed run, each operation failing in turn, and
+# kills at random instants; every run is finished by --resume and must equal an uninterrupted one.
+CRASH_RANDOM_KILLS ?= 20
+check-crash: deps
+	@$(MAKE) --no-print-directory lib $(CLI) $(FAULT_SO)
+	bash tests/fault/check-crash.sh $(CURDIR)/$(CLI) $(CURDIR)/$(FAULT_SO) "$${TMPDIR:-/tmp}" $(CRASH_RANDOM_KILLS)
 
 # ---- install -------------------------------------------------------------------------------
 asymbp.pc: asymbp.pc.in $(VERSION_H)

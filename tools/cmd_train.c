@@ -239,7 +239,12 @@ int cmd_train(int argc, char **argv)
         s.resume = dir;
         s.out = dir;
         s.quiet = quiet;
-        s.diag = diag;
+        /* --diag is part of the run (its curves columns, and the reads of the lowest layer's
+         * feedback it makes): a resume keeps the saved choice and cannot add it */
+        if (diag && !s.diag) {
+            rc = cli_usage("--resume %s: the run was started without --diag; its curves.csv has no diagnostic columns", dir);
+            goto out;
+        }
         if (epochs_given) s.epochs = epochs_arg;
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, CHECKPOINT_FILE);
         if (!path_exists(ckpt)) {

@@ -62,10 +62,10 @@ const cli_opt_t cli_opts[] = {
       "with --out: write DIR/checkpoint.asymbp every N epochs and after the last", TR, "checkpoint_every",
       OFF(checkpoint_every) },
     { "--resume", NULL, "DIR", OT_STR, 0, 0, NULL, "Run",
-      "continue the run saved in DIR with its settings (--epochs N extends it; --quiet and --diag apply)", TR, NULL,
+      "continue the run saved in DIR with its settings (--epochs N extends it; --quiet applies)", TR, NULL,
       OFF(resume) },
     { "--diag", NULL, NULL, OT_FLAG, 0, 1, "off", "Run", "per-layer feedback diagnostics each epoch (stderr and curves.csv)",
-      TR, NULL, OFF(diag) },
+      TR, "diag", OFF(diag) },
     { "--quiet", "-q", NULL, OT_FLAG, 0, 1, "off", "Run", "no progress output on stderr", TR, NULL, OFF(quiet) },
     /* gradcheck */
     { "--input", NULL, "CxHxW|N", OT_STR, 0, 0, NULL, "Check", "input shape (N: N features)", GC, NULL, OFF(input) },

@@ -143,8 +143,15 @@ asymbp_status_t asymbp__net_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *r, asy
         return ASYMBP_E_FORMAT;
     }
     /* the stored text is normalised: rebuilding it must give the same text back */
-    st = strcmp(asymbp_net_spec(net), spec) != 0 ? ASYMBP_E_FORMAT : ASYMBP_OK;
+    {
+        const char *normal = asymbp_net_spec(net);   /* built on demand: "" when memory ran out */
+        st = !normal[0] ? ASYMBP_E_NOMEM : strcmp(normal, spec) != 0 ? ASYMBP_E_FORMAT : ASYMBP_OK;
+    }
     asymbp__free(ctx, spec);
+    if (st == ASYMBP_E_NOMEM) {
+        asymbp_net_destroy(net);
+        return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_read: out of memory");
+    }
     if (st != ASYMBP_OK) return bad(ctx, net, "stored network spec is not in normal form");
     /* parameters */
     if (asymbp__rbuf_chunk(r, "NETP", &c) != 0) return bad(ctx, net, "no NETP chunk (parameters)");

@@ -114,6 +114,10 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
     }
     if (tr->p.checkpoint_path) {
         tr->checkpoint_path = asymbp__strdup(ctx, tr->p.checkpoint_path);
+        if (!tr->checkpoint_path) {
+            asymbp_trainer_destroy(tr);
+            return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
+        }
         tr->p.checkpoint_path = tr->checkpoint_path;
     }
     tr->n = asymbp_dataset_count(train);
@@ -127,7 +131,7 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
     tr->y = asymbp__calloc(ctx, tr->p.batch, sizeof(int32_t));
     tr->backup = asymbp__calloc(ctx, floats ? floats : 1, sizeof(float));
     tr->metrics = asymbp__calloc(ctx, (size_t)tr->p.epochs, sizeof *tr->metrics);
-    if ((tr->p.checkpoint_path && !tr->checkpoint_path) || !tr->order || !tr->x || !tr->y || !tr->backup || !tr->metrics) {
+    if (!tr->order || !tr->x || !tr->y || !tr->backup || !tr->metrics) {
         asymbp_trainer_destroy(tr);
         return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
     }
