@@ -1,0 +1,280 @@
+/* asymbp's own single-precision GEMM kernels: C (m x n) = A (m x k) B (k x n) [+ C], with A packed
+ * in panels of MR rows and B read in place (rows of unit stride).  On x86-64 with GCC or clang an
+ * AVX-512F kernel (12 x 32) or an AVX2 + FMA kernel (6 x 16) is picked from the CPU at first use;
+ * elsewhere (or in a build with ASYMBP_GEMM_BLAS) there is no kernel and the layers call CBLAS.
+ *
+ * Every element of C is one chain of fused multiply-adds over k in order, started from 0 in each
+ * block of k (the blocks depend on k only), then stored (first block, no accumulation) or added to
+ * C: so the AVX-512, AVX2 and portable kernels give the same bits, whatever the tile an element
+ * falls in, and the result never depends on how m and n are split over threads. */
+#include <math.h>
+#include <string.h>
+#include "tensor/tensor_impl.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ASYMBP_GEMM_BLAS)
+#define ASYMBP__GEMM_X86 1
+#include <immintrin.h>
+#else
+#define ASYMBP__GEMM_X86 0
+#endif
+
+/* Largest k block: 256 rows of a 32-wide B panel (32 KB) stay in L1 while every row tile of A
+ * passes over them.  k is cut into equal blocks of at most KC. */
+#define KC 256
+
+static const int mr_of[3] = { 4, 6, 12 };
+static const int nr_of[3] = { 16, 16, 32 };
+
+/* ---- the portable kernel (tests; the reference for the others) ------------------------------- */
+
+static void kern_generic(int m, size_t n, size_t kc, const float *ap, const float *b, size_t ldb, float *c,
+                         size_t ldc, int first, int mr)
+{
+    for (int i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (size_t k = 0; k < kc; k++) acc = fmaf(ap[k * (size_t)mr + (size_t)i], b[k * ldb + j], acc);
+            c[(size_t)i * ldc + j] = first ? acc : c[(size_t)i * ldc + j] + acc;
+        }
+}
+
+#if ASYMBP__GEMM_X86
+/* ---- AVX-512F: 12 rows x 32 columns (24 accumulators) ---------------------------------------- */
+
+#define A5 __attribute__((target("avx512f"), always_inline)) static inline
+
+/* Named accumulators (an array of vectors is kept in memory by GCC 12): row i is used when i < M,
+ * a constant in each instance below. */
+#define R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+A5 void k512_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, const float *restrict b,
+                  size_t ldb, float *restrict c, size_t ldc, int first)
+{
+    __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+    __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1u) : (__mmask16)0;
+#define DECL(i) __m512 x##i = _mm512_setzero_ps(), y##i = _mm512_setzero_ps();
+    R12(DECL)
+#undef DECL
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = b0;
+        if (NV == 2) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#define STEP(i) \
+        if ((i) < M) { \
+            __m512 a = _mm512_set1_ps(ap[i]); \
+            x##i = _mm512_fmadd_ps(a, b0, x##i); \
+            if (NV == 2) y##i = _mm512_fmadd_ps(a, b1, y##i); \
+        }
+        R12(STEP)
+#undef STEP
+        ap += 12;
+        b += ldb;
+    }
+#define STORE(i) \
+    if ((i) < M) { \
+        float *ci = c + (size_t)(i) * ldc; \
+        if (!first) { \
+            x##i = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), x##i); \
+            if (NV == 2) y##i = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), y##i); \
+        } \
+        _mm512_mask_storeu_ps(ci, m0, x##i); \
+        if (NV == 2) _mm512_mask_storeu_ps(ci + 16, m1, y##i); \
+    }
+    R12(STORE)
+#undef STORE
+}
+
+typedef void (*kern_fn)(size_t n, size_t kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc, int first);
+
+#define K512(M, NV) \
+    __attribute__((target("avx512f"))) static void k512_##M##_##NV(size_t n, size_t kc, const float *ap, const float *b, \
+                                                                   size_t ldb, float *c, size_t ldc, int first) \
+    { k512_body(M, NV, n, kc, ap, b, ldb, c, ldc, first); }
+#define K512_ROW(M) K512(M, 1) K512(M, 2)
+K512_ROW(1) K512_ROW(2) K512_ROW(3) K512_ROW(4) K512_ROW(5) K512_ROW(6)
+K512_ROW(7) K512_ROW(8) K512_ROW(9) K512_ROW(10) K512_ROW(11) K512_ROW(12)
+static const kern_fn k512_tab[12][2] = {
+    { k512_1_1, k512_1_2 }, { k512_2_1, k512_2_2 }, { k512_3_1, k512_3_2 }, { k512_4_1, k512_4_2 },
+    { k512_5_1, k512_5_2 }, { k512_6_1, k512_6_2 }, { k512_7_1, k512_7_2 }, { k512_8_1, k512_8_2 },
+    { k512_9_1, k512_9_2 }, { k512_10_1, k512_10_2 }, { k512_11_1, k512_11_2 }, { k512_12_1, k512_12_2 },
+};
+
+/* ---- AVX2 + FMA: 6 rows x 16 columns (12 accumulators) --------------------------------------- */
+
+#define A2 __attribute__((target("avx2,fma"), always_inline)) static inline
+
+A2 __m256i lane_mask(size_t n)   /* lanes [0, n) of 8 (n may exceed 8) */
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int v = n > 8 ? 8 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(v), idx);
+}
+
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+A2 void k256_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, const float *restrict b,
+                  size_t ldb, float *restrict c, size_t ldc, int first)
+{
+    __m256i m0 = lane_mask(n), m1 = lane_mask(n > 8 ? n - 8 : 0);
+#define DECL(i) __m256 x##i = _mm256_setzero_ps(), y##i = _mm256_setzero_ps();
+    R6(DECL)
+#undef DECL
+    for (size_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_maskload_ps(b, m0), b1 = b0;
+        if (NV == 2) b1 = _mm256_maskload_ps(b + 8, m1);
+#define STEP(i) \
+        if ((i) < M) { \
+            __m256 a = _mm256_broadcast_ss(ap + (i)); \
+            x##i = _mm256_fmadd_ps(a, b0, x##i); \
+            if (NV == 2) y##i = _mm256_fmadd_ps(a, b1, y##i); \
+        }
+        R6(STEP)
+#undef STEP
+        ap += 6;
+        b += ldb;
+    }
+#define STORE(i) \
+    if ((i) < M) { \
+        float *ci = c + (size_t)(i) * ldc; \
+        if (!first) { \
+            x##i = _mm256_add_ps(_mm256_maskload_ps(ci, m0), x##i); \
+            if (NV == 2) y##i = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), y##i); \
+        } \
+        _mm256_maskstore_ps(ci, m0, x##i); \
+        if (NV == 2) _mm256_maskstore_ps(ci + 8, m1, y##i); \
+    }
+    R6(STORE)
+#undef STORE
+}
+
+#define K256(M, NV) \
+    __attribute__((target("avx2,fma"))) static void k256_##M##_##NV(size_t n, size_t kc, const float *ap, const float *b, \
+                                                                     size_t ldb, float *c, size_t ldc, int first) \
+    { k256_body(M, NV, n, kc, ap, b, ldb, c, ldc, first); }
+#define K256_ROW(M) K256(M, 1) K256(M, 2)
+K256_ROW(1) K256_ROW(2) K256_ROW(3) K256_ROW(4) K256_ROW(5) K256_ROW(6)
+static const kern_fn k256_tab[6][2] = {
+    { k256_1_1, k256_1_2 }, { k256_2_1, k256_2_2 }, { k256_3_1, k256_3_2 },
+    { k256_4_1, k256_4_2 }, { k256_5_1, k256_5_2 }, { k256_6_1, k256_6_2 },
+};
+#endif
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static int detect_isa(void)
+{
+#if ASYMBP__GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return ASYMBP__ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ASYMBP__ISA_AVX2;
+#endif
+    return ASYMBP__ISA_NONE;
+}
+
+int asymbp__gemm_isa(void)
+{
+    /* a benign race: every thread computes the same value */
+    static volatile int isa = -1;
+    int v = isa;
+    if (v < 0) isa = v = detect_isa();
+    return v;
+}
+
+int asymbp__gemm_isa_supported(int isa)
+{
+    if (isa == ASYMBP__ISA_GENERIC) return 1;
+    if (isa == ASYMBP__ISA_NONE) return 0;
+#if ASYMBP__GEMM_X86
+    if (isa == ASYMBP__ISA_AVX2) return detect_isa() >= ASYMBP__ISA_AVX2;
+    if (isa == ASYMBP__ISA_AVX512) return detect_isa() == ASYMBP__ISA_AVX512;
+#endif
+    return 0;
+}
+
+const char *asymbp__gemm_isa_name(int isa)
+{
+    switch (isa) {
+    case ASYMBP__ISA_AVX512: return "avx512";
+    case ASYMBP__ISA_AVX2: return "avx2";
+    case ASYMBP__ISA_GENERIC: return "generic";
+    default: return "blas";
+    }
+}
+
+int asymbp__gemm_mr(int isa) { return isa >= ASYMBP__ISA_GENERIC && isa <= ASYMBP__ISA_AVX512 ? mr_of[isa - 1] : 1; }
+
+size_t asymbp__gemm_pack_size(int isa, size_t m, size_t k)
+{
+    size_t mr = (size_t)asymbp__gemm_mr(isa);
+    return (m + mr - 1) / mr * mr * k;
+}
+
+void asymbp__gemm_pack_a(int isa, int trans, size_t m, size_t k, const float *a, size_t lda, float *ap)
+{
+    size_t mr = (size_t)asymbp__gemm_mr(isa);
+    for (size_t i0 = 0; i0 < m; i0 += mr) {
+        size_t mm = m - i0 < mr ? m - i0 : mr;
+        float *restrict dst = ap + i0 * k;
+        if (trans) {
+            /* op(A)(i, kk) = a[kk * lda + i]: each k gives mm contiguous values */
+            for (size_t kk = 0; kk < k; kk++) {
+                const float *restrict src = a + kk * lda + i0;
+                size_t i = 0;
+                for (; i < mm; i++) dst[kk * mr + i] = src[i];
+                for (; i < mr; i++) dst[kk * mr + i] = 0.0f;
+            }
+        } else {
+            for (size_t i = 0; i < mm; i++) {
+                const float *restrict src = a + (i0 + i) * lda;
+                for (size_t kk = 0; kk < k; kk++) dst[kk * mr + i] = src[kk];
+            }
+            for (size_t i = mm; i < mr; i++)
+                for (size_t kk = 0; kk < k; kk++) dst[kk * mr + i] = 0.0f;
+        }
+    }
+}
+
+void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap, const float *b, size_t ldb,
+                         int accumulate, float *c, size_t ldc)
+{
+    size_t mr = (size_t)asymbp__gemm_mr(isa), nr = (size_t)nr_of[isa - 1], nkb;
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        if (!accumulate)
+            for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    nkb = (k + KC - 1) / KC;
+    for (size_t kb = 0; kb < nkb; kb++) {
+        size_t k0 = k * kb / nkb, k1 = k * (kb + 1) / nkb;
+        int first = kb == 0 && !accumulate;
+        for (size_t j0 = 0; j0 < n; j0 += nr) {
+            size_t nn = n - j0 < nr ? n - j0 : nr;
+            const float *bp = b + k0 * ldb + j0;
+            for (size_t i0 = 0; i0 < m; i0 += mr) {
+                int mm = (int)(m - i0 < mr ? m - i0 : mr);
+                const float *a = ap + i0 * k + k0 * mr;
+                float *cp = c + i0 * ldc + j0;
+                switch (isa) {
+#if ASYMBP__GEMM_X86
+                case ASYMBP__ISA_AVX512: k512_tab[mm - 1][nn > 16](nn, k1 - k0, a, bp, ldb, cp, ldc, first); break;
+                case ASYMBP__ISA_AVX2: k256_tab[mm - 1][nn > 8](nn, k1 - k0, a, bp, ldb, cp, ldc, first); break;
+#endif
+                default: kern_generic(mm, nn, k1 - k0, a, bp, ldb, cp, ldc, first, (int)mr); break;
+                }
+            }
+        }
+    }
+}
+
+void asymbp__transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd)
+{
+    /* in 8 x 8 blocks: the reads and the writes both stay within a few cache lines */
+    for (size_t r0 = 0; r0 < rows; r0 += 8) {
+        size_t r1 = rows - r0 < 8 ? rows : r0 + 8;
+        for (size_t c0 = 0; c0 < cols; c0 += 8) {
+            size_t c1 = cols - c0 < 8 ? cols : c0 + 8;
+            for (size_t r = r0; r < r1; r++)
+                for (size_t cc = c0; cc < c1; cc++) dst[cc * ldd + r] = src[r * lds + cc];
+        }
+    }
+}
