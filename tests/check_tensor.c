@@ -142,7 +142,8 @@ START_TEST(test_sgemm_wrapper)
 END_TEST
 
 /* The own GEMM kernels against a naive double loop, for every ISA this CPU runs: odd sizes (row
- * and column edges of the tiles), several k blocks, accumulation, k = 0, both packings of A; and
+ * and column edges of the tiles), several k blocks, accumulation, k = 0, both packings of A and A
+ * read in place; and
  * every ISA gives the same bits as the portable kernel. */
 static void gemm_case(size_t m, size_t n, size_t k, int trans, int accumulate)
 {
@@ -173,6 +174,15 @@ static void gemm_case(size_t m, size_t n, size_t k, int trans, int accumulate)
                     ck_abort_msg("gemm %s m %zu n %zu k %zu trans %d acc %d: C[%zu][%zu] = %g, expected %g",
                                  asymbp__gemm_isa_name(isa), m, n, k, trans, accumulate, i, j, c[i * ldc + j], r);
             }
+        if (!trans) {
+            /* A read in place: the same bits as packed */
+            float *c2 = malloc(m * ldc * sizeof(float));
+            memcpy(c2, c0, m * ldc * sizeof(float));
+            asymbp__gemm_rows(isa, m, n, k, a, lda, b, ldb, accumulate, c2, ldc);
+            if (memcmp(c2, c, m * ldc * sizeof(float)) != 0)
+                ck_abort_msg("gemm_rows %s differs from packed (m %zu n %zu k %zu)", asymbp__gemm_isa_name(isa), m, n, k);
+            free(c2);
+        }
         if (!ref) {
             ref = malloc(m * ldc * sizeof(float));
             memcpy(ref, c, m * ldc * sizeof(float));

@@ -369,36 +369,6 @@ static void col2im(const asymbp__layer_t *L, float *restrict col, float *restric
     }
 }
 
-/* im2col of one image straight into the packed layout of the GEMM kernels (gemm.c): row
- * k = (c, ki, kj) of the [C*kh*kw][OH*OW] column matrix goes to panel k / mr, lane k % mr, each
- * position mr floats after the previous one.  Every entry is written (padding as 0). */
-static void im2col_packed(const asymbp__layer_t *L, const float *restrict x, float *restrict ap, size_t mr)
-{
-    int64_t C = L->in_c, H = L->in_h, W = L->in_w, OH = L->out_h, OW = L->out_w;
-    size_t P = (size_t)(OH * OW), k = 0;
-    int s = L->stride, p = L->pad;
-    for (int64_t c = 0; c < C; c++) {
-        const float *xc = x + c * H * W;
-        for (int ki = 0; ki < L->kh; ki++) {
-            for (int kj = 0; kj < L->kw; kj++, k++) {
-                float *restrict dst = ap + (k / mr) * mr * P + k % mr;
-                colrow_t r;
-                int valid = colrow_at(L, ki, kj, &r);
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    float *restrict d = dst + (size_t)(oh * OW) * mr;
-                    int64_t ow = 0;
-                    if (valid && oh >= r.oh_lo && oh < r.oh_hi) {
-                        const float *restrict src = xc + (oh * s - p + ki) * W + (r.ow_lo * s - p + kj);
-                        for (; ow < r.ow_lo; ow++) d[(size_t)ow * mr] = 0.0f;
-                        for (; ow < r.ow_hi; ow++) d[(size_t)ow * mr] = src[(ow - r.ow_lo) * s];
-                    }
-                    for (; ow < OW; ow++) d[(size_t)ow * mr] = 0.0f;
-                }
-            }
-        }
-    }
-}
-
 static int conv_is_pointwise(const asymbp__layer_t *L)
 {
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
@@ -429,23 +399,25 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
     }
 }
 
-/* conv_backward_range with the own GEMM kernels: dW^T (K x OC) = sum over samples of the
- * packed column matrix times dy^T, in the thread's scratch, then transposed into dW; the delta's
- * columns from V^T, packed once for all threads in net->gpack. */
+/* conv_backward_range with the own GEMM kernels: dW^T (K x OC) = sum over samples of the im2col
+ * matrix (read in place) times dy^T, in the thread's scratch, then transposed into dW; the
+ * delta's columns from V^T, packed once for all threads in net->gpack. */
 static void conv_backward_packed(const kargs_t *a, size_t s0, size_t s1, int t, float *dW, float *db, float *dcol)
 {
     asymbp_net_t *net = a->net;
     const asymbp__layer_t *L = a->L;
     int isa = net->isa, pw = conv_is_pointwise(L);
     size_t K = (size_t)L->in_c * L->kh * L->kw, P = (size_t)(L->out_h * L->out_w), OC = (size_t)L->out_c;
-    float *ap = net->gwork + (size_t)t * net->gwork_stride;
-    float *dyT = ap + asymbp__gemm_pack_size(isa, K, P), *dWt = dyT + P * OC;
+    float *dyT = net->gwork + (size_t)t * net->gwork_stride, *dWt = dyT + P * OC;
+    float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
     for (size_t s = s0; s < s1; s++) {
-        const float *xs = a->x + s * L->in_size, *dy = L->dout + s * L->out_size;
-        if (pw) asymbp__gemm_pack_a(isa, 0, K, P, xs, P, ap);
-        else im2col_packed(L, xs, ap, (size_t)asymbp__gemm_mr(isa));
+        const float *xs = a->x + s * L->in_size, *dy = L->dout + s * L->out_size, *col = xs;
+        if (!pw) {
+            im2col(L, xs, mycol);
+            col = mycol;
+        }
         asymbp__transpose(OC, P, dy, P, dyT, OC);
-        asymbp__gemm_packed(isa, K, OC, P, ap, dyT, OC, s > s0, dWt, OC);
+        asymbp__gemm_rows(isa, K, OC, P, col, P, dyT, OC, s > s0, dWt, OC);
         if (L->has_bias) {
             for (size_t c = 0; c < OC; c++) db[c] += (float)sum_d(dy + c * P, P);
         }

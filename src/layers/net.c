@@ -479,7 +479,7 @@ static int bind_gemm(asymbp_net_t *net, size_t batch, size_t nthr)
             need = asymbp__gemm_pack_size(isa, OC, K);
             if (asymbp__gemm_pack_size(isa, K, OC) > need) need = asymbp__gemm_pack_size(isa, K, OC);
             if (need > shared) shared = need;
-            need = asymbp__gemm_pack_size(isa, K, P) + P * OC + K * OC;
+            need = P * OC + K * OC;   /* dy^T and dW^T */
             if (need > work) work = need;
         } else if (L->kind == ASYMBP_LAYER_DENSE) {
             size_t in = L->in_size, out = L->out_size;

@@ -27,13 +27,14 @@ static const int nr_of[3] = { 16, 16, 32 };
 
 /* ---- the portable kernel (tests; the reference for the others) ------------------------------- */
 
-static void kern_generic(int m, size_t n, size_t kc, const float *ap, const float *b, size_t ldb, float *c,
+static void kern_generic(int m, size_t n, size_t kc, const float *ap, size_t lda, const float *b, size_t ldb, float *c,
                          size_t ldc, int first, int mr)
 {
+    size_t ak = lda ? 1 : (size_t)mr, ai = lda ? lda : 1;
     for (int i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             float acc = 0.0f;
-            for (size_t k = 0; k < kc; k++) acc = fmaf(ap[k * (size_t)mr + (size_t)i], b[k * ldb + j], acc);
+            for (size_t k = 0; k < kc; k++) acc = fmaf(ap[k * ak + (size_t)i * ai], b[k * ldb + j], acc);
             c[(size_t)i * ldc + j] = first ? acc : c[(size_t)i * ldc + j] + acc;
         }
 }
@@ -47,9 +48,11 @@ static void kern_generic(int m, size_t n, size_t kc, const float *ap, const floa
  * a constant in each instance below. */
 #define R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
-A5 void k512_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, const float *restrict b,
-                  size_t ldb, float *restrict c, size_t ldc, int first)
+A5 void k512_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, size_t lda,
+                  const float *restrict b, size_t ldb, float *restrict c, size_t ldc, int first)
 {
+    /* lda 0: A packed (12 values per k); else row i of A at ap + i lda (a constant per instance) */
+    const size_t ak = lda ? 1 : 12, ai = lda ? lda : 1;
     __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
     __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1u) : (__mmask16)0;
 #define DECL(i) __m512 x##i = _mm512_setzero_ps(), y##i = _mm512_setzero_ps();
@@ -60,13 +63,13 @@ A5 void k512_body(const int M, const int NV, size_t n, size_t kc, const float *r
         if (NV == 2) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
 #define STEP(i) \
         if ((i) < M) { \
-            __m512 a = _mm512_set1_ps(ap[i]); \
+            __m512 a = _mm512_set1_ps(ap[(size_t)(i) * ai]); \
             x##i = _mm512_fmadd_ps(a, b0, x##i); \
             if (NV == 2) y##i = _mm512_fmadd_ps(a, b1, y##i); \
         }
         R12(STEP)
 #undef STEP
-        ap += 12;
+        ap += ak;
         b += ldb;
     }
 #define STORE(i) \
@@ -83,12 +86,14 @@ A5 void k512_body(const int M, const int NV, size_t n, size_t kc, const float *r
 #undef STORE
 }
 
-typedef void (*kern_fn)(size_t n, size_t kc, const float *ap, const float *b, size_t ldb, float *c, size_t ldc, int first);
+typedef void (*kern_fn)(size_t n, size_t kc, const float *ap, size_t lda, const float *b, size_t ldb, float *c,
+                        size_t ldc, int first);
 
 #define K512(M, NV) \
-    __attribute__((target("avx512f"))) static void k512_##M##_##NV(size_t n, size_t kc, const float *ap, const float *b, \
-                                                                   size_t ldb, float *c, size_t ldc, int first) \
-    { k512_body(M, NV, n, kc, ap, b, ldb, c, ldc, first); }
+    __attribute__((target("avx512f"))) static void k512_##M##_##NV(size_t n, size_t kc, const float *ap, size_t lda, \
+                                                                   const float *b, size_t ldb, float *c, size_t ldc, int first) \
+    { if (lda) k512_body(M, NV, n, kc, ap, lda, b, ldb, c, ldc, first); \
+      else k512_body(M, NV, n, kc, ap, 0, b, ldb, c, ldc, first); }
 #define K512_ROW(M) K512(M, 1) K512(M, 2)
 K512_ROW(1) K512_ROW(2) K512_ROW(3) K512_ROW(4) K512_ROW(5) K512_ROW(6)
 K512_ROW(7) K512_ROW(8) K512_ROW(9) K512_ROW(10) K512_ROW(11) K512_ROW(12)
@@ -111,9 +116,10 @@ A2 __m256i lane_mask(size_t n)   /* lanes [0, n) of 8 (n may exceed 8) */
 
 #define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-A2 void k256_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, const float *restrict b,
-                  size_t ldb, float *restrict c, size_t ldc, int first)
+A2 void k256_body(const int M, const int NV, size_t n, size_t kc, const float *restrict ap, size_t lda,
+                  const float *restrict b, size_t ldb, float *restrict c, size_t ldc, int first)
 {
+    const size_t ak = lda ? 1 : 6, ai = lda ? lda : 1;
     __m256i m0 = lane_mask(n), m1 = lane_mask(n > 8 ? n - 8 : 0);
 #define DECL(i) __m256 x##i = _mm256_setzero_ps(), y##i = _mm256_setzero_ps();
     R6(DECL)
@@ -123,13 +129,13 @@ A2 void k256_body(const int M, const int NV, size_t n, size_t kc, const float *r
         if (NV == 2) b1 = _mm256_maskload_ps(b + 8, m1);
 #define STEP(i) \
         if ((i) < M) { \
-            __m256 a = _mm256_broadcast_ss(ap + (i)); \
+            __m256 a = _mm256_broadcast_ss(ap + (size_t)(i) * ai); \
             x##i = _mm256_fmadd_ps(a, b0, x##i); \
             if (NV == 2) y##i = _mm256_fmadd_ps(a, b1, y##i); \
         }
         R6(STEP)
 #undef STEP
-        ap += 6;
+        ap += ak;
         b += ldb;
     }
 #define STORE(i) \
@@ -147,9 +153,10 @@ A2 void k256_body(const int M, const int NV, size_t n, size_t kc, const float *r
 }
 
 #define K256(M, NV) \
-    __attribute__((target("avx2,fma"))) static void k256_##M##_##NV(size_t n, size_t kc, const float *ap, const float *b, \
-                                                                     size_t ldb, float *c, size_t ldc, int first) \
-    { k256_body(M, NV, n, kc, ap, b, ldb, c, ldc, first); }
+    __attribute__((target("avx2,fma"))) static void k256_##M##_##NV(size_t n, size_t kc, const float *ap, size_t lda, \
+                                                                     const float *b, size_t ldb, float *c, size_t ldc, int first) \
+    { if (lda) k256_body(M, NV, n, kc, ap, lda, b, ldb, c, ldc, first); \
+      else k256_body(M, NV, n, kc, ap, 0, b, ldb, c, ldc, first); }
 #define K256_ROW(M) K256(M, 1) K256(M, 2)
 K256_ROW(1) K256_ROW(2) K256_ROW(3) K256_ROW(4) K256_ROW(5) K256_ROW(6)
 static const kern_fn k256_tab[6][2] = {
@@ -233,8 +240,9 @@ void asymbp__gemm_pack_a(int isa, int trans, size_t m, size_t k, const float *a,
     }
 }
 
-void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap, const float *b, size_t ldb,
-                         int accumulate, float *c, size_t ldc)
+/* The blocked loops around the kernels; lda 0: ap packed, else A in place with rows lda apart. */
+static void gemm_run(int isa, size_t m, size_t n, size_t k, const float *ap, size_t lda, const float *b, size_t ldb,
+                     int accumulate, float *c, size_t ldc)
 {
     size_t mr = (size_t)asymbp__gemm_mr(isa), nr = (size_t)nr_of[isa - 1], nkb;
     if (m == 0 || n == 0) return;
@@ -252,18 +260,30 @@ void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap,
             const float *bp = b + k0 * ldb + j0;
             for (size_t i0 = 0; i0 < m; i0 += mr) {
                 int mm = (int)(m - i0 < mr ? m - i0 : mr);
-                const float *a = ap + i0 * k + k0 * mr;
+                const float *a = lda ? ap + i0 * lda + k0 : ap + i0 * k + k0 * mr;
                 float *cp = c + i0 * ldc + j0;
                 switch (isa) {
 #if ASYMBP__GEMM_X86
-                case ASYMBP__ISA_AVX512: k512_tab[mm - 1][nn > 16](nn, k1 - k0, a, bp, ldb, cp, ldc, first); break;
-                case ASYMBP__ISA_AVX2: k256_tab[mm - 1][nn > 8](nn, k1 - k0, a, bp, ldb, cp, ldc, first); break;
+                case ASYMBP__ISA_AVX512: k512_tab[mm - 1][nn > 16](nn, k1 - k0, a, lda, bp, ldb, cp, ldc, first); break;
+                case ASYMBP__ISA_AVX2: k256_tab[mm - 1][nn > 8](nn, k1 - k0, a, lda, bp, ldb, cp, ldc, first); break;
 #endif
-                default: kern_generic(mm, nn, k1 - k0, a, bp, ldb, cp, ldc, first, (int)mr); break;
+                default: kern_generic(mm, nn, k1 - k0, a, lda, bp, ldb, cp, ldc, first, (int)mr); break;
                 }
             }
         }
     }
+}
+
+void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap, const float *b, size_t ldb,
+                         int accumulate, float *c, size_t ldc)
+{
+    gemm_run(isa, m, n, k, ap, 0, b, ldb, accumulate, c, ldc);
+}
+
+void asymbp__gemm_rows(int isa, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                       int accumulate, float *c, size_t ldc)
+{
+    gemm_run(isa, m, n, k, a, lda ? lda : 1, b, ldb, accumulate, c, ldc);
 }
 
 void asymbp__transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd)

@@ -61,6 +61,9 @@ size_t asymbp__gemm_pack_size(int isa, size_t m, size_t k);
 void asymbp__gemm_pack_a(int isa, int trans, size_t m, size_t k, const float *a, size_t lda, float *ap);
 void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap, const float *b, size_t ldb,
                          int accumulate, float *c, size_t ldc);
+/* The same with A (m x k) read in place, row i at a + i lda: the same bits as packing it. */
+void asymbp__gemm_rows(int isa, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                       int accumulate, float *c, size_t ldc);
 /* dst (cols x rows, row stride ldd) = transpose of src (rows x cols, row stride lds). */
 void asymbp__transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
 
