@@ -209,14 +209,16 @@ END_TEST
 
 START_TEST(test_transpose)
 {
-    float src[13 * 10], dst[11 * 14];
-    for (int i = 0; i < 13 * 10; i++) src[i] = (float)i;
-    for (int i = 0; i < 11 * 14; i++) dst[i] = -1.0f;
-    asymbp__transpose(13, 9, src, 10, dst, 14);   /* 13 x 9 of a 10-wide array into 9 x 13 of a 14-wide one */
-    for (int r = 0; r < 13; r++)
-        for (int c = 0; c < 9; c++) ck_assert_float_eq(dst[c * 14 + r], src[r * 10 + c]);
-    ck_assert_float_eq(dst[13], -1.0f);
-    ck_assert_float_eq(dst[9 * 14], -1.0f);
+    /* 8 x 8 blocks (vectorised) and the edges: 19 x 17 of a 20-wide array into 17 x 19 of a 22-wide one */
+    float src[19 * 20], dst[18 * 22];
+    for (int i = 0; i < 19 * 20; i++) src[i] = (float)i;
+    for (int i = 0; i < 18 * 22; i++) dst[i] = -1.0f;
+    asymbp__transpose(19, 17, src, 20, dst, 22);
+    for (int r = 0; r < 19; r++)
+        for (int c = 0; c < 17; c++) ck_assert_float_eq(dst[c * 22 + r], src[r * 20 + c]);
+    for (int c = 0; c < 17; c++)
+        for (int r = 19; r < 22; r++) ck_assert_float_eq(dst[c * 22 + r], -1.0f);
+    ck_assert_float_eq(dst[17 * 22], -1.0f);
 }
 END_TEST
 

@@ -133,10 +133,11 @@ static void dense_forward_unit(void *arg, size_t u0, size_t u1, int t)
         size_t j0 = out * u / U, j1 = out * (u + 1) / U;
         if (j1 == j0) continue;
         if (a->net->isa) {
-            /* out[:, j0:j1] = x W[j0:j1]^T: this thread's rows of W transposed, x packed once */
-            float *wt = a->net->wt + j0 * in;
-            asymbp__transpose(j1 - j0, in, L->W + j0 * in, in, wt, j1 - j0);
-            asymbp__gemm_packed(a->net->isa, n, j1 - j0, in, a->net->gpack, wt, j1 - j0, 0, L->out + j0, out);
+            /* out^T[j0:j1] = W[j0:j1] x^T, W read in place, x^T made once (net->gpack); then this
+             * thread's block of out^T transposed into its columns of out */
+            float *yt = a->net->wt + j0 * n;
+            asymbp__gemm_rows(a->net->isa, j1 - j0, n, in, L->W + j0 * in, in, a->net->gpack, n, 0, yt, n);
+            asymbp__transpose(j1 - j0, n, yt, n, L->out + j0, out);
         } else {
             asymbp__sgemm(0, 1, n, j1 - j0, in, 1.0f, a->x, in, L->W + j0 * in, in, 0.0f, L->out + j0, out);
         }
@@ -1043,7 +1044,7 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
     a.pieces = 1;
     switch (L->kind) {
     case ASYMBP_LAYER_DENSE:
-        if (net->isa) asymbp__gemm_pack_a(net->isa, 0, n, L->in_size, x, L->in_size, net->gpack);
+        if (net->isa) asymbp__transpose(n, L->in_size, x, L->in_size, net->gpack, n);
         run(&a, units_for(net, L->out_size), dense_forward_unit);
         break;
     case ASYMBP_LAYER_CONV2D:

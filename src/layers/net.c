@@ -488,7 +488,7 @@ static int bind_gemm(asymbp_net_t *net, size_t batch, size_t nthr)
             need = asymbp__gemm_pack_size(isa, out, batch);
             if (asymbp__gemm_pack_size(isa, batch, out) > need) need = asymbp__gemm_pack_size(isa, batch, out);
             if (need > work) work = need;
-            if (L->wl.numel > wt) wt = L->wl.numel;
+            if (batch * out > wt) wt = batch * out;   /* out^T */
         }
     }
     net->gwork_stride = (work + 15) & ~(size_t)15;

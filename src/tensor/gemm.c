@@ -286,15 +286,52 @@ void asymbp__gemm_rows(int isa, size_t m, size_t n, size_t k, const float *a, si
     gemm_run(isa, m, n, k, a, lda ? lda : 1, b, ldb, accumulate, c, ldc);
 }
 
+#if ASYMBP__GEMM_X86
+/* dst rows 0..7 (ldd apart) = columns 0..7 of the 8 x 8 block at src (lds apart). */
+__attribute__((target("avx2"))) static void transpose8(const float *src, size_t lds, float *dst, size_t ldd)
+{
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds);
+    __m256 r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+    __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 void asymbp__transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd)
 {
     /* in 8 x 8 blocks: the reads and the writes both stay within a few cache lines */
+#if ASYMBP__GEMM_X86
+    int fast = asymbp__gemm_isa() >= ASYMBP__ISA_AVX2;
+#else
+    int fast = 0;
+#endif
     for (size_t r0 = 0; r0 < rows; r0 += 8) {
         size_t r1 = rows - r0 < 8 ? rows : r0 + 8;
         for (size_t c0 = 0; c0 < cols; c0 += 8) {
             size_t c1 = cols - c0 < 8 ? cols : c0 + 8;
+#if ASYMBP__GEMM_X86
+            if (fast && r1 - r0 == 8 && c1 - c0 == 8) {
+                transpose8(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+                continue;
+            }
+#endif
             for (size_t r = r0; r < r1; r++)
                 for (size_t cc = c0; cc < c1; cc++) dst[cc * ldd + r] = src[r * lds + cc];
         }
     }
+    (void)fast;
 }
