@@ -42,6 +42,16 @@ ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
 WARN := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 ASYMBP_CFLAGS := -std=c99 $(WARN) -fno-math-errno -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
 ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm -pthread
+# GEMM: own (asymbp's AVX-512 / AVX2 kernels where the CPU has them, the BLAS elsewhere) or blas
+# (every product through the BLAS).  The reference CBLAS build (BLAS=blas-netlib) defaults to blas.
+ifeq ($(BLAS),blas-netlib)
+GEMM ?= blas
+else
+GEMM ?= own
+endif
+ifeq ($(GEMM),blas)
+ASYMBP_CFLAGS += -DASYMBP_GEMM_BLAS
+endif
 SANFLAGS ?=
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
@@ -59,7 +69,7 @@ STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
 .PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
-        abi-baseline demo data bench examples headers-check fuzz fuzz-replay
+        abi-baseline demo data bench bench-compare examples headers-check fuzz fuzz-replay
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -190,6 +200,17 @@ $(BENCH_BIN): bench/asymbp-bench.c $(STLIB) $(HEADERS)
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	sh bench/standard.sh $(BENCH_BIN)
+
+# asymbp and PyTorch (Debian python3-torch, needed only here) interleaved, BENCH_ROUNDS rounds, with
+# the FMA ceiling measured in each round (docs/performance.md); the tables go to the terminal and
+# $(OBJDIR)/bench-compare.md, every raw figure to $(OBJDIR)/bench-compare.json.
+BENCH_ROUNDS ?= 5
+bench-compare: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@mkdir -p $(OBJDIR)
+	{ /usr/bin/python3 bench/compare_torch.py $(BENCH_BIN) --rounds $(BENCH_ROUNDS) --json $(OBJDIR)/bench-compare.json; \
+	  echo $$? > $(OBJDIR)/bench-compare.rc; } | tee $(OBJDIR)/bench-compare.md
+	@exit $$(cat $(OBJDIR)/bench-compare.rc)
 
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
