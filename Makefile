@@ -69,7 +69,7 @@ STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
 .PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
-        abi-baseline demo data bench bench-compare examples headers-check fuzz fuzz-replay
+        abi-baseline demo data bench bench-compare roofline examples headers-check fuzz fuzz-replay
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -200,6 +200,17 @@ $(BENCH_BIN): bench/asymbp-bench.c $(STLIB) $(HEADERS)
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	sh bench/standard.sh $(BENCH_BIN)
+
+# Per-layer FLOPs, bytes, GFLOP/s and share of a paper-cnn step (docs/performance.md, "Roofline");
+# built against the static library's internals.
+ROOFLINE_BIN := $(BINOUT)/roofline
+$(ROOFLINE_BIN): bench/roofline.c $(STLIB) $(HEADERS) $(wildcard src/*/*.h)
+	@mkdir -p $(BINOUT)
+	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(LDFLAGS) -o $@ bench/roofline.c $(STLIB) $(ASYMBP_LIBS)
+roofline: deps
+	@$(MAKE) --no-print-directory $(ROOFLINE_BIN)
+	$(ROOFLINE_BIN) --model paper-cnn
+	$(ROOFLINE_BIN) --model paper-cnn --bn
 
 # asymbp and PyTorch (Debian python3-torch, needed only here) interleaved, BENCH_ROUNDS rounds, with
 # the FMA ceiling measured in each round (docs/performance.md); the tables go to the terminal and
