@@ -42,6 +42,16 @@ ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
 WARN := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 ASYMBP_CFLAGS := -std=c99 $(WARN) -fno-math-errno -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
 ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm -pthread
+# GEMM: own (asymbp's AVX-512 / AVX2 kernels where the CPU has them, the BLAS elsewhere) or blas
+# (every product through the BLAS).  The reference CBLAS build (BLAS=blas-netlib) defaults to blas.
+ifeq ($(BLAS),blas-netlib)
+GEMM ?= blas
+else
+GEMM ?= own
+endif
+ifeq ($(GEMM),blas)
+ASYMBP_CFLAGS += -DASYMBP_GEMM_BLAS
+endif
 SANFLAGS ?=
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
@@ -58,9 +68,9 @@ SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
 STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
-ASYMBP_PHONY_FAULT := check-oom check-crash
-.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind $(ASYMBP_PHONY_FAULT) install uninstall clean abi-check \
-        abi-baseline demo data bench examples headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds
+.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind check-oom check-crash install uninstall clean \
+        abi-check abi-baseline demo data bench bench-compare roofline examples headers-check fuzz fuzz-replay fuzz-build \
+        fuzz-merge fuzz-seeds
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -222,6 +232,28 @@ $(BENCH_BIN): bench/asymbp-bench.c $(STLIB) $(HEADERS)
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	sh bench/standard.sh $(BENCH_BIN)
+
+# Per-layer FLOPs, bytes, GFLOP/s and share of a paper-cnn step (docs/performance.md, "Roofline");
+# built against the static library's internals.
+ROOFLINE_BIN := $(BINOUT)/roofline
+$(ROOFLINE_BIN): bench/roofline.c $(STLIB) $(HEADERS) $(wildcard src/*/*.h)
+	@mkdir -p $(BINOUT)
+	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(LDFLAGS) -o $@ bench/roofline.c $(STLIB) $(ASYMBP_LIBS)
+roofline: deps
+	@$(MAKE) --no-print-directory $(ROOFLINE_BIN)
+	$(ROOFLINE_BIN) --model paper-cnn
+	$(ROOFLINE_BIN) --model paper-cnn --bn
+
+# asymbp and PyTorch (Debian python3-torch, needed only here) interleaved, BENCH_ROUNDS rounds, with
+# the FMA ceiling measured in each round (docs/performance.md); the tables go to the terminal and
+# $(OBJDIR)/bench-compare.md, every raw figure to $(OBJDIR)/bench-compare.json.
+BENCH_ROUNDS ?= 5
+bench-compare: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@mkdir -p $(OBJDIR)
+	{ /usr/bin/python3 bench/compare_torch.py $(BENCH_BIN) --rounds $(BENCH_ROUNDS) --json $(OBJDIR)/bench-compare.json; \
+	  echo $$? > $(OBJDIR)/bench-compare.rc; } | tee $(OBJDIR)/bench-compare.md
+	@exit $$(cat $(OBJDIR)/bench-compare.rc)
 
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))

@@ -184,6 +184,167 @@ START_TEST(test_conv_backward)
 }
 END_TEST
 
+/* ---- the GEMM paths of conv and dense, on 1, 2 and 3 threads ------------------------------------
+ * Forward, input gradient (through a V that differs from W), weight and bias gradient of one
+ * layer against naive double loops, for CBLAS (isa 0) and every kernel ISA the CPU runs; the
+ * kernel ISAs must agree bit for bit on a given thread count.  (Tolerance 1e-3 relative with a
+ * 1e-3 floor: float rounding of sums that cancel; a missed or misplaced term is off by O(0.1).) */
+
+typedef struct pass_out {
+    float *y, *dx, *dW, *db;
+} pass_out_t;
+
+static void pass_free(pass_out_t *o)
+{
+    free(o->y); free(o->dx); free(o->dW); free(o->db);
+    memset(o, 0, sizeof *o);
+}
+
+static float *dupf(const float *p, size_t n)
+{
+    float *q = xalloc(n ? n : 1);
+    if (n) memcpy(q, p, n * sizeof(float));
+    return q;
+}
+
+/* Run layer 0 of net forward and backward on isa; dy and V are the caller's. */
+static void layer_pass(asymbp_net_t *net, int isa, const float *x, const float *dy, const float *V, size_t n,
+                       pass_out_t *o)
+{
+    asymbp__layer_t *L = net->layers[0];
+    float *dx = xalloc(n * L->in_size);
+    net->isa = isa;
+    asymbp__layer_forward(net, L, x, n, 1);
+    memcpy(L->dout, dy, n * L->out_size * sizeof(float));
+    L->wl.V = V;
+    asymbp__layer_backward(net, L, x, dx, n);
+    L->wl.V = NULL;
+    o->y = dupf(L->out, n * L->out_size);
+    o->dx = dx;
+    o->dW = dupf(L->dW, L->wl.numel);
+    o->db = L->has_bias ? dupf(L->db, (size_t)L->out_c) : NULL;
+}
+
+static void check_pass(const asymbp__layer_t *L, const pass_out_t *o, const float *x, const float *dy, const float *V,
+                       size_t n, const char *what)
+{
+    size_t in = L->in_size, out = L->out_size, numel = L->wl.numel;
+    double *y = calloc(n * out, sizeof(double)), *dx = calloc(n * in, sizeof(double));
+    double *dW = calloc(numel, sizeof(double)), *db = calloc((size_t)L->out_c, sizeof(double));
+    char msg[160];
+    if (L->kind == ASYMBP_LAYER_CONV2D) {
+        int64_t C = L->in_c, H = L->in_h, W = L->in_w, OC = L->out_c, OH = L->out_h, OW = L->out_w;
+        conv_ref(L, x, n, y);
+        for (size_t s = 0; s < n; s++)
+            for (int64_t o2 = 0; o2 < OC; o2++)
+                for (int64_t i = 0; i < OH; i++)
+                    for (int64_t j = 0; j < OW; j++) {
+                        double g = dy[(((int64_t)s * OC + o2) * OH + i) * OW + j];
+                        db[o2] += g;
+                        for (int64_t c = 0; c < C; c++)
+                            for (int u = 0; u < L->kh; u++)
+                                for (int v = 0; v < L->kw; v++) {
+                                    int64_t ih = i * L->stride - L->pad + u, iw = j * L->stride - L->pad + v;
+                                    size_t wi = (size_t)(((o2 * C + c) * L->kh + u) * L->kw + v);
+                                    size_t xi = (size_t)((((int64_t)s * C + c) * H + ih) * W + iw);
+                                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                    dW[wi] += g * x[xi];
+                                    dx[xi] += g * V[wi];
+                                }
+                    }
+    } else {
+        for (size_t s = 0; s < n; s++)
+            for (size_t j = 0; j < out; j++) {
+                double a = L->has_bias ? L->b[j] : 0.0, g = dy[s * out + j];
+                for (size_t i = 0; i < in; i++) {
+                    a += (double)L->W[j * in + i] * x[s * in + i];
+                    dW[j * in + i] += g * x[s * in + i];
+                    dx[s * in + i] += g * V[j * in + i];
+                }
+                y[s * out + j] = a;
+                db[j] += g;
+            }
+    }
+    snprintf(msg, sizeof msg, "%s forward", what);
+    assert_close(o->y, y, n * out, 1e-3, msg);
+    snprintf(msg, sizeof msg, "%s input gradient", what);
+    assert_close(o->dx, dx, n * in, 1e-3, msg);
+    snprintf(msg, sizeof msg, "%s weight gradient", what);
+    assert_close(o->dW, dW, numel, 1e-3, msg);
+    if (L->has_bias) {
+        snprintf(msg, sizeof msg, "%s bias gradient", what);
+        assert_close(o->db, db, (size_t)L->out_c, 1e-3, msg);
+    }
+    free(y); free(dx); free(dW); free(db);
+}
+
+static void gemm_paths(const char *spec, int64_t c, int64_t h, int64_t w, size_t n)
+{
+    for (int T = 1; T <= 3; T++) {
+        asymbp_ctx_t *ctx = test_ctx();
+        asymbp_net_t *net;
+        asymbp__layer_t *L;
+        float *x, *dy, *V;
+        pass_out_t first = { 0 };
+        int have_first = 0, ran = 0;
+        ck_assert_int_eq(asymbp_ctx_set_threads(ctx, T), ASYMBP_OK);
+        net = make(ctx, spec, c, h, w, 3, n);
+        L = net->layers[0];
+        x = xalloc(n * L->in_size);
+        dy = xalloc(n * L->out_size);
+        V = xalloc(L->wl.numel);
+        fill(x, n * L->in_size, 41, -1, 1);
+        fill(dy, n * L->out_size, 42, -1, 1);
+        fill(V, L->wl.numel, 43, -0.5f, 0.5f);
+        if (L->has_bias) fill(L->b, (size_t)L->out_c, 44, -0.5f, 0.5f);
+        for (int isa = ASYMBP__ISA_NONE; isa <= ASYMBP__ISA_AVX512; isa++) {
+            pass_out_t o;
+            char what[96];
+            if (isa != ASYMBP__ISA_NONE && !asymbp__gemm_isa_supported(isa)) continue;
+            if (isa != ASYMBP__ISA_NONE && !asymbp__gemm_isa()) continue;   /* no kernel scratch bound */
+            layer_pass(net, isa, x, dy, V, n, &o);
+            snprintf(what, sizeof what, "%s, %s, %d threads", spec, asymbp__gemm_isa_name(isa), T);
+            check_pass(L, &o, x, dy, V, n, what);
+            ran++;
+            if (isa == ASYMBP__ISA_NONE) {
+                pass_free(&o);
+            } else if (!have_first) {
+                first = o;
+                have_first = 1;
+            } else {
+                ck_assert_msg(memcmp(first.y, o.y, n * L->out_size * sizeof(float)) == 0, "%s: forward bits", what);
+                ck_assert_msg(memcmp(first.dx, o.dx, n * L->in_size * sizeof(float)) == 0, "%s: input gradient bits", what);
+                ck_assert_msg(memcmp(first.dW, o.dW, L->wl.numel * sizeof(float)) == 0, "%s: weight gradient bits", what);
+                pass_free(&o);
+            }
+        }
+        ck_assert_int_ge(ran, 1);
+        net->isa = asymbp__gemm_isa();
+        pass_free(&first);
+        free(x); free(dy); free(V);
+        asymbp_net_destroy(net);
+        asymbp_ctx_destroy(ctx);
+    }
+}
+
+static const char *gemm_conv_specs[] = { "conv5x5x13p2", "conv3x3x14s2p1", "conv1x1x5", "conv4x3x3s3p2nb", "conv2x2x40s1" };
+
+START_TEST(test_conv_gemm_paths)
+{
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s,fc3", gemm_conv_specs[_i]);
+    gemm_paths(spec, 12, 9, 7, 5);   /* K = 300 for 5x5: two k blocks; 13 and 40 channels: row edges */
+}
+END_TEST
+
+START_TEST(test_dense_gemm_paths)
+{
+    gemm_paths("fc29,fc3", 300, 1, 1, 5);    /* 3 threads: the delta from the rows of V, summed */
+    gemm_paths("fc29,fc3", 300, 1, 1, 13);   /* 2 and 3 threads: the delta split by samples */
+    gemm_paths("fc70nb,fc3", 5, 3, 2, 9);
+}
+END_TEST
+
 /* ---- pooling -------------------------------------------------------------------------------- */
 
 /* Independent pooling reference: windows over the padded plane; max ignores padding, avg divides
@@ -527,6 +688,8 @@ Suite *asymbp_test_layers_suite(void)
     tcase_add_test(tc, test_dense_backward);
     tcase_add_loop_test(tc, test_conv_forward, 0, (int)(sizeof conv_specs / sizeof conv_specs[0]));
     tcase_add_loop_test(tc, test_conv_backward, 0, (int)(sizeof conv_specs / sizeof conv_specs[0]));
+    tcase_add_loop_test(tc, test_conv_gemm_paths, 0, (int)(sizeof gemm_conv_specs / sizeof gemm_conv_specs[0]));
+    tcase_add_test(tc, test_dense_gemm_paths);
     tcase_add_loop_test(tc, test_pool_forward, 0, (int)(sizeof pool_specs / sizeof pool_specs[0]));
     tcase_add_loop_test(tc, test_pool_backward, 0, (int)(sizeof pool_specs / sizeof pool_specs[0]));
     tcase_add_test(tc, test_pool_sizes);

@@ -1,5 +1,7 @@
 /* Tensors: create / wrap / view / shape / fill / copy, misuse, allocation failure, GEMM wrapper. */
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "test_util.h"
 #include "tensor/tensor_impl.h"
@@ -139,6 +141,87 @@ START_TEST(test_sgemm_wrapper)
 }
 END_TEST
 
+/* The own GEMM kernels against a naive double loop, for every ISA this CPU runs: odd sizes (row
+ * and column edges of the tiles), several k blocks, accumulation, k = 0, both packings of A and A
+ * read in place; and
+ * every ISA gives the same bits as the portable kernel. */
+static void gemm_case(size_t m, size_t n, size_t k, int trans, int accumulate)
+{
+    size_t lda = trans ? m + 3 : k + 5, ldb = n + 2, ldc = n + 7;
+    float *a = calloc((trans ? k : m) * lda + 1, sizeof(float)), *b = calloc(k * ldb + 1, sizeof(float));
+    float *ap = calloc(asymbp__gemm_pack_size(ASYMBP__ISA_AVX512, m, k) + 1, sizeof(float));
+    float *c0 = calloc(m * ldc, sizeof(float)), *c = calloc(m * ldc, sizeof(float)), *ref = NULL;
+    uint32_t st = (uint32_t)(m * 131 + n * 17 + k);
+    int checked = 0;
+    for (size_t i = 0; i < (trans ? k : m) * lda; i++) { st = st * 1664525u + 1013904223u; a[i] = (float)(st >> 8) / 16777216.0f - 0.5f; }
+    for (size_t i = 0; i < k * ldb; i++) { st = st * 1664525u + 1013904223u; b[i] = (float)(st >> 8) / 16777216.0f - 0.5f; }
+    for (size_t i = 0; i < m * ldc; i++) c0[i] = (float)(i % 7) - 3.0f;
+    for (int isa = ASYMBP__ISA_GENERIC; isa <= ASYMBP__ISA_AVX512; isa++) {
+        if (!asymbp__gemm_isa_supported(isa)) continue;
+        memcpy(c, c0, m * ldc * sizeof(float));
+        asymbp__gemm_pack_a(isa, trans, m, k, a, lda, ap);
+        asymbp__gemm_packed(isa, m, n, k, ap, b, ldb, accumulate, c, ldc);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < ldc; j++) {
+                double r = accumulate || j >= n ? c0[i * ldc + j] : 0.0, mag = fabs(r);
+                if (j < n)
+                    for (size_t q = 0; q < k; q++) {
+                        double t = (double)(trans ? a[q * lda + i] : a[i * lda + q]) * b[q * ldb + j];
+                        r += t;
+                        mag += fabs(t);
+                    }
+                if (fabs(c[i * ldc + j] - r) > 1e-6 * (1.0 + mag))
+                    ck_abort_msg("gemm %s m %zu n %zu k %zu trans %d acc %d: C[%zu][%zu] = %g, expected %g",
+                                 asymbp__gemm_isa_name(isa), m, n, k, trans, accumulate, i, j, c[i * ldc + j], r);
+            }
+        if (!trans) {
+            /* A read in place: the same bits as packed */
+            float *c2 = malloc(m * ldc * sizeof(float));
+            memcpy(c2, c0, m * ldc * sizeof(float));
+            asymbp__gemm_rows(isa, m, n, k, a, lda, b, ldb, accumulate, c2, ldc);
+            if (memcmp(c2, c, m * ldc * sizeof(float)) != 0)
+                ck_abort_msg("gemm_rows %s differs from packed (m %zu n %zu k %zu)", asymbp__gemm_isa_name(isa), m, n, k);
+            free(c2);
+        }
+        if (!ref) {
+            ref = malloc(m * ldc * sizeof(float));
+            memcpy(ref, c, m * ldc * sizeof(float));
+        } else if (memcmp(ref, c, m * ldc * sizeof(float)) != 0) {
+            ck_abort_msg("gemm %s differs in bits from the portable kernel (m %zu n %zu k %zu)", asymbp__gemm_isa_name(isa), m, n, k);
+        }
+        checked++;
+    }
+    ck_assert_int_ge(checked, 1);
+    free(a); free(b); free(ap); free(c0); free(c); free(ref);
+}
+
+START_TEST(test_gemm_kernels)
+{
+    static const size_t sz[][3] = { {1, 1, 1}, {12, 32, 8}, {13, 33, 7}, {5, 17, 300}, {32, 196, 800}, {25, 9, 513},
+                                    {7, 100, 0}, {100, 40, 64}, {3, 8, 2}, {6, 16, 257} };
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
+        for (int trans = 0; trans < 2; trans++)
+            for (int acc = 0; acc < 2; acc++) gemm_case(sz[i][0], sz[i][1], sz[i][2], trans, acc);
+    ck_assert_int_ge(asymbp__gemm_isa(), 0);
+    ck_assert_str_ne(asymbp__gemm_isa_name(asymbp__gemm_isa()), "");
+}
+END_TEST
+
+START_TEST(test_transpose)
+{
+    /* 8 x 8 blocks (vectorised) and the edges: 19 x 17 of a 20-wide array into 17 x 19 of a 22-wide one */
+    float src[19 * 20], dst[18 * 22];
+    for (int i = 0; i < 19 * 20; i++) src[i] = (float)i;
+    for (int i = 0; i < 18 * 22; i++) dst[i] = -1.0f;
+    asymbp__transpose(19, 17, src, 20, dst, 22);
+    for (int r = 0; r < 19; r++)
+        for (int c = 0; c < 17; c++) ck_assert_float_eq(dst[c * 22 + r], src[r * 20 + c]);
+    for (int c = 0; c < 17; c++)
+        for (int r = 19; r < 22; r++) ck_assert_float_eq(dst[c * 22 + r], -1.0f);
+    ck_assert_float_eq(dst[17 * 22], -1.0f);
+}
+END_TEST
+
 Suite *asymbp_test_tensor_suite(void);
 Suite *asymbp_test_tensor_suite(void)
 {
@@ -149,6 +232,8 @@ Suite *asymbp_test_tensor_suite(void)
     tcase_add_test(tc, test_tensor_misuse);
     tcase_add_test(tc, test_tensor_oom);
     tcase_add_test(tc, test_sgemm_wrapper);
+    tcase_add_test(tc, test_gemm_kernels);
+    tcase_add_test(tc, test_transpose);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -134,7 +134,15 @@ static void dense_forward_unit(void *arg, size_t u0, size_t u1, int t)
     for (size_t u = u0; u < u1; u++) {
         size_t j0 = out * u / U, j1 = out * (u + 1) / U;
         if (j1 == j0) continue;
-        asymbp__sgemm(0, 1, n, j1 - j0, in, 1.0f, a->x, in, L->W + j0 * in, in, 0.0f, L->out + j0, out);
+        if (a->net->isa) {
+            /* out^T[j0:j1] = W[j0:j1] x^T, W read in place, x^T made once (net->gpack); then this
+             * thread's block of out^T transposed into its columns of out */
+            float *yt = a->net->wt + j0 * n;
+            asymbp__gemm_rows(a->net->isa, j1 - j0, n, in, L->W + j0 * in, in, a->net->gpack, n, 0, yt, n);
+            asymbp__transpose(j1 - j0, n, yt, n, L->out + j0, out);
+        } else {
+            asymbp__sgemm(0, 1, n, j1 - j0, in, 1.0f, a->x, in, L->W + j0 * in, in, 0.0f, L->out + j0, out);
+        }
         if (L->has_bias) {
             const float *restrict b = L->b + j0;
             for (size_t s = 0; s < n; s++) {
@@ -154,13 +162,18 @@ static void dense_backward_unit(void *arg, size_t u0, size_t u1, int t)
     const asymbp_net_t *net = a->net;
     const asymbp__layer_t *L = a->L;
     size_t in = L->in_size, out = L->out_size, n = a->n, U = units_for(net, out);
-    int by_rows = dense_dx_by_rows(net, L, n, U);
+    int by_rows = dense_dx_by_rows(net, L, n, U), isa = net->isa;
     const float *dy = L->dout, *V = feedback_of(net, L);
-    (void)t;
+    float *ap = isa ? net->gwork + (size_t)t * net->gwork_stride : NULL;
     for (size_t u = u0; u < u1; u++) {
         size_t j0 = out * u / U, j1 = out * (u + 1) / U, s0 = n * u / U, s1 = n * (u + 1) / U;
         if (j1 > j0) {
-            asymbp__sgemm(1, 0, j1 - j0, in, n, 1.0f, dy + j0, out, a->x, in, 0.0f, L->dW + j0 * in, in);
+            if (isa) {
+                asymbp__gemm_pack_a(isa, 1, j1 - j0, n, dy + j0, out, ap);
+                asymbp__gemm_packed(isa, j1 - j0, in, n, ap, a->x, in, 0, L->dW + j0 * in, in);
+            } else {
+                asymbp__sgemm(1, 0, j1 - j0, in, n, 1.0f, dy + j0, out, a->x, in, 0.0f, L->dW + j0 * in, in);
+            }
             if (L->has_bias) {
                 float *restrict db = L->db + j0;
                 memset(db, 0, (j1 - j0) * sizeof(float));
@@ -173,8 +186,17 @@ static void dense_backward_unit(void *arg, size_t u0, size_t u1, int t)
         if (!a->dx) continue;
         if (by_rows) {
             float *dst = u ? net->dxpart + (u - 1) * net->batch * in : a->dx;
-            if (j1 > j0) asymbp__sgemm(0, 0, n, in, j1 - j0, 1.0f, dy + j0, out, V + j0 * in, in, 0.0f, dst, in);
-            else memset(dst, 0, n * in * sizeof(float));
+            if (j1 > j0 && isa) {
+                asymbp__gemm_pack_a(isa, 0, n, j1 - j0, dy + j0, out, ap);
+                asymbp__gemm_packed(isa, n, in, j1 - j0, ap, V + j0 * in, in, 0, dst, in);
+            } else if (j1 > j0) {
+                asymbp__sgemm(0, 0, n, in, j1 - j0, 1.0f, dy + j0, out, V + j0 * in, in, 0.0f, dst, in);
+            } else {
+                memset(dst, 0, n * in * sizeof(float));
+            }
+        } else if (s1 > s0 && isa) {
+            asymbp__gemm_pack_a(isa, 0, s1 - s0, out, dy + s0 * out, out, ap);
+            asymbp__gemm_packed(isa, s1 - s0, in, out, ap, V, in, 0, a->dx + s0 * in, in);
         } else if (s1 > s0) {
             asymbp__sgemm(0, 0, s1 - s0, in, out, 1.0f, dy + s0 * out, out, V, in, 0.0f, a->dx + s0 * in, in);
         }
@@ -368,7 +390,8 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
             im2col(L, xs, mycol);
             col = mycol;
         }
-        asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
+        if (a->net->isa) asymbp__gemm_packed(a->net->isa, OC, P, K, a->net->gpack, col, P, 0, y, P);
+        else asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
         if (L->has_bias) {
             for (size_t c = 0; c < OC; c++) {
                 float *restrict yc = y + c * P;
@@ -377,6 +400,37 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
             }
         }
     }
+}
+
+/* conv_backward_range with the own GEMM kernels: dW^T (K x OC) = sum over samples of the im2col
+ * matrix (read in place) times dy^T, in the thread's scratch, then transposed into dW; the
+ * delta's columns from V^T, packed once for all threads in net->gpack. */
+static void conv_backward_packed(const kargs_t *a, size_t s0, size_t s1, int t, float *dW, float *db, float *dcol)
+{
+    asymbp_net_t *net = a->net;
+    const asymbp__layer_t *L = a->L;
+    int isa = net->isa, pw = conv_is_pointwise(L);
+    size_t K = (size_t)L->in_c * L->kh * L->kw, P = (size_t)(L->out_h * L->out_w), OC = (size_t)L->out_c;
+    float *dyT = net->gwork + (size_t)t * net->gwork_stride, *dWt = dyT + P * OC;
+    float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
+    for (size_t s = s0; s < s1; s++) {
+        const float *xs = a->x + s * L->in_size, *dy = L->dout + s * L->out_size, *col = xs;
+        if (!pw) {
+            im2col(L, xs, mycol);
+            col = mycol;
+        }
+        asymbp__transpose(OC, P, dy, P, dyT, OC);
+        asymbp__gemm_rows(isa, K, OC, P, col, P, dyT, OC, s > s0, dWt, OC);
+        if (L->has_bias) {
+            for (size_t c = 0; c < OC; c++) db[c] += (float)sum_d(dy + c * P, P);
+        }
+        if (a->dx) {
+            float *dxs = a->dx + s * L->in_size;
+            asymbp__gemm_packed(isa, K, P, OC, net->gpack, dy, P, 0, pw ? dxs : dcol, P);
+            if (!pw) col2im(L, dcol, dxs);
+        }
+    }
+    if (s1 > s0) asymbp__transpose(K, OC, dWt, OC, dW, K);
 }
 
 /* Samples [s0, s1) on thread t: their weight and bias gradients are summed into dW and db
@@ -395,6 +449,10 @@ static void conv_backward_range(void *arg, size_t s0, size_t s1, int t)
     float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
     float *dcol = net->col ? net->col + (size_t)t * net->col_cap : NULL;
     if (L->has_bias) memset(db, 0, OC * sizeof(float));
+    if (net->isa) {
+        conv_backward_packed(a, s0, s1, t, dW, db, dcol);
+        return;
+    }
     for (size_t s = s0; s < s1; s++) {
         const float *xs = a->x + s * L->in_size, *col = xs;
         const float *dy = L->dout + s * L->out_size;
@@ -441,6 +499,11 @@ static void conv_reduce_range(void *arg, size_t i0, size_t i1, int t)
 static void conv_backward(kargs_t *a)
 {
     asymbp__layer_t *L = a->L;
+    if (a->net->isa && a->dx) {
+        /* V^T (K x OC), packed once: every thread reads it */
+        size_t K = (size_t)L->in_c * L->kh * L->kw;
+        asymbp__gemm_pack_a(a->net->isa, 1, K, (size_t)L->out_c, feedback_of(a->net, L), K, a->net->gpack);
+    }
     a->pieces = (size_t)run(a, a->n, conv_backward_range);
     if (a->pieces > 1) run(a, L->wl.numel + (L->has_bias ? (size_t)L->out_c : 0), conv_reduce_range);
 }
@@ -982,8 +1045,16 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
     a.train = train;
     a.pieces = 1;
     switch (L->kind) {
-    case ASYMBP_LAYER_DENSE: run(&a, units_for(net, L->out_size), dense_forward_unit); break;
-    case ASYMBP_LAYER_CONV2D: run(&a, n, conv_forward_range); break;
+    case ASYMBP_LAYER_DENSE:
+        if (net->isa) asymbp__transpose(n, L->in_size, x, L->in_size, net->gpack, n);
+        run(&a, units_for(net, L->out_size), dense_forward_unit);
+        break;
+    case ASYMBP_LAYER_CONV2D:
+        if (net->isa)
+            asymbp__gemm_pack_a(net->isa, 0, (size_t)L->out_c, (size_t)L->in_c * L->kh * L->kw, L->W,
+                                (size_t)L->in_c * L->kh * L->kw, net->gpack);
+        run(&a, n, conv_forward_range);
+        break;
     case ASYMBP_LAYER_MAXPOOL: run(&a, n, maxpool_forward_range); break;
     case ASYMBP_LAYER_AVGPOOL: run(&a, n, avgpool_forward_range); break;
     case ASYMBP_LAYER_RELU: run(&a, n, relu_forward_range); break;

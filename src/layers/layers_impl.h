@@ -58,6 +58,15 @@ struct asymbp_net {
     float *wpart;                         /* nthr - 1 rows of wpart_stride floats: conv dW, db partials */
     size_t wpart_stride;
     double *tsum;                         /* nthr partial sums (norms on the threads) */
+    /* own GEMM kernels (tensor/gemm.c; isa 0: none, every product goes to CBLAS) */
+    int isa;
+    float *gpack;                         /* what every thread reads: conv W or V^T packed, the dense
+                                             input transposed */
+    float *gwork;                         /* nthr blocks of gwork_stride floats: packed A of the thread
+                                             (conv: its im2col columns), conv dy^T and dW^T */
+    size_t gwork_stride;
+    float *wt;                            /* dense forward: out^T (features x batch), each thread
+                                             its own rows */
     float *dxpart;                        /* nthr - 1 blocks of batch x (largest dense input):
                                              partial dense deltas */
     size_t n_fwd;

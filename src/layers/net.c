@@ -64,6 +64,11 @@ static void unbind(asymbp_net_t *net)
     asymbp__free(ctx, net->dxpart);
     asymbp__free(ctx, net->tsum);
     net->tsum = NULL;
+    asymbp__free(ctx, net->gpack);
+    asymbp__free(ctx, net->gwork);
+    asymbp__free(ctx, net->wt);
+    net->gpack = net->gwork = net->wt = NULL;
+    net->gwork_stride = 0;
     net->input = net->dinput = net->probs = net->col = net->wpart = net->dxpart = NULL;
     net->wpart_stride = 0;
     net->nthr = 1;
@@ -471,6 +476,47 @@ asymbp_status_t asymbp_net_add_dropout(asymbp_net_t *net, float p)
 
 /* ---- binding -------------------------------------------------------------------------------- */
 
+/* Scratch of the own GEMM kernels (none when the CPU has none: the layers then call CBLAS).
+ * Sizes are bounded by the layer buffers already allocated (products of the same sizes). */
+static int bind_gemm(asymbp_net_t *net, size_t batch, size_t nthr)
+{
+    asymbp_ctx_t *ctx = net->ctx;
+    /* sized for the tallest panels (AVX-512's 12 rows, a multiple of every other ISA's), so that
+     * tests can run any supported ISA on the same bound net */
+    const int isa = ASYMBP__ISA_AVX512;
+    size_t shared = 0, work = 0, wt = 0, tot;
+    net->isa = asymbp__gemm_isa();
+    if (!net->isa) return 0;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const asymbp__layer_t *L = net->layers[i];
+        size_t need;
+        if (L->kind == ASYMBP_LAYER_CONV2D) {
+            size_t K = (size_t)L->in_c * (size_t)L->kh * (size_t)L->kw, P = (size_t)(L->out_h * L->out_w);
+            size_t OC = (size_t)L->out_c;
+            need = asymbp__gemm_pack_size(isa, OC, K);
+            if (asymbp__gemm_pack_size(isa, K, OC) > need) need = asymbp__gemm_pack_size(isa, K, OC);
+            if (need > shared) shared = need;
+            need = P * OC + K * OC;   /* dy^T and dW^T */
+            if (need > work) work = need;
+        } else if (L->kind == ASYMBP_LAYER_DENSE) {
+            size_t in = L->in_size, out = L->out_size;
+            need = asymbp__gemm_pack_size(isa, batch, in);
+            if (need > shared) shared = need;
+            need = asymbp__gemm_pack_size(isa, out, batch);
+            if (asymbp__gemm_pack_size(isa, batch, out) > need) need = asymbp__gemm_pack_size(isa, batch, out);
+            if (need > work) work = need;
+            if (batch * out > wt) wt = batch * out;   /* out^T */
+        }
+    }
+    net->gwork_stride = (work + 15) & ~(size_t)15;
+    if (shared && !(net->gpack = asymbp__alloc(ctx, shared * sizeof(float)))) return -1;
+    if (work && (asymbp__mul_size(nthr, net->gwork_stride, &tot) != 0 ||
+                 !(net->gwork = asymbp__alloc(ctx, tot * sizeof(float)))))
+        return -1;
+    if (wt && !(net->wt = asymbp__alloc(ctx, wt * sizeof(float)))) return -1;
+    return 0;
+}
+
 asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
 {
     asymbp_ctx_t *ctx;
@@ -536,6 +582,7 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
             goto nomem;
     }
     if (!(net->tsum = asymbp__calloc(ctx, nthr, sizeof(double)))) goto nomem;
+    if (bind_gemm(net, batch, nthr) != 0) goto nomem;
     net->nthr = (int)nthr;
     net->batch = batch;
     return ASYMBP_OK;

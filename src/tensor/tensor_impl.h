@@ -44,4 +44,27 @@ void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a
 void asymbp__sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                    const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 
+/* ---- asymbp's own GEMM kernels (gemm.c) ---------------------------------------------------------
+ * C (m x n, row stride ldc) = A B, or C += A B with accumulate, where A (m x k) was packed with
+ * asymbp__gemm_pack_a into panels of MR rows (asymbp__gemm_pack_size floats) and B (k x n) is
+ * read in place, rows ldb apart.  Each element is one fused multiply-add chain over k in order
+ * (restarted every block of at most 256 k), so every ISA gives the same bits.  isa: the value of
+ * asymbp__gemm_isa() (the CPU's best; ASYMBP__ISA_NONE: no kernel, call CBLAS instead), or, in
+ * tests, any ISA for which asymbp__gemm_isa_supported is 1. */
+enum { ASYMBP__ISA_NONE = 0, ASYMBP__ISA_GENERIC = 1, ASYMBP__ISA_AVX2 = 2, ASYMBP__ISA_AVX512 = 3 };
+int asymbp__gemm_isa(void);
+int asymbp__gemm_isa_supported(int isa);
+const char *asymbp__gemm_isa_name(int isa);
+int asymbp__gemm_mr(int isa);
+size_t asymbp__gemm_pack_size(int isa, size_t m, size_t k);
+/* Pack op(A) (m x k): trans 0: A[i][kk] = a[i * lda + kk]; trans 1: a[kk * lda + i]. */
+void asymbp__gemm_pack_a(int isa, int trans, size_t m, size_t k, const float *a, size_t lda, float *ap);
+void asymbp__gemm_packed(int isa, size_t m, size_t n, size_t k, const float *ap, const float *b, size_t ldb,
+                         int accumulate, float *c, size_t ldc);
+/* The same with A (m x k) read in place, row i at a + i lda: the same bits as packing it. */
+void asymbp__gemm_rows(int isa, size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                       int accumulate, float *c, size_t ldc);
+/* dst (cols x rows, row stride ldd) = transpose of src (rows x cols, row stride lds). */
+void asymbp__transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
+
 #endif
