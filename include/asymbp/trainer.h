@@ -28,6 +28,11 @@ typedef struct asymbp_epoch_metrics {
     double test_loss;
     double test_accuracy;
     double seconds;            /* wall time of the epoch (training + evaluation) */
+    /* ---- since 0.2 ---- */
+    double val_loss;           /* on the validation set (asymbp_trainer_set_validation); NaN without */
+    double val_accuracy;
+    double test_loss_ema;      /* with ASYMBP_BN_STATS_RECAL on a net with batch norm: the test figures */
+    double test_accuracy_ema;  /* with the running averages (EMA) instead; NaN otherwise */
 } asymbp_epoch_metrics_t;
 
 /* Progress of the current epoch: called after every step (keep it cheap).  Return non-zero to
@@ -51,8 +56,20 @@ typedef struct asymbp_train_params {
     asymbp_progress_fn progress;   /* optional */
     asymbp_epoch_fn on_epoch;      /* optional */
     void *user;                    /* passed to both callbacks */
+    /* ---- since 0.2 ---- */
+    int bn_stats;                  /* ASYMBP_BN_STATS_EMA (default) or ASYMBP_BN_STATS_RECAL */
+    size_t bn_recal_samples;       /* training samples of each recalibration (0: all) */
 } asymbp_train_params_t;
-#define ASYMBP_TRAIN_PARAMS_INIT { sizeof(asymbp_train_params_t), 10, 100, 1, 1, 0, 0, 0, 0, 0 }
+#define ASYMBP_TRAIN_PARAMS_INIT { sizeof(asymbp_train_params_t), 10, 100, 1, 1, 0, 0, 0, 0, 0, 0, 0 }
+
+/* What batch-norm statistics evaluation uses (asymbp_train_params_t.bn_stats).  Since 0.2.
+ * EMA: the running averages collected during training (momentum 0.1).
+ * RECAL: population statistics re-estimated at the current weights (asymbp_net_bn_recalibrate)
+ * before every evaluation; the running averages keep being collected for the next epochs (and
+ * are what checkpoints hold), the test set is also evaluated with them (the *_ema metrics), and
+ * when the run ends the net keeps the re-estimated statistics, so a model saved then holds them. */
+#define ASYMBP_BN_STATS_EMA 0
+#define ASYMBP_BN_STATS_RECAL 1
 
 /* Create a trainer.  net, opt, train, test: borrowed, must outlive the trainer (test may be
  * NULL).  The training set's shape and classes must match the net (ASYMBP_E_SHAPE names both).
@@ -63,6 +80,11 @@ asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt, const asymbp_d
                       const asymbp_dataset_t *test, const asymbp_train_params_t *params,
                       asymbp_trainer_t **out);
 ASYMBP_API void asymbp_trainer_destroy(asymbp_trainer_t *tr);
+/* Evaluate val (borrowed, must outlive the trainer; NULL removes it) after every epoch too, into
+ * the metrics' val_* members: a validation split for choosing hyper-parameters and epochs
+ * without looking at the test set.  Its samples must have the training set's shape.  Call before
+ * asymbp_trainer_run.  Returns ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_SHAPE.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_set_validation(asymbp_trainer_t *tr, const asymbp_dataset_t *val);
 
 /* Run the remaining epochs (all of them on a new trainer, the rest after a resume).
  * Returns ASYMBP_OK; ASYMBP_E_DIVERGED when the loss or a weight became NaN or Inf (the last
@@ -82,6 +104,27 @@ ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_save_checkpoint(asymb
  * asymbp_trainer_run continues bit-identically (same BLAS and thread count).  ASYMBP_E_FORMAT when
  * the file does not match this trainer's net.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char *path);
+
+/* Parameters of asymbp_net_bn_recalibrate; start from ASYMBP_BN_RECAL_PARAMS_INIT.  Since 0.2. */
+typedef struct asymbp_bn_recal_params {
+    size_t struct_size;
+    size_t max_samples;   /* samples used (0: every sample of the data set) */
+    uint64_t seed;        /* the order of the samples (and which ones, when max_samples < count) */
+} asymbp_bn_recal_params_t;
+#define ASYMBP_BN_RECAL_PARAMS_INIT { sizeof(asymbp_bn_recal_params_t), 0, 0 }
+
+/* Re-estimate the mean and variance of every batch-norm layer at the current weights (the
+ * batch-norm paper's population statistics): the samples are taken in an order drawn from
+ * p->seed, in batches of the net's bound batch size, and run forward with batch statistics (and
+ * dropout off); each layer's running mean becomes the mean of its batch means and its running
+ * variance the mean of its unbiased batch variances (weighted by batch size).  Weights and every
+ * random stream of the net are untouched, so training goes on exactly as before.  Deterministic
+ * for a given thread count; allocates two buffers for the call, nothing per batch.  data:
+ * borrowed, samples of the net's input size (typically the training set).  p may be NULL.  A net
+ * without batch norm is left as it is.  Returns ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_STATE (not
+ * bound), ASYMBP_E_SHAPE, ASYMBP_E_UNSUPPORTED (struct_size), ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_bn_recalibrate(asymbp_net_t *net, const asymbp_dataset_t *data, const asymbp_bn_recal_params_t *p);
 
 /* Save a model (architecture, weights, BN statistics, feedback settings and state) atomically. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path);

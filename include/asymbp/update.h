@@ -191,6 +191,16 @@ ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_optimizer_set_schedule_step(asymbp_optimizer_t *opt, const uint64_t *milestones, size_t count, float gamma);
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_optimizer_set_schedule_fn(asymbp_optimizer_t *opt, asymbp_lr_schedule_fn fn, void *user);
+/* Cosine schedule (Loshchilov and Hutter): factor = f_min + (1 - f_min) (1 + cos(pi t / steps)) / 2
+ * with t = step - 1, so the first step has factor 1 and every step after `steps` has f_min.
+ * steps >= 1; min_factor in [0, 1].  Replaces the current schedule (the warm-up stays).  Saved in
+ * checkpoints.  Returns ASYMBP_OK, ASYMBP_E_INVALID.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_schedule_cosine(asymbp_optimizer_t *opt, uint64_t steps, float min_factor);
+/* Linear warm-up, multiplying whatever schedule is set: step s < steps has its factor scaled by
+ * s / steps (steps 0 or 1: no warm-up).  Saved in checkpoints.  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_optimizer_set_warmup(asymbp_optimizer_t *opt, uint64_t steps);
 /* The epoch the schedule sees (the trainer sets it at the start of every epoch).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_optimizer_set_epoch(asymbp_optimizer_t *opt, uint64_t epoch);
 ASYMBP_API uint64_t asymbp_optimizer_get_epoch(const asymbp_optimizer_t *opt);

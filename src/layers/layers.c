@@ -780,7 +780,14 @@ static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const 
         const float *restrict bt = L->beta + c0;
         if (train) {
             bn_stats_block(x, n, C, c0, m, mean, var);
-            if (!net->freeze_stats) {
+            if (net->bn_recal) {
+                for (size_t j = 0; j < m; j++) {
+                    double uv = n > 1 ? var[j] * (double)n / (double)(n - 1) : var[j];
+                    L->acc_mean[c0 + j] += (double)n * mean[j];
+                    L->acc_var[c0 + j] += (double)n * uv;
+                }
+                if (c0 == 0) L->acc_count += (double)n;
+            } else if (!net->freeze_stats) {
                 double mo = L->momentum;
                 for (size_t j = 0; j < m; j++) {
                     size_t c = c0 + j;
@@ -879,7 +886,12 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
             mf = (float)mean;
             for (size_t s = 0; s < n; s++) sq += sumsq_centered(x + (s * C + c) * S, S, mf);
             var = sq / (double)M;
-            if (!net->freeze_stats) {
+            if (net->bn_recal) {
+                double uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
+                L->acc_mean[c] += (double)M * mean;
+                L->acc_var[c] += (double)M * uv;
+                if (c == 0) L->acc_count += (double)M;
+            } else if (!net->freeze_stats) {
                 double m = L->momentum, uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
                 L->run_mean[c] = (float)((1.0 - m) * L->run_mean[c] + m * mean);
                 L->run_var[c] = (float)((1.0 - m) * L->run_var[c] + m * uv);
@@ -1067,7 +1079,7 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
         /* one thread: the mask is one sequential draw of the layer's stream */
         const float *restrict in = x;
         float *restrict y = L->out, *restrict m = L->mask;
-        L->drop_train = train && L->p > 0.0f;
+        L->drop_train = train && L->p > 0.0f && !net->bn_recal;
         if (!L->drop_train) {
             memcpy(y, in, total * sizeof(float));
             break;

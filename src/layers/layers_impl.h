@@ -32,6 +32,9 @@ typedef struct asymbp__layer {
     /* batch norm */
     float momentum, eps;
     float *gamma, *beta, *dgamma, *dbeta, *run_mean, *run_var, *bmean, *binvstd;
+    double *acc_mean, *acc_var;           /* BN recalibration (net->bn_recal): sums of count x batch
+                                             mean and count x unbiased batch variance per channel */
+    double acc_count;                     /* values per channel accumulated so far */
     int bn_train;                         /* statistics of the last forward: 1 batch, 0 running */
     /* dropout */
     float p;
@@ -74,6 +77,10 @@ struct asymbp_net {
     /* modes */
     int need_input_grad;                  /* backward also fills dinput (gradcheck) */
     int freeze_stats;                     /* BN running statistics are not updated (gradcheck) */
+    int bn_recal;                         /* recalibration pass: BN normalises with batch statistics
+                                             and accumulates them, running values untouched;
+                                             dropout is the identity */
+    double *recal_block;                  /* the accumulators of every BN layer (one allocation) */
     int force_sym;
     /* Parameter floats the builders may still allocate (0: no limit): a model file being loaded
      * sets it to the number of values the file holds, so a hostile architecture is refused

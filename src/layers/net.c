@@ -920,3 +920,71 @@ void asymbp__net_force_symmetric(asymbp_net_t *net, int on)
 {
     if (net) net->force_sym = on ? 1 : 0;
 }
+
+/* ---- BN population statistics ---------------------------------------------------------------- */
+
+size_t asymbp__net_bn_stat_floats(const asymbp_net_t *net)
+{
+    size_t n = 0;
+    if (!net) return 0;
+    for (size_t i = 0; i < net->n_layers; i++)
+        if (net->layers[i]->kind == ASYMBP_LAYER_BATCHNORM) n += 2 * (size_t)net->layers[i]->in_c;
+    return n;
+}
+
+void asymbp__net_bn_stat_copy(asymbp_net_t *net, float *buf, int to_buf)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        asymbp__layer_t *L = net->layers[i];
+        size_t C = (size_t)L->in_c;
+        if (L->kind != ASYMBP_LAYER_BATCHNORM) continue;
+        if (to_buf) {
+            memcpy(buf + off, L->run_mean, C * sizeof(float));
+            memcpy(buf + off + C, L->run_var, C * sizeof(float));
+        } else {
+            memcpy(L->run_mean, buf + off, C * sizeof(float));
+            memcpy(L->run_var, buf + off + C, C * sizeof(float));
+        }
+        off += 2 * C;
+    }
+}
+
+asymbp_status_t asymbp__net_bn_recal_begin(asymbp_net_t *net)
+{
+    size_t total = asymbp__net_bn_stat_floats(net), off = 0;
+    if (!net) return ASYMBP_E_INVALID;
+    if (net->bn_recal) return asymbp__error(net->ctx, ASYMBP_E_STATE, "bn_recalibrate: a recalibration is already running");
+    net->recal_block = asymbp__calloc(net->ctx, total ? total : 1, sizeof(double));
+    if (!net->recal_block) return asymbp__error(net->ctx, ASYMBP_E_NOMEM, "bn_recalibrate: out of memory");
+    for (size_t i = 0; i < net->n_layers; i++) {
+        asymbp__layer_t *L = net->layers[i];
+        size_t C = (size_t)L->in_c;
+        if (L->kind != ASYMBP_LAYER_BATCHNORM) continue;
+        L->acc_mean = net->recal_block + off;
+        L->acc_var = net->recal_block + off + C;
+        L->acc_count = 0.0;
+        off += 2 * C;
+    }
+    net->bn_recal = 1;
+    return ASYMBP_OK;
+}
+
+void asymbp__net_bn_recal_end(asymbp_net_t *net, int commit)
+{
+    if (!net || !net->bn_recal) return;
+    for (size_t i = 0; i < net->n_layers; i++) {
+        asymbp__layer_t *L = net->layers[i];
+        if (L->kind != ASYMBP_LAYER_BATCHNORM) continue;
+        if (commit && L->acc_count > 0.0)
+            for (int64_t c = 0; c < L->in_c; c++) {
+                L->run_mean[c] = (float)(L->acc_mean[c] / L->acc_count);
+                L->run_var[c] = (float)(L->acc_var[c] / L->acc_count);
+            }
+        L->acc_mean = L->acc_var = NULL;
+        L->acc_count = 0.0;
+    }
+    asymbp__free(net->ctx, net->recal_block);
+    net->recal_block = NULL;
+    net->bn_recal = 0;
+}

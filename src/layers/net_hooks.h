@@ -72,4 +72,16 @@ void asymbp__net_set_step(asymbp_net_t *net, uint64_t step);   /* for checkpoint
 /* While set, backward uses W for every layer (the exact-backprop probe) and skips refresh. */
 void asymbp__net_force_symmetric(asymbp_net_t *net, int on);
 
+/* BN population statistics (train/ drives the passes).  Floats of every BN layer's running mean
+ * and variance, in layer order (mean then variance per layer); copy them to or from buf. */
+size_t asymbp__net_bn_stat_floats(const asymbp_net_t *net);
+void asymbp__net_bn_stat_copy(asymbp_net_t *net, float *buf, int to_buf);
+/* Recalibration: between begin and end, training-mode forward passes normalise with batch
+ * statistics and accumulate them (weighted by values per channel) instead of updating the
+ * running averages, and dropout is the identity.  end with commit 1 sets each running mean to the
+ * accumulated mean and each running variance to the accumulated unbiased variance (the batch-norm
+ * paper's population statistics); commit 0 leaves them.  begin allocates once (ASYMBP_E_NOMEM). */
+asymbp_status_t asymbp__net_bn_recal_begin(asymbp_net_t *net);
+void asymbp__net_bn_recal_end(asymbp_net_t *net, int commit);
+
 #endif

@@ -1,5 +1,6 @@
 /* The training loop, divergence guard, checkpoints and model files. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include "core/core_impl.h"
@@ -9,16 +10,20 @@
 #include "layers/net_into.h"
 #include "feedback/feedback_impl.h"
 #include "update/update_impl.h"
+#include "train/train_impl.h"
 #include "asymbp/trainer.h"
 
 #define TRAINER_CHUNK "TRNR"
-#define TRAINER_FORMAT 1u
+/* 2 (0.2): every epoch's metrics also hold the validation and EMA test figures; 1 is still read */
+#define TRAINER_FORMAT 2u
+#define METRICS_V1_BYTES 56u
+#define METRICS_V2_BYTES 88u
 
 struct asymbp_trainer {
     asymbp_ctx_t *ctx;
     asymbp_net_t *net;
     asymbp_optimizer_t *opt;
-    const asymbp_dataset_t *train, *test;
+    const asymbp_dataset_t *train, *test, *val;
     asymbp_train_params_t p;
     char *checkpoint_path;
     asymbp_rng_t rng;               /* shuffling stream */
@@ -30,6 +35,14 @@ struct asymbp_trainer {
     size_t backup_floats;
     int epochs_done;
     asymbp_epoch_metrics_t *metrics; /* epochs entries */
+    /* batch norm: running statistics before the current step (divergence guard), the EMA values
+     * while an evaluation uses re-estimated ones, and the last re-estimate (bn_floats each) */
+    size_t bn_floats;
+    float *bn_backup, *bn_ema, *bn_recal;
+    int recal_epoch;                /* epoch whose statistics bn_recal holds (0: none) */
+    uint64_t recal_seed;
+    size_t *recal_order;            /* RECAL: scratch of the re-estimation */
+    float *recal_x;
 };
 
 static double now_seconds(void)
@@ -61,6 +74,11 @@ void asymbp_trainer_destroy(asymbp_trainer_t *tr)
     asymbp__free(ctx, tr->y);
     asymbp__free(ctx, tr->backup);
     asymbp__free(ctx, tr->metrics);
+    asymbp__free(ctx, tr->bn_backup);
+    asymbp__free(ctx, tr->bn_ema);
+    asymbp__free(ctx, tr->bn_recal);
+    asymbp__free(ctx, tr->recal_order);
+    asymbp__free(ctx, tr->recal_x);
     asymbp__free(ctx, tr);
 }
 
@@ -103,6 +121,11 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
     tr->train = train;
     tr->test = test;
     params_from_user(&tr->p, params);
+    if (tr->p.bn_stats != ASYMBP_BN_STATS_EMA && tr->p.bn_stats != ASYMBP_BN_STATS_RECAL) {
+        int v = tr->p.bn_stats;
+        asymbp_trainer_destroy(tr);
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: bn_stats %d is neither ASYMBP_BN_STATS_EMA nor _RECAL", v);
+    }
     if (tr->p.epochs < 1 || tr->p.batch < 1 || tr->p.checkpoint_every < 0) {
         asymbp_trainer_destroy(tr);
         return asymbp__error(ctx, ASYMBP_E_INVALID, "trainer_create: epochs (%d) and batch (%zu) must be >= 1", params ? params->epochs : 0,
@@ -135,14 +158,47 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
         asymbp_trainer_destroy(tr);
         return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
     }
+    tr->bn_floats = asymbp__net_bn_stat_floats(net);
+    if (tr->bn_floats) {
+        tr->bn_backup = asymbp__calloc(ctx, tr->bn_floats, sizeof(float));
+        tr->bn_ema = asymbp__calloc(ctx, tr->bn_floats, sizeof(float));
+        tr->bn_recal = asymbp__calloc(ctx, tr->bn_floats, sizeof(float));
+        if (tr->p.bn_stats == ASYMBP_BN_STATS_RECAL) {
+            tr->recal_order = asymbp__calloc(ctx, tr->n, sizeof *tr->recal_order);
+            tr->recal_x = asymbp__calloc(ctx, tr->p.batch * tr->sample, sizeof(float));
+        }
+        if (!tr->bn_backup || !tr->bn_ema || !tr->bn_recal ||
+            (tr->p.bn_stats == ASYMBP_BN_STATS_RECAL && (!tr->recal_order || !tr->recal_x))) {
+            asymbp_trainer_destroy(tr);
+            return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
+        }
+    }
     for (i = 0; i < tr->n; i++) tr->order[i] = i;
-    asymbp__rng_seed(&tr->rng, asymbp__ctx_next_seed(ctx), 0x7452u);
+    tr->recal_seed = asymbp__ctx_next_seed(ctx);
+    asymbp__rng_seed(&tr->rng, tr->recal_seed, 0x7452u);
+    tr->recal_seed ^= 0x52ec41ULL;   /* the re-estimations' sample orders: from the same draw, another stream */
     st = asymbp_net_bind(net, tr->p.batch);
     if (st != ASYMBP_OK) {
         asymbp_trainer_destroy(tr);
         return st;
     }
     *out = tr;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_trainer_set_validation(asymbp_trainer_t *tr, const asymbp_dataset_t *val)
+{
+    int64_t c, h, w;
+    if (!tr) return ASYMBP_E_INVALID;
+    if (val) {
+        if (asymbp_dataset_shape(val, &c, &h, &w) != ASYMBP_OK || (size_t)(c * h * w) != tr->sample)
+            return asymbp__error(tr->ctx, ASYMBP_E_SHAPE, "trainer_set_validation: validation samples have %lld values, "
+                                 "training samples %zu", (long long)(c * h * w), tr->sample);
+        if (asymbp_dataset_classes(val) > (size_t)asymbp_net_classes(tr->net))
+            return asymbp__error(tr->ctx, ASYMBP_E_SHAPE, "trainer_set_validation: the validation set has %zu classes, the "
+                                 "net outputs %lld", asymbp_dataset_classes(val), (long long)asymbp_net_classes(tr->net));
+    }
+    tr->val = val;
     return ASYMBP_OK;
 }
 
@@ -194,6 +250,61 @@ static size_t argmax_row(const float *row, size_t k)
     return best;
 }
 
+static asymbp_status_t eval_set(asymbp_net_t *net, const asymbp_dataset_t *ds, double *loss, double *acc)
+{
+    float l = 0.0f, a = 0.0f;
+    asymbp_status_t st;
+    *loss = *acc = NAN;
+    if (!ds || asymbp_dataset_count(ds) == 0) return ASYMBP_OK;
+    st = asymbp_net_evaluate(net, asymbp_dataset_features(ds), asymbp_dataset_labels(ds), asymbp_dataset_count(ds), &l, &a);
+    if (st != ASYMBP_OK) return st;
+    *loss = l;
+    *acc = a;
+    return ASYMBP_OK;
+}
+
+/* Re-estimate the BN statistics for the end of `epoch` into the net and keep a copy. */
+static asymbp_status_t recalibrate(asymbp_trainer_t *tr, int epoch)
+{
+    asymbp_status_t st = asymbp__bn_recal_run(tr->net, tr->train, tr->p.bn_recal_samples,
+                                              tr->recal_seed ^ ((uint64_t)epoch * 0x9E3779B97F4A7C15ULL), tr->recal_order,
+                                              tr->recal_x);
+    if (st != ASYMBP_OK) return st;
+    asymbp__net_bn_stat_copy(tr->net, tr->bn_recal, 1);
+    tr->recal_epoch = epoch;
+    return ASYMBP_OK;
+}
+
+static int recal_mode(const asymbp_trainer_t *tr)
+{
+    return tr->p.bn_stats == ASYMBP_BN_STATS_RECAL && tr->bn_floats > 0;
+}
+
+/* Validation and test figures of the epoch.  With re-estimated BN statistics the test set is
+ * also evaluated with the running averages, and those go back into the net afterwards: the
+ * averages keep being collected exactly as without the re-estimation. */
+static asymbp_status_t evaluate_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m, int epoch)
+{
+    asymbp_status_t st = ASYMBP_OK;
+    int recal = recal_mode(tr);
+    m->test_loss = m->test_accuracy = m->val_loss = m->val_accuracy = NAN;
+    m->test_loss_ema = m->test_accuracy_ema = NAN;
+    if (!tr->p.evaluate || (!tr->test && !tr->val)) return ASYMBP_OK;
+    if (recal) {
+        asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 1);
+        st = eval_set(tr->net, tr->test, &m->test_loss_ema, &m->test_accuracy_ema);
+        if (st == ASYMBP_OK) st = recalibrate(tr, epoch);
+        if (st != ASYMBP_OK) {
+            asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 0);
+            return st;
+        }
+    }
+    st = eval_set(tr->net, tr->val, &m->val_loss, &m->val_accuracy);
+    if (st == ASYMBP_OK) st = eval_set(tr->net, tr->test, &m->test_loss, &m->test_accuracy);
+    if (recal) asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 0);
+    return st;
+}
+
 static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m, int *stop)
 {
     asymbp_ctx_t *ctx = tr->ctx;
@@ -222,9 +333,11 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
         float loss = 0.0f;
         uint64_t step = asymbp_optimizer_step_count(tr->opt) + 1;
         st = asymbp_dataset_gather(tr->train, tr->order + start, n, tr->x, tr->y);
+        if (tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 1);
         if (st == ASYMBP_OK) st = asymbp_net_forward(net, tr->x, n, 1, &logits);
         if (st == ASYMBP_OK) st = asymbp_net_loss(net, tr->y, n, &loss);
         if (st != ASYMBP_OK) return st;
+        if (!isfinite(loss) && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
         if (!isfinite(loss))
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: the loss is %s at epoch %d, step %llu "
                                  "(batch %zu of %zu); the weights are those before this step",
@@ -233,6 +346,7 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
         loss_sum += (double)loss * (double)n;
         st = asymbp_net_backward(net);
         if (st != ASYMBP_OK) return st;
+        if (!net_grads_finite(net) && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
         if (!net_grads_finite(net))
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a gradient is NaN or Inf at epoch %d, step %llu; "
                                  "the weights are those before this step", epoch, (unsigned long long)step);
@@ -241,6 +355,7 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
         if (st != ASYMBP_OK) return st;
         if (!net_weights_finite(net)) {
             params_copy(net, tr->backup, 0);
+            if (tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a weight became NaN or Inf at epoch %d, step %llu; "
                                  "the weights were restored to those before this step", epoch, (unsigned long long)step);
         }
@@ -250,17 +365,22 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
     m->step = asymbp_optimizer_step_count(tr->opt);
     m->train_loss = loss_sum / (double)tr->n;
     m->train_accuracy = (double)correct / (double)tr->n;
-    m->test_loss = m->test_accuracy = NAN;
-    if (tr->test && tr->p.evaluate && asymbp_dataset_count(tr->test) > 0) {
-        float tl = 0.0f, ta = 0.0f;
-        st = asymbp_net_evaluate(net, asymbp_dataset_features(tr->test), asymbp_dataset_labels(tr->test),
-                                 asymbp_dataset_count(tr->test), &tl, &ta);
-        if (st != ASYMBP_OK) return st;
-        m->test_loss = tl;
-        m->test_accuracy = ta;
-    }
+    st = evaluate_epoch(tr, m, epoch);
+    if (st != ASYMBP_OK) return st;
     m->seconds = now_seconds() - t0;
     return ASYMBP_OK;
+}
+
+/* At the end of a run with re-estimated statistics, the net keeps those of its last epoch (or of
+ * its current weights, for a diverged run), so a model saved now holds them. */
+static asymbp_status_t keep_recal(asymbp_trainer_t *tr)
+{
+    if (!recal_mode(tr)) return ASYMBP_OK;
+    if (tr->recal_epoch == tr->epochs_done && tr->epochs_done > 0) {
+        asymbp__net_bn_stat_copy(tr->net, tr->bn_recal, 0);
+        return ASYMBP_OK;
+    }
+    return recalibrate(tr, tr->epochs_done);
 }
 
 asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
@@ -270,6 +390,13 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
         int stop = 0;
         asymbp_epoch_metrics_t *m = &tr->metrics[tr->epochs_done];
         asymbp_status_t st = run_epoch(tr, m, &stop);
+        if (st == ASYMBP_E_DIVERGED) {
+            /* the message stays that of the divergence */
+            char msg[ASYMBP_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "%s", asymbp_ctx_last_error(tr->ctx));
+            if (recal_mode(tr) && recalibrate(tr, tr->epochs_done + 1) == ASYMBP_OK) tr->recal_epoch = 0;
+            return asymbp__error(tr->ctx, ASYMBP_E_DIVERGED, "%s", msg);
+        }
         if (st != ASYMBP_OK) return st;
         tr->epochs_done++;
         /* The callback runs before the checkpoint that covers its epoch, so whatever it records
@@ -281,7 +408,7 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
         }
         if (stop) break;
     }
-    return ASYMBP_OK;
+    return keep_recal(tr);
 }
 
 int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr) { return tr ? tr->epochs_done : 0; }
@@ -386,6 +513,10 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
             asymbp__wbuf_f64(&w, m->test_loss);
             asymbp__wbuf_f64(&w, m->test_accuracy);
             asymbp__wbuf_f64(&w, m->seconds);
+            asymbp__wbuf_f64(&w, m->val_loss);
+            asymbp__wbuf_f64(&w, m->val_accuracy);
+            asymbp__wbuf_f64(&w, m->test_loss_ema);
+            asymbp__wbuf_f64(&w, m->test_accuracy_ema);
         }
         asymbp__wbuf_chunk_end(&w, pos);
     }
@@ -420,7 +551,7 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     step = asymbp__rbuf_u64(&c);
     state = asymbp__rbuf_u64(&c);
     inc = asymbp__rbuf_u64(&c);
-    if (c.failed || version != TRAINER_FORMAT) {
+    if (c.failed || (version != 1u && version != TRAINER_FORMAT)) {
         st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s: malformed trainer state", path);
         goto done;
     }
@@ -439,7 +570,7 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     /* Validate the rest before changing anything. */
     {
         asymbp__rbuf_t probe = c;
-        asymbp__rbuf_get(&probe, NULL, (size_t)n * 8 + (size_t)done * 56);
+        asymbp__rbuf_get(&probe, NULL, (size_t)n * 8 + (size_t)done * (version == 1u ? METRICS_V1_BYTES : METRICS_V2_BYTES));
         if (probe.failed) {
             st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s: trainer state is truncated", path);
             goto done;
@@ -473,7 +604,15 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
         m->test_loss = asymbp__rbuf_f64(&c);
         m->test_accuracy = asymbp__rbuf_f64(&c);
         m->seconds = asymbp__rbuf_f64(&c);
+        m->val_loss = m->val_accuracy = m->test_loss_ema = m->test_accuracy_ema = NAN;
+        if (version >= 2u) {
+            m->val_loss = asymbp__rbuf_f64(&c);
+            m->val_accuracy = asymbp__rbuf_f64(&c);
+            m->test_loss_ema = asymbp__rbuf_f64(&c);
+            m->test_accuracy_ema = asymbp__rbuf_f64(&c);
+        }
     }
+    tr->recal_epoch = 0;
     tr->rng.state = state;
     tr->rng.inc = inc | 1u;
     tr->epochs_done = (int)done;

@@ -12,7 +12,7 @@ typedef struct opt_param {
     int inited;                    /* the rule's init succeeded: fini runs at destroy */
 } opt_param_t;
 
-enum { SCHED_CONSTANT = 0, SCHED_STEP = 1, SCHED_FN = 2 };
+enum { SCHED_CONSTANT = 0, SCHED_STEP = 1, SCHED_FN = 2, SCHED_COSINE = 3 };
 
 struct asymbp_optimizer {
     asymbp_ctx_t *ctx;
@@ -28,6 +28,9 @@ struct asymbp_optimizer {
     size_t nmilestones;
     asymbp_lr_schedule_fn fn;
     void *fn_user;
+    uint64_t cos_steps;            /* cosine: steps over which the factor falls to cos_floor */
+    float cos_floor;
+    uint64_t warmup;               /* linear warm-up over the first `warmup` steps (0: none) */
 };
 
 /* ---- hyper-parameters ------------------------------------------------------------------------ */
@@ -212,7 +215,7 @@ asymbp_status_t asymbp__optimizer_create_params(asymbp_ctx_t *ctx, const asymbp_
 
 /* ---- schedule -------------------------------------------------------------------------------- */
 
-static double sched_factor(const asymbp_optimizer_t *opt, uint64_t stepno)
+static double base_factor(const asymbp_optimizer_t *opt, uint64_t stepno)
 {
     double f = 1.0;
     size_t i;
@@ -223,9 +226,22 @@ static double sched_factor(const asymbp_optimizer_t *opt, uint64_t stepno)
         return f;
     case SCHED_FN:
         return opt->fn(opt->fn_user, opt->epoch, stepno);
+    case SCHED_COSINE: {
+        /* step 1 has factor 1; step cos_steps + 1 and later have the floor */
+        double t = (double)(stepno > opt->cos_steps ? opt->cos_steps : stepno - 1) / (double)opt->cos_steps;
+        return (double)opt->cos_floor + (1.0 - (double)opt->cos_floor) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
+    }
     default:
         return 1.0;
     }
+}
+
+/* The base schedule times the warm-up ramp (stepno / warmup for the first warmup steps). */
+static double sched_factor(const asymbp_optimizer_t *opt, uint64_t stepno)
+{
+    double f = base_factor(opt, stepno);
+    if (opt->warmup > 0 && stepno < opt->warmup) f *= (double)stepno / (double)opt->warmup;
+    return f;
 }
 
 static void sched_clear(asymbp_optimizer_t *opt)
@@ -236,6 +252,8 @@ static void sched_clear(asymbp_optimizer_t *opt)
     opt->fn = NULL;
     opt->fn_user = NULL;
     opt->gamma = 1.0f;
+    opt->cos_steps = 0;
+    opt->cos_floor = 0.0f;
     opt->sched = SCHED_CONSTANT;
 }
 
@@ -276,6 +294,28 @@ asymbp_status_t asymbp_optimizer_set_schedule_fn(asymbp_optimizer_t *opt, asymbp
     opt->fn = fn;
     opt->fn_user = user;
     opt->sched = SCHED_FN;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_schedule_cosine(asymbp_optimizer_t *opt, uint64_t steps, float min_factor)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    if (steps < 1)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_schedule_cosine: the schedule needs at least 1 step");
+    if (!(min_factor >= 0.0f && min_factor <= 1.0f))
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_schedule_cosine: min_factor %g must be in [0, 1]",
+                             (double)min_factor);
+    sched_clear(opt);
+    opt->sched = SCHED_COSINE;
+    opt->cos_steps = steps;
+    opt->cos_floor = min_factor;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_set_warmup(asymbp_optimizer_t *opt, uint64_t steps)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    opt->warmup = steps;
     return ASYMBP_OK;
 }
 
@@ -514,6 +554,9 @@ asymbp_status_t asymbp__optimizer_write(const asymbp_optimizer_t *opt, asymbp__w
     asymbp__wbuf_f32s(w, &opt->gamma, 1);
     asymbp__wbuf_u64(w, (uint64_t)opt->nmilestones);
     for (i = 0; i < opt->nmilestones; i++) asymbp__wbuf_u64(w, opt->milestones[i]);
+    asymbp__wbuf_u64(w, opt->cos_steps);
+    asymbp__wbuf_f32s(w, &opt->cos_floor, 1);
+    asymbp__wbuf_u64(w, opt->warmup);
     hp_write(w, &opt->hp);
     asymbp__wbuf_u64(w, (uint64_t)opt->nparams);
     for (i = 0; i < opt->nparams; i++) {
@@ -540,11 +583,13 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
     char name[ASYMBP__RULE_NAME_MAX];
     uint64_t steps, epoch, nms, np, i;
     uint32_t fmt, sched;
-    float gamma = 1.0f;
+    float gamma = 1.0f, cos_floor = 0.0f;
+    uint64_t cos_steps = 0, warmup = 0;
     asymbp_hyper_params_t hp;
     fmt = asymbp__rbuf_u32(r);
     if (r->failed) READ_FAIL("optimizer: saved state is truncated");
-    if (fmt != ASYMBP__OPTIMIZER_FORMAT) READ_FAIL("optimizer: saved state has format %u, expected %u", fmt, ASYMBP__OPTIMIZER_FORMAT);
+    if (fmt != 1u && fmt != ASYMBP__OPTIMIZER_FORMAT)
+        READ_FAIL("optimizer: saved state has format %u, this library reads 1 to %u", fmt, ASYMBP__OPTIMIZER_FORMAT);
     asymbp__rbuf_str(r, name, sizeof name);
     if (r->failed) READ_FAIL("optimizer: saved rule name is malformed");
     if (strcmp(name, opt->rule->name) != 0)
@@ -555,7 +600,7 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
     asymbp__rbuf_f32s(r, &gamma, 1);
     nms = asymbp__rbuf_u64(r);
     if (r->failed) READ_FAIL("optimizer: saved state is truncated (schedule)");
-    if (sched > SCHED_FN) READ_FAIL("optimizer: unknown schedule kind %u", sched);
+    if (sched > SCHED_COSINE || (fmt == 1u && sched > SCHED_FN)) READ_FAIL("optimizer: unknown schedule kind %u", sched);
     if (!isfinite(gamma) || gamma < 0.0f) READ_FAIL("optimizer: saved schedule gamma %g is invalid", (double)gamma);
     if (nms > (r->len - r->pos) / 8) READ_FAIL("optimizer: saved schedule has %llu milestones, more than the data holds",
                                                (unsigned long long)nms);
@@ -565,6 +610,15 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
         r->pos += (size_t)nms * 8;
     } else {
         for (i = 0; i < nms; i++) (*ms)[i] = asymbp__rbuf_u64(r);
+    }
+    if (fmt >= 2u) {
+        cos_steps = asymbp__rbuf_u64(r);
+        asymbp__rbuf_f32s(r, &cos_floor, 1);
+        warmup = asymbp__rbuf_u64(r);
+        if (r->failed) READ_FAIL("optimizer: saved state is truncated (schedule)");
+        if (sched == SCHED_COSINE && (cos_steps < 1 || !(cos_floor >= 0.0f && cos_floor <= 1.0f)))
+            READ_FAIL("optimizer: saved cosine schedule (%llu steps, floor %g) is invalid", (unsigned long long)cos_steps,
+                      (double)cos_floor);
     }
     hp_read(r, &hp);
     if (r->failed) READ_FAIL("optimizer: saved state is truncated (hyper-parameters)");
@@ -608,8 +662,11 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
             opt->gamma = gamma;
             opt->milestones = *ms;
             opt->nmilestones = (size_t)nms;
+            opt->cos_steps = cos_steps;
+            opt->cos_floor = cos_floor;
             *ms = NULL;
         }
+        opt->warmup = warmup;
     }
 done:
     return st;
@@ -642,7 +699,7 @@ asymbp_status_t asymbp__optimizer_peek_rule(asymbp_ctx_t *ctx, const asymbp__rbu
     probe = *r;
     fmt = asymbp__rbuf_u32(&probe);
     asymbp__rbuf_str(&probe, name, cap);
-    if (probe.failed || fmt != ASYMBP__OPTIMIZER_FORMAT)
+    if (probe.failed || (fmt != 1u && fmt != ASYMBP__OPTIMIZER_FORMAT))
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "optimizer: saved state is malformed (format %u)", fmt);
     return ASYMBP_OK;
 }

@@ -46,7 +46,8 @@ asymbp_status_t asymbp__optimizer_create_params(asymbp_ctx_t *ctx, const asymbp_
  * wrong rule name, parameter count, sizes or kinds: the detail says which), ASYMBP_E_NOMEM.
  * A file recording a callback schedule leaves the optimizer's current schedule in place. */
 #define ASYMBP__CHUNK_OPTIMIZER "OPTM"
-#define ASYMBP__OPTIMIZER_FORMAT 1u
+/* 2 (0.2): the cosine schedule and the warm-up follow the milestones; 1 is still read. */
+#define ASYMBP__OPTIMIZER_FORMAT 2u
 asymbp_status_t asymbp__optimizer_write(const asymbp_optimizer_t *opt, asymbp__wbuf_t *w);
 asymbp_status_t asymbp__optimizer_read(asymbp_optimizer_t *opt, asymbp__rbuf_t *r);
 /* The rule name stored in a payload (without consuming r), so a resume can create the right
