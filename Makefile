@@ -279,9 +279,9 @@ $(OBJDIR)/examples/%: examples/%.cpp $(STLIB) $(HEADERS)
 	    $(ASYMBP_LIBS)
 
 # Builds and runs every example (each exits non-zero when what it shows does not work), and
-# checks that each C example also compiles as C++ with $(CXX) without a warning.
+# checks that each compiles without a warning (-Werror) with $(CC) and, as C++, with $(CXX).
 examples: $(EXAMPLE_BIN)
-	@$(MAKE) --no-print-directory examples-check EXAMPLE_CCS= EXAMPLE_CXXS=$(CXX)
+	@$(MAKE) --no-print-directory examples-check EXAMPLE_CCS=$(CC) EXAMPLE_CXXS=$(CXX)
 	@for e in $(EXAMPLE_BIN); do echo "--- $$e"; OPENBLAS_NUM_THREADS=1 $$e || exit 1; done
 
 # Every example compiles without a warning as C (each C compiler) and as C++ (each C++ compiler).
