@@ -102,7 +102,9 @@ $(STLIB): $(LIB_OBJ)
 	rm -f $@
 	$(AR) rcsD $@ $(LIB_OBJ)
 
-$(SHLIB): $(LIB_OBJ) src/asymbp.map | build-deps
+$(LIB_OBJ): | build-deps
+
+$(SHLIB): $(LIB_OBJ) src/asymbp.map
 	@mkdir -p $(LIBOUT)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/asymbp.map -Wl,--no-undefined \
 	    $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(LIB_OBJ) $(ASYMBP_LIBS)
@@ -210,6 +212,8 @@ INSTALLED_FILES = $(addprefix $(DESTDIR)$(INCLUDEDIR)/asymbp/,$(notdir $(HEADERS
     $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)/asymbp) \
     $(addprefix $(DESTDIR)$(DATADIR)/,$(notdir $(DATA_TOP)) $(patsubst data/%,%,$(filter-out data/fetched/%,$(wildcard data/*/*))))
 # Folders `make install` created (did not exist before), removed by `make uninstall` once empty.
+# The list is kept in the build folder: after `make clean`, uninstall removes only the asymbp-named
+# folders (include/asymbp, CMAKEDIR, the data sets).
 INSTALL_DIRS_LOG ?= $(OBJDIR)/installed-dirs
 INSTALL_DIRS = $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR) \
     $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)) $(DESTDIR)$(DATADIR) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS))
