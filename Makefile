@@ -1,5 +1,7 @@
 # asymbp - plain Makefile.  `make`, `make check`, `make demo`, `make install PREFIX=...`.
-# CFLAGS/LDFLAGS are the user's; the flags asymbp needs live in ASYMBP_* variables.
+# CPPFLAGS/CFLAGS/CXXFLAGS/LDFLAGS are the user's; the flags asymbp needs live in ASYMBP_* variables.
+# `make` and `make install` need only a C compiler, a CBLAS and zlib, and never install packages;
+# only `make check` and `make demo` call scripts/install-deps.sh (which installs only as root).
 
 VERSION_H := include/asymbp/version.h
 VMAJOR := $(shell sed -n 's/^\#define ASYMBP_VERSION_MAJOR \([0-9]*\).*/\1/p' $(VERSION_H))
@@ -9,7 +11,10 @@ VERSION := $(VMAJOR).$(VMINOR).$(VPATCH)
 
 CC ?= cc
 CXX ?= c++
+AR ?= ar
 CFLAGS ?= -O3 -g
+CXXFLAGS ?= -O2 -g
+CPPFLAGS ?=
 LDFLAGS ?=
 PKG_CONFIG ?= pkg-config
 BLAS ?= openblas
@@ -20,6 +25,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/asymbp/data
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR ?= $(LIBDIR)/cmake/asymbp
 DESTDIR ?=
 
 # Build output folders (tests and sanitizer builds use their own).
@@ -27,20 +33,27 @@ OBJDIR ?= build
 LIBOUT ?= lib
 BINOUT ?= bin
 
-BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(BLAS) 2>/dev/null)
-BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS) 2>/dev/null)
+# The library declares the few CBLAS functions it calls itself (no <cblas.h>), so BLAS needs link
+# flags only.  BLAS_LIBS given on the command line wins (the Debian build links plain -lblas).
 # Debian's libblas.so is an alternatives link that OpenBLAS takes over once installed: to really
 # get the reference CBLAS, link its own folder and put it on the run path.
+ifndef BLAS_LIBS
 ifeq ($(BLAS),blas-netlib)
 BLAS_DIR := $(shell $(PKG_CONFIG) --variable=libdir blas-netlib 2>/dev/null)/blas
 BLAS_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lblas
+else
+BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS) 2>/dev/null)
+endif
 endif
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 ZLIB_LIBS := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz)
 
 WARN := -Wall -Wextra -Wpedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow
-ASYMBP_CFLAGS := -std=c99 $(WARN) -fno-math-errno -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L
+CXXWARN := -Wall -Wextra -Wpedantic -Wshadow
+# Reproducible builds: no trace of the build folder in objects, debug info or __FILE__.
+REPRO := -ffile-prefix-map=$(CURDIR)=.
+ASYMBP_CFLAGS := -std=c99 $(WARN) -fno-math-errno -pthread -Iinclude -Isrc -fPIC -fvisibility=hidden -DASYMBP_BUILDING -D_POSIX_C_SOURCE=200809L $(REPRO)
 ASYMBP_LIBS := $(BLAS_LIBS) $(ZLIB_LIBS) -lm -pthread
 # GEMM: own (asymbp's AVX-512 / AVX2 kernels where the CPU has them, the BLAS elsewhere) or blas
 # (every product through the BLAS).  The reference CBLAS build (BLAS=blas-netlib) defaults to blas.
@@ -68,27 +81,39 @@ SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
 STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
-.PHONY: all lib deps check check-run check-asan check-tsan check-valgrind check-oom check-crash install uninstall clean \
-        abi-check abi-baseline demo data bench bench-compare roofline examples headers-check fuzz fuzz-replay fuzz-build \
-        fuzz-merge fuzz-seeds
+.PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
+        check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
+        examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
+        check-deb FORCE
 
-all: deps
-	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
+all: lib $(if $(TOOL_SRC),$(CLI))
 
-# Installs (as root) or names the packages the build needs when pkg-config cannot find them.
-deps:
-	@$(PKG_CONFIG) --exists $(BLAS) check zlib 2>/dev/null || sh scripts/install-deps.sh
+# $(call require,SHELL TEST,WHAT,SET): stops with the command that installs WHAT when the test
+# fails.  Only `make check` and `make demo` install anything (deps-test, deps-build below).
+require = $(1) || { echo "asymbp: $(2) is missing; 'sh scripts/install-deps.sh $(3)' (as root) installs it" >&2; exit 1; }
+
+# `make` never installs: it names the CBLAS pkg-config cannot find and stops.
+build-deps:
+	@$(call require,test -n '$(strip $(BLAS_LIBS))',the CBLAS '$(BLAS)' (pkg-config module; or give BLAS_LIBS=...),build)
+
+# The README's two set-up commands install what they need (as root) through the one script.
+deps-test:
+	@$(PKG_CONFIG) --exists $(BLAS) check zlib 2>/dev/null && command -v $(CXX) >/dev/null || sh scripts/install-deps.sh test
+deps-build:
+	@$(PKG_CONFIG) --exists $(BLAS) zlib 2>/dev/null || sh scripts/install-deps.sh build
 
 lib: $(STLIB) $(SHLIB)
 
 $(OBJDIR)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASYMBP_CFLAGS) $(BLAS_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
+	$(CC) $(ASYMBP_CFLAGS) $(EXTRA_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) -c $< -o $@
 
 $(STLIB): $(LIB_OBJ)
 	@mkdir -p $(LIBOUT)
 	rm -f $@
-	ar rcs $@ $(LIB_OBJ)
+	$(AR) rcsD $@ $(LIB_OBJ)
+
+$(LIB_OBJ): | build-deps
 
 $(SHLIB): $(LIB_OBJ) src/asymbp.map
 	@mkdir -p $(LIBOUT)
@@ -100,9 +125,10 @@ $(SHLIB): $(LIB_OBJ) src/asymbp.map
 # The tool finds data next to its own folder (../data in a build tree, ../share/asymbp/data when
 # installed) or through ASYMBP_DATA_DIR: nothing of the build folder is compiled in.  A build
 # into another folder (sanitizer builds) gets a data link beside its bin/.
-$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS)
+$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS) | build-deps
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ \
+	    $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
 	@[ -e $(BINOUT)/../data ] || ln -s $(CURDIR)/data $(BINOUT)/../data
 
 # ---- tests ---------------------------------------------------------------------------------
@@ -114,33 +140,38 @@ $(OBJDIR)/tests/suites.h: $(TEST_SRC)
 
 $(OBJDIR)/tests/check_main.o: $(OBJDIR)/tests/suites.h
 $(OBJDIR)/tests/check_main.o: ASYMBP_CFLAGS += -I$(OBJDIR)/tests
+$(TEST_OBJ): EXTRA_CFLAGS := $(CHECK_CFLAGS)
 
 TEST_BIN := $(OBJDIR)/tests/asymbp-tests
 $(TEST_BIN): $(TEST_OBJ) $(STLIB)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(STLIB) $(CHECK_LIBS) $(ASYMBP_LIBS)
 
-check: deps
+check: deps-test
 	@$(MAKE) --no-print-directory check-run
 
-check-run: $(TEST_BIN) headers-check $(if $(TOOL_SRC),$(CLI)) $(if $(FUZZ_TARGETS),fuzz-replay)
+check-run: need-check $(TEST_BIN) headers-check $(if $(TOOL_SRC),$(CLI)) $(if $(FUZZ_TARGETS),fuzz-replay)
 	ASYMBP_SRCDIR=$(CURDIR) ASYMBP_CLI=$(CURDIR)/$(CLI) OPENBLAS_NUM_THREADS=1 $(TEST_BIN)
+
+need-check:
+	@$(call require,$(PKG_CONFIG) --exists check 2>/dev/null,Check (the unit-test framework),test)
 
 # Every public header compiles on its own as C99 and as C++.
 headers-check:
+	@mkdir -p $(OBJDIR)
 	@for h in $(HEADERS); do \
 	  printf '#include "%s"\nint main(void){return 0;}\n' $${h#include/} > $(OBJDIR)/hdr.c || exit 1; \
-	  $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
-	  $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
+	  $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
+	  $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
 	done; echo "headers-check: $(words $(HEADERS)) headers compile alone as C99 and C++11"
 
-check-asan: deps
+check-asan:
 	@$(MAKE) --no-print-directory check-run OBJDIR=build-asan LIBOUT=build-asan/lib BINOUT=build-asan/bin \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all"
 
 # ThreadSanitizer on the suites that run the worker threads (the ifunc clones are off: their
 # resolvers would run before TSan is set up).
 TSAN_SUITES := core net feedback update
-check-tsan: deps
+check-tsan: need-check
 	@$(MAKE) --no-print-directory build-tsan/tests/asymbp-tests OBJDIR=build-tsan LIBOUT=build-tsan/lib BINOUT=build-tsan/bin \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=thread -DASYMBP_NO_CLONES"
 	@for s in $(TSAN_SUITES); do \
@@ -149,7 +180,8 @@ check-tsan: deps
 	        build-tsan/tests/asymbp-tests || exit 1; \
 	done
 
-check-valgrind: deps
+check-valgrind: need-check
+	@$(call require,command -v valgrind >/dev/null,valgrind,ci)
 	@$(MAKE) --no-print-directory $(TEST_BIN) $(if $(TOOL_SRC),$(CLI))
 	CK_FORK=no ASYMBP_SRCDIR=$(CURDIR) ASYMBP_CLI=$(CURDIR)/$(CLI) ASYMBP_TEST_QUICK=1 OPENBLAS_NUM_THREADS=1 \
 	    valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
@@ -171,7 +203,7 @@ build-asan/tests/oom_api: tests/fault/oom_api.c $(HEADERS) $(LIB_SRC) $(wildcard
 
 # Every allocation of a short training run through the public API (under ASan + UBSan), and of
 # the tool's train, resume, eval and info, failed in turn (docs/reliability.md).
-check-oom: deps
+check-oom:
 	@$(MAKE) --no-print-directory lib $(CLI) $(FAULT_SO) build-asan/tests/oom_api
 	@scratch=$$(mktemp -d) && OPENBLAS_NUM_THREADS=1 build-asan/tests/oom_api $$scratch; rc=$$?; rm -rf $$scratch; exit $$rc
 	bash tests/fault/check-oom.sh $(CURDIR)/$(CLI) $(CURDIR)/$(FAULT_SO)
@@ -179,41 +211,85 @@ check-oom: deps
 # SIGKILL before every file operation of a checkpointed run, each operation failing in turn, and
 # kills at random instants; every run is finished by --resume and must equal an uninterrupted one.
 CRASH_RANDOM_KILLS ?= 20
-check-crash: deps
+check-crash:
 	@$(MAKE) --no-print-directory lib $(CLI) $(FAULT_SO)
 	bash tests/fault/check-crash.sh $(CURDIR)/$(CLI) $(CURDIR)/$(FAULT_SO) "$${TMPDIR:-/tmp}" $(CRASH_RANDOM_KILLS)
 
 # ---- install -------------------------------------------------------------------------------
-asymbp.pc: asymbp.pc.in $(VERSION_H)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@BLAS@|$(BLAS)|g' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|g' $< > $@
+# asymbp.pc and the CMake package files depend on the install variables through this stamp, which
+# is rewritten only when one of them changes: a second `make install PREFIX=...` never installs a
+# file made for the first.
+INSTALL_VARS = PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR CMAKEDIR VERSION BLAS BLAS_LIBS ZLIB_LIBS SIZEOF_VOID_P
+SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) -E -P -x c - 2>/dev/null)
+$(OBJDIR)/install-vars: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' $(foreach v,$(INSTALL_VARS),'$(v)=$($(v))') > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
+FORCE:
 
-install: all asymbp.pc
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+PC := $(OBJDIR)/asymbp.pc
+CMAKE_FILES := $(OBJDIR)/asymbpConfig.cmake $(OBJDIR)/asymbpConfigVersion.cmake
+$(PC): asymbp.pc.in $(OBJDIR)/install-vars
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@BLAS_LIBS@|$(strip $(BLAS_LIBS))|g' -e 's|@ZLIB_LIBS@|$(strip $(ZLIB_LIBS))|g' $< > $@.tmp
+	mv $@.tmp $@
+# The CMake files find the library and headers relative to their own folder, so a staged
+# (DESTDIR) or moved installation works as well.
+$(OBJDIR)/%.cmake: cmake/%.cmake.in $(OBJDIR)/install-vars
+	sed -e "s|@REL_LIBDIR@|$$(realpath -m --relative-to='$(CMAKEDIR)' '$(LIBDIR)')|g" \
+	    -e "s|@REL_INCLUDEDIR@|$$(realpath -m --relative-to='$(CMAKEDIR)' '$(INCLUDEDIR)')|g" \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@VMAJOR@|$(VMAJOR)|g' -e 's|@SONAME@|$(SONAME)|g' \
+	    -e 's|@STATIC_LIBS@|$(strip $(BLAS_LIBS) $(ZLIB_LIBS)) -lm -pthread|g' \
+	    -e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g' $< > $@.tmp
+	mv $@.tmp $@
+
+# The bundled data sets (data/fetched/ holds `make data` downloads and is not installed).
+DATA_SETS := $(filter-out fetched,$(patsubst data/%/,%,$(wildcard data/*/)))
+DATA_TOP := data/README.md data/LICENSES.md data/SHA256SUMS data/manifest.tsv
+INSTALLED_FILES = $(addprefix $(DESTDIR)$(INCLUDEDIR)/asymbp/,$(notdir $(HEADERS))) \
+    $(addprefix $(DESTDIR)$(LIBDIR)/,libasymbp.a libasymbp.so.$(VERSION) $(SONAME) libasymbp.so) \
+    $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc $(addprefix $(DESTDIR)$(CMAKEDIR)/,$(notdir $(CMAKE_FILES))) \
+    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)/asymbp) \
+    $(addprefix $(DESTDIR)$(DATADIR)/,$(notdir $(DATA_TOP)) $(patsubst data/%,%,$(filter-out data/fetched/%,$(wildcard data/*/*))))
+# Folders `make install` created (did not exist before), removed by `make uninstall` once empty.
+# The list is kept in the build folder: after `make clean`, uninstall removes only the asymbp-named
+# folders (include/asymbp, CMAKEDIR, the data sets).
+INSTALL_DIRS_LOG ?= $(OBJDIR)/installed-dirs
+INSTALL_DIRS = $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR) \
+    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)) $(DESTDIR)$(DATADIR) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS))
+
+install: all $(PC) $(CMAKE_FILES)
+	@mkdir -p $(OBJDIR)
+	@for d in $(INSTALL_DIRS); do p=$$d; while [ ! -d "$$p" ]; do echo "$$p" >> $(INSTALL_DIRS_LOG); p=$$(dirname "$$p"); done; \
+	    install -d "$$d" || exit 1; done
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/asymbp/
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libasymbp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libasymbp.so
-	install -m 644 asymbp.pc $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc
-	if [ -f $(CLI) ]; then install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/asymbp; fi
-	install -d $(DESTDIR)$(DATADIR)
-	cd data && for d in */; do case $$d in fetched/) continue;; esac; \
-	    install -d $(DESTDIR)$(DATADIR)/$$d && install -m 644 $$d* $(DESTDIR)$(DATADIR)/$$d || exit 1; done
-	install -m 644 data/README.md data/LICENSES.md data/SHA256SUMS data/manifest.tsv $(DESTDIR)$(DATADIR)/
+	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc
+	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
+	$(if $(TOOL_SRC),install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/asymbp)
+	install -m 644 $(DATA_TOP) $(DESTDIR)$(DATADIR)/
+	$(foreach d,$(DATA_SETS),install -m 644 $(wildcard data/$(d)/*) $(DESTDIR)$(DATADIR)/$(d)/ &&) true
 
+# Removes exactly the files `make install` writes, then the folders it created once they are empty
+# (the asymbp-named ones always when empty, since nothing else puts files there).
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/asymbp/,$(notdir $(HEADERS)))
-	-rmdir $(DESTDIR)$(INCLUDEDIR)/asymbp 2>/dev/null
-	rm -f $(DESTDIR)$(LIBDIR)/libasymbp.a $(DESTDIR)$(LIBDIR)/libasymbp.so.$(VERSION) \
-	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libasymbp.so \
-	      $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc $(DESTDIR)$(BINDIR)/asymbp
-	rm -rf $(DESTDIR)$(DATADIR)
+	@echo "uninstall: removing the $(words $(INSTALLED_FILES)) files make install writes"
+	@rm -f $(INSTALLED_FILES)
+	@for d in $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS)) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(CMAKEDIR); do \
+	    if [ -d "$$d" ]; then rmdir "$$d" 2>/dev/null || echo "uninstall: kept $$d (not empty)"; fi; done
+	@if [ -f $(INSTALL_DIRS_LOG) ]; then \
+	    sort -u $(INSTALL_DIRS_LOG) | awk '{ print length($$0) " " $$0 }' | sort -rn | cut -d' ' -f2- | \
+	    while read -r d; do if [ -d "$$d" ]; then rmdir "$$d" 2>/dev/null && echo "uninstall: removed folder $$d"; fi; done; \
+	    for d in $$(sort -u $(INSTALL_DIRS_LOG)); do [ -d "$$d" ] && echo "$$d"; done > $(INSTALL_DIRS_LOG).new; \
+	    mv $(INSTALL_DIRS_LOG).new $(INSTALL_DIRS_LOG); fi; true
 
 # ---- ABI -----------------------------------------------------------------------------------
 ABI_BASELINE := tests/abi/libasymbp.abi
 abi-check: all
-	@command -v abidiff >/dev/null || sh scripts/install-deps.sh
+	@$(call require,command -v abidiff >/dev/null,libabigail's abidiff,ci)
 	abidw --headers-dir include/asymbp --no-corpus-path $(SHLIB) > $(OBJDIR)/libasymbp.abi
 	abidiff --headers-dir2 include/asymbp $(ABI_BASELINE) $(OBJDIR)/libasymbp.abi && echo "abi-check: no ABI change against $(ABI_BASELINE)"
 
@@ -226,10 +302,11 @@ abi-baseline: all
 BENCH_BIN := $(BINOUT)/asymbp-bench
 $(BENCH_BIN): bench/asymbp-bench.c $(STLIB) $(HEADERS)
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(LDFLAGS) -o $@ bench/asymbp-bench.c $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) \
+	    -o $@ bench/asymbp-bench.c $(STLIB) $(ASYMBP_LIBS)
 
 # Builds the benchmark and runs the short standard set (docs/performance.md).
-bench: deps
+bench:
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	sh bench/standard.sh $(BENCH_BIN)
 
@@ -238,8 +315,8 @@ bench: deps
 ROOFLINE_BIN := $(BINOUT)/roofline
 $(ROOFLINE_BIN): bench/roofline.c $(STLIB) $(HEADERS) $(wildcard src/*/*.h)
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(LDFLAGS) -o $@ bench/roofline.c $(STLIB) $(ASYMBP_LIBS)
-roofline: deps
+	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ bench/roofline.c $(STLIB) $(ASYMBP_LIBS)
+roofline:
 	@$(MAKE) --no-print-directory $(ROOFLINE_BIN)
 	$(ROOFLINE_BIN) --model paper-cnn
 	$(ROOFLINE_BIN) --model paper-cnn --bn
@@ -248,7 +325,7 @@ roofline: deps
 # the FMA ceiling measured in each round (docs/performance.md); the tables go to the terminal and
 # $(OBJDIR)/bench-compare.md, every raw figure to $(OBJDIR)/bench-compare.json.
 BENCH_ROUNDS ?= 5
-bench-compare: deps
+bench-compare:
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@mkdir -p $(OBJDIR)
 	{ /usr/bin/python3 bench/compare_torch.py $(BENCH_BIN) --rounds $(BENCH_ROUNDS) --json $(OBJDIR)/bench-compare.json; \
@@ -257,22 +334,41 @@ bench-compare: deps
 
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
-EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(OBJDIR)/examples/%)
+EXAMPLE_CXX_SRC := $(sort $(wildcard examples/*.cpp))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(OBJDIR)/examples/%) $(EXAMPLE_CXX_SRC:examples/%.cpp=$(OBJDIR)/examples/%)
 $(OBJDIR)/examples/%: examples/%.c $(STLIB) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STLIB) $(ASYMBP_LIBS)
+$(OBJDIR)/examples/%: examples/%.cpp $(STLIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++11 $(CXXWARN) -Iinclude $(REPRO) $(CPPFLAGS) $(CXXFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STLIB) \
+	    $(ASYMBP_LIBS)
 
-# Builds and runs every example (each exits non-zero when what it shows does not work).
-examples: deps
-	@$(MAKE) --no-print-directory $(EXAMPLE_BIN)
+# Builds and runs every example (each exits non-zero when what it shows does not work), and
+# checks that each compiles without a warning (-Werror) with $(CC) and, as C++, with $(CXX).
+examples: $(EXAMPLE_BIN)
+	@$(MAKE) --no-print-directory examples-check EXAMPLE_CCS=$(CC) EXAMPLE_CXXS=$(CXX)
 	@for e in $(EXAMPLE_BIN); do echo "--- $$e"; OPENBLAS_NUM_THREADS=1 $$e || exit 1; done
+
+# Every example compiles without a warning as C (each C compiler) and as C++ (each C++ compiler).
+EXAMPLE_CCS ?= gcc clang
+EXAMPLE_CXXS ?= g++ clang++
+EXAMPLE_STRICT := -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only
+examples-check:
+	@for c in $(EXAMPLE_CCS) $(EXAMPLE_CXXS); do $(call require,command -v $$c >/dev/null,$$c,ci); done
+	@for f in $(EXAMPLE_SRC); do \
+	    for c in $(EXAMPLE_CCS); do $$c -std=c99 $(EXAMPLE_STRICT) $(CPPFLAGS) $$f || exit 1; done; \
+	    for c in $(EXAMPLE_CXXS); do $$c -x c++ -std=c++11 $(EXAMPLE_STRICT) $(CPPFLAGS) $$f || exit 1; done; done
+	@for f in $(EXAMPLE_CXX_SRC); do \
+	    for c in $(EXAMPLE_CXXS); do $$c -std=c++11 $(EXAMPLE_STRICT) $(CPPFLAGS) $$f || exit 1; done; done
+	@echo "examples-check: $(words $(EXAMPLE_SRC)) C examples as C ($(or $(strip $(EXAMPLE_CCS)),-)) and C++ ($(strip $(EXAMPLE_CXXS))), $(words $(EXAMPLE_CXX_SRC)) C++ example(s): no warnings"
 
 # Replays each fuzz target's corpus (run by check-run); `make fuzz` builds real libFuzzer binaries.
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(OBJDIR)/tests/fuzz-%)
 $(OBJDIR)/tests/fuzz-%: tests/fuzz/%.c tests/fuzz/replay.c $(STLIB) $(HEADERS) $(wildcard src/*/*_impl.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(SANFLAGS) $(LDFLAGS) \
-	    -o $@ tests/fuzz/replay.c $< $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) \
+	    $(LDFLAGS) -o $@ tests/fuzz/replay.c $< $(STLIB) $(ASYMBP_LIBS)
 fuzz-replay: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do $(OBJDIR)/tests/fuzz-$$t tests/fuzz/corpus/$$t || exit 1; done
 # `make fuzz`: every target built with libFuzzer (clang, ASan + UBSan) and run for FUZZ_SECONDS
@@ -282,11 +378,12 @@ fuzz-replay: $(FUZZ_BINS)
 FUZZ_SECONDS ?= 60
 FUZZ_MALLOC_MB ?= 512
 FUZZ_CC ?= clang
-fuzz-build: deps
+fuzz-build:
+	@$(call require,command -v $(FUZZ_CC) >/dev/null,clang,ci)
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
-	      -D_POSIX_C_SOURCE=200809L -DASYMBP_NO_CLONES -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(ASYMBP_LIBS) || exit 1; \
+	      -D_POSIX_C_SOURCE=200809L -DASYMBP_NO_CLONES $(CPPFLAGS) $(LDFLAGS) -o build-fuzz/$$t tests/fuzz/$$t.c $(LIB_SRC) $(ASYMBP_LIBS) || exit 1; \
 	done
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
@@ -310,9 +407,26 @@ data:
 	sh scripts/fetch-data.sh
 
 # The paper's central finding on the bundled data, side by side (see README).
-demo: deps
+demo: deps-build
 	@$(MAKE) --no-print-directory lib $(CLI)
 	sh scripts/demo.sh
+
+# ---- install, package and reproducibility tests (tests/install/) ----------------------------
+# Staged and prefix installs, uninstall, pkg-config and CMake consumers, install hygiene.
+check-install:
+	@$(call require,command -v cmake >/dev/null,CMake,ci)
+	bash tests/install/check-install.sh
+
+# Two builds in different folders give identical files (REPRO_FILES).
+# TODO(issue 16): add $(CLI) once tools/ no longer compiles in the build folder.
+REPRO_FILES := $(STLIB) $(SHLIB) $(CLI)
+check-reproducible:
+	bash tests/install/reproducible.sh $(REPRO_FILES)
+
+# Builds the Debian packages, runs lintian, installs the .debs on this machine (root), builds a
+# consumer against them with pkg-config and CMake, then removes the packages again.
+check-deb:
+	bash tests/install/debian.sh
 
 clean:
 	rm -rf $(OBJDIR) build-asan build-tsan build-blas build-fuzz $(LIBOUT) $(BINOUT) asymbp.pc

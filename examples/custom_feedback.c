@@ -39,7 +39,7 @@ static asymbp_status_t mirror_refresh(void *user, void *state, const asymbp_feed
 
 static asymbp_status_t mirror_init(void *user, void *state, const asymbp_feedback_args_t *a)
 {
-    mirror_state_t *st = state;
+    mirror_state_t *st = (mirror_state_t *)state;
     float scale = (float)sqrt(2.0 / (double)(a->fan_in + a->fan_out));
     st->rate = 0.02f;
     if (strncmp(a->options, "rate=", 5) == 0) st->rate = (float)atof(a->options + 5);
@@ -51,7 +51,7 @@ static asymbp_status_t mirror_init(void *user, void *state, const asymbp_feedbac
 
 static asymbp_status_t mirror_after_update(void *user, void *state, const asymbp_feedback_args_t *a)
 {
-    const mirror_state_t *st = state;
+    const mirror_state_t *st = (const mirror_state_t *)state;
     float *A = a->buf;
     (void)user;
     for (size_t i = 0; i < a->numel; i++) A[i] += st->rate * (a->W[i] - A[i]);

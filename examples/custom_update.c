@@ -19,8 +19,8 @@ typedef struct adam {
  * The library zero-fills it, keeps it per parameter tensor, and saves it in checkpoints. */
 static asymbp_status_t adam_step(void *user, void *state, const asymbp_update_args_t *a)
 {
-    const adam_t *c = user;
-    float *m = state, *v = m + a->n;
+    const adam_t *c = (const adam_t *)user;
+    float *m = (float *)state, *v = m + a->n;
     /* args->step counts from 1, as Adam's bias correction wants */
     const float bc1 = 1.0f - powf(c->beta1, (float)a->step);
     const float bc2 = 1.0f - powf(c->beta2, (float)a->step);
@@ -87,7 +87,7 @@ int main(void)
     TRY(asymbp_ctx_set_seed(ctx, 42));
 
     /* 1. register the rule: the vtable is copied, cfg is ours until the context ends */
-    cfg = malloc(sizeof *cfg);
+    cfg = (adam_t *)malloc(sizeof *cfg);
     if (!cfg) goto fail;
     cfg->beta1 = 0.9f;
     cfg->beta2 = 0.999f;

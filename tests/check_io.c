@@ -6,9 +6,11 @@
 #include "test_util.h"
 #include "core/core_impl.h"
 
-static void tmp_path(char *buf, size_t n, const char *name)
+/* A fresh scratch folder (test_util.h) in dir, and path = dir/name. */
+static void tmp_path(char *dir, size_t dn, char *path, size_t pn, const char *name)
 {
-    snprintf(buf, n, "/tmp/asymbp-io-%ld-%s", (long)getpid(), name);
+    test_tmpdir_make(dir, dn, "io");
+    ck_assert_int_lt(snprintf(path, pn, "%s/%s", dir, name), (int)pn);
 }
 
 static asymbp_status_t write_sample(asymbp_ctx_t *ctx, const char *path, float scale)
@@ -36,11 +38,11 @@ static asymbp_status_t write_sample(asymbp_ctx_t *ctx, const char *path, float s
 START_TEST(test_io_round_trip)
 {
     asymbp_ctx_t *ctx = test_ctx();
-    char path[256], s[16];
+    char dir[1024], path[1100], s[16];
     unsigned char *data = NULL;
     asymbp__rbuf_t r, c;
     float v[3];
-    tmp_path(path, sizeof path, "rt");
+    tmp_path(dir, sizeof dir, path, sizeof path, "rt");
     ck_assert_int_eq(write_sample(ctx, path, 1.0f), ASYMBP_OK);
     ck_assert_int_eq(asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &r), ASYMBP_OK);
     ck_assert_int_eq(asymbp__rbuf_chunk(&r, "NEXT", &c), 0);
@@ -62,7 +64,7 @@ START_TEST(test_io_round_trip)
     /* wrong kind */
     ck_assert_int_eq(asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &r), ASYMBP_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "expected a checkpoint"));
-    unlink(path);
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -70,12 +72,12 @@ END_TEST
 START_TEST(test_io_damage_detected)
 {
     asymbp_ctx_t *ctx = test_ctx();
-    char path[256];
+    char dir[1024], path[1100];
     unsigned char *data = NULL, buf[4096];
     asymbp__rbuf_t r;
     FILE *f;
     size_t n;
-    tmp_path(path, sizeof path, "dmg");
+    tmp_path(dir, sizeof dir, path, sizeof path, "dmg");
     ck_assert_int_eq(write_sample(ctx, path, 1.0f), ASYMBP_OK);
     f = fopen(path, "rb");
     n = fread(buf, 1, sizeof buf, f);
@@ -102,6 +104,7 @@ START_TEST(test_io_damage_detected)
     unlink(path);
     ck_assert_int_eq(asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &r), ASYMBP_E_IO);
     ck_assert_ptr_null(data);
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -113,11 +116,11 @@ START_TEST(test_io_atomic_replace)
      * covered by the rename-only design; here: failure leaves no temporary behind and the
      * previous file stays readable. */
     asymbp_ctx_t *ctx = test_ctx();
-    char path[256], bad[300];
+    char dir[1024], path[1100], bad[1200];
     unsigned char *data = NULL;
     asymbp__rbuf_t r, c;
     float v[3];
-    tmp_path(path, sizeof path, "atomic");
+    tmp_path(dir, sizeof dir, path, sizeof path, "atomic");
     ck_assert_int_eq(write_sample(ctx, path, 1.0f), ASYMBP_OK);
     snprintf(bad, sizeof bad, "%s.missing-dir/model", path);
     ck_assert_int_eq(write_sample(ctx, bad, 2.0f), ASYMBP_E_IO);
@@ -131,22 +134,21 @@ START_TEST(test_io_atomic_replace)
     asymbp__rbuf_f32s(&c, v, 3);
     ck_assert_float_eq(v[0], 3.0f);
     asymbp__free(ctx, data);
-    snprintf(bad, sizeof bad, "%s.tmp.%ld", path, (long)getpid());
-    ck_assert_int_ne(access(bad, F_OK), 0); /* no temporary left behind */
-    unlink(path);
+    ck_assert_int_eq(test_dir_entries(dir, NULL), 1); /* the model alone: no temporary left behind */
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
 
 START_TEST(test_io_oom)
 {
+    char dir[1024], path[1100];
+    tmp_path(dir, sizeof dir, path, sizeof path, "oom");
     for (long k = 1;; k++) {
         test_alloc_t ta = {0, 0, 0};
         asymbp_allocator_t a = test_allocator(&ta);
         asymbp_ctx_t *ctx = NULL;
-        char path[256];
         asymbp_status_t st;
-        tmp_path(path, sizeof path, "oom");
         ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
         ta.fail_at = ta.calls + k;
         st = write_sample(ctx, path, 1.0f);
@@ -155,7 +157,9 @@ START_TEST(test_io_oom)
         if (st == ASYMBP_OK) break;
         ck_assert_int_eq(st, ASYMBP_E_NOMEM);
         ck_assert_int_lt(k, 10);
+        ck_assert_int_eq(test_dir_entries(dir, NULL), 0); /* a failed write leaves nothing */
     }
+    test_tmpdir_remove(dir);
 }
 END_TEST
 

@@ -132,13 +132,14 @@ static void params_snapshot(asymbp_net_t *net, float *buf, size_t cap)
 /* (run with 1 worker thread, then with 3: resume is bit-identical on the same thread count) */
 START_TEST(test_trainer_resume_bit_identical)
 {
-    char ck_full[256], ck_half[256];
+    char dir[1024], ck_full[1100], ck_half[1100];
     setup_t a, b;
     size_t n;
     float *wa, *wb;
     setup_threads = _i ? 3 : 1;
-    snprintf(ck_full, sizeof ck_full, "/tmp/asymbp-train-%ld-full.ckpt", (long)getpid());
-    snprintf(ck_half, sizeof ck_half, "/tmp/asymbp-train-%ld-half.ckpt", (long)getpid());
+    test_tmpdir_make(dir, sizeof dir, "train");
+    snprintf(ck_full, sizeof ck_full, "%s/full.ckpt", dir);
+    snprintf(ck_half, sizeof ck_half, "%s/half.ckpt", dir);
     setup_make(&a, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "brsf", "bm", 0.003f, 4, ck_full, 1);
     ck_assert_int_eq(asymbp_trainer_run(a.tr), ASYMBP_OK);
     /* the same seed, stopped at 2 epochs */
@@ -165,17 +166,17 @@ START_TEST(test_trainer_resume_bit_identical)
     free(wb);
     setup_free(&a);
     setup_free(&b);
-    unlink(ck_full);
-    unlink(ck_half);
+    test_tmpdir_remove(dir);
     setup_threads = 1;
 }
 END_TEST
 
 START_TEST(test_trainer_checkpoint_mismatch)
 {
-    char ck[256];
+    char dir[1024], ck[1100];
     setup_t a, b;
-    snprintf(ck, sizeof ck, "/tmp/asymbp-train-%ld-mm.ckpt", (long)getpid());
+    test_tmpdir_make(dir, sizeof dir, "train");
+    snprintf(ck, sizeof ck, "%s/mm.ckpt", dir);
     setup_make(&a, "mlp:16", 0, "sym", "sgd", 0.01f, 1, ck, 1);
     ck_assert_int_eq(asymbp_trainer_run(a.tr), ASYMBP_OK);
     setup_make(&b, "mlp:12", 0, "sym", "sgd", 0.01f, 2, NULL, 0);
@@ -188,7 +189,7 @@ START_TEST(test_trainer_checkpoint_mismatch)
     ck_assert_int_eq(asymbp_trainer_load_checkpoint(a.tr, "/nonexistent/x.ckpt"), ASYMBP_E_IO);
     setup_free(&a);
     setup_free(&b);
-    unlink(ck);
+    test_tmpdir_remove(dir);
 }
 END_TEST
 
@@ -214,12 +215,13 @@ END_TEST
 
 START_TEST(test_model_save_load)
 {
-    char path[256];
+    char dir[1024], path[1100];
     setup_t s;
     asymbp_net_t *back = NULL;
     int32_t pa[90], pb[90];
     float la, aa, lb, ab;
-    snprintf(path, sizeof path, "/tmp/asymbp-train-%ld.model", (long)getpid());
+    test_tmpdir_make(dir, sizeof dir, "train");
+    snprintf(path, sizeof path, "%s/m.model", dir);
     setup_make(&s, "mlp:16", 1, "frsf", "sgd", 0.05f, 2, NULL, 0);
     ck_assert_int_eq(asymbp_trainer_run(s.tr), ASYMBP_OK);
     ck_assert_int_eq(asymbp_model_save(s.net, path), ASYMBP_OK);
@@ -251,7 +253,7 @@ START_TEST(test_model_save_load)
     ck_assert_int_eq(asymbp_model_save(NULL, path), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_model_save(s.net, NULL), ASYMBP_E_INVALID);
     setup_free(&s);
-    unlink(path);
+    test_tmpdir_remove(dir);
 }
 END_TEST
 

@@ -798,11 +798,10 @@ START_TEST(test_checkpoint_roundtrip)
     asymbp_update_rule_vtable_t vt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
     asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
     const uint64_t ms[3] = {3, 5, 8};
-    char path[] = "/tmp/asymbp-update-XXXXXX";
+    char dir[1024], path[1100];
     size_t k;
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
+    test_tmpdir_make(dir, sizeof dir, "update");
+    snprintf(path, sizeof path, "%s/optimizer.ckpt", dir);
     vt.name = "adam";
     vt.state_size = 2 * sizeof(float);
     vt.step = adam_step;
@@ -880,7 +879,7 @@ START_TEST(test_checkpoint_roundtrip)
         asymbp__wbuf_free(&w1);
         asymbp__wbuf_free(&w2);
     }
-    unlink(path);
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST

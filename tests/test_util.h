@@ -1,9 +1,14 @@
-/* Shared helpers for the Check suites: a counting / failing allocator and tolerances. */
+/* Shared helpers for the Check suites: a counting / failing allocator, tolerances, scratch
+ * folders. */
 #ifndef ASYMBP_TEST_UTIL_H
 #define ASYMBP_TEST_UTIL_H
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <check.h>
 #include "asymbp/asymbp.h"
 
@@ -60,5 +65,66 @@ static inline double test_rel_err(double a, double b)
 
 /* Non-zero when running under valgrind or a quick run: suites shorten their long loops. */
 static inline int test_quick(void) { return getenv("ASYMBP_TEST_QUICK") != NULL; }
+
+/* ---- scratch folders ------------------------------------------------------------------------
+ * check_main.c makes one folder per run (mkdtemp under $TMPDIR, else /tmp) and hands it to the
+ * suites as ASYMBP_TEST_TMP.  Each test makes its own folder inside it with test_tmpdir_make and
+ * removes it with test_tmpdir_remove; when the run ends, anything still there fails the run and
+ * is removed, so not even a failing test leaves files behind. */
+
+/* Removes path and, for a folder, everything in it (symbolic links are removed, not followed).
+ * Returns 0 when it is gone. */
+static inline int test_rm_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return -1;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        if (!d) return -1;
+        while ((e = readdir(d)) != NULL) {
+            char child[4096];
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            (void)test_rm_tree(child);
+        }
+        closedir(d);
+        return rmdir(path);
+    }
+    return unlink(path);
+}
+
+/* The number of entries in folder dir (without . and ..); -1 when it cannot be read.  Each name
+ * is printed to stderr after prefix when prefix is not NULL. */
+static inline int test_dir_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (prefix) fprintf(stderr, "%s%s/%s\n", prefix, dir, e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Makes a fresh, empty folder "<run folder>/<tag>-XXXXXX" and writes its path into buf. */
+static inline void test_tmpdir_make(char *buf, size_t n, const char *tag)
+{
+    const char *root = getenv("ASYMBP_TEST_TMP");
+    if (!root || !*root) root = getenv("TMPDIR");
+    if (!root || !*root) root = "/tmp";
+    ck_assert_int_lt(snprintf(buf, n, "%s/%s-XXXXXX", root, tag), (int)n);
+    ck_assert_ptr_nonnull(mkdtemp(buf));
+}
+
+/* Removes a folder made by test_tmpdir_make with everything in it. */
+static inline void test_tmpdir_remove(const char *dir)
+{
+    ck_assert_int_eq(test_rm_tree(dir), 0);
+}
 
 #endif
