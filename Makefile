@@ -59,7 +59,7 @@ STLIB := $(LIBOUT)/libasymbp.a
 CLI := $(BINOUT)/asymbp
 
 .PHONY: all lib deps check check-run check-asan check-tsan check-valgrind install uninstall clean abi-check \
-        abi-baseline demo data bench examples headers-check fuzz fuzz-replay
+        abi-baseline demo data bench examples headers-check fuzz fuzz-replay check-api
 
 all: deps
 	@$(MAKE) --no-print-directory lib $(if $(TOOL_SRC),$(CLI))
@@ -140,6 +140,14 @@ check-valgrind: deps
 	CK_FORK=no ASYMBP_SRCDIR=$(CURDIR) ASYMBP_CLI=$(CURDIR)/$(CLI) ASYMBP_TEST_QUICK=1 OPENBLAS_NUM_THREADS=1 \
 	    valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 	    --error-exitcode=1 $(TEST_BIN)
+
+# Outside programs (tests/api/*.c) built only through pkg-config against a staged install of
+# this tree, as a user of the installed library would.  API_TESTS="a b" runs only those.
+check-api: deps
+	@$(MAKE) --no-print-directory all
+	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && rm -f asymbp.pc && \
+	  $(MAKE) --no-print-directory install PREFIX="$$stage/prefix" >/dev/null && rm -f asymbp.pc && \
+	  bash tests/api/run.sh "$$stage/prefix" "$$stage/work" $(API_TESTS)
 
 # ---- install -------------------------------------------------------------------------------
 asymbp.pc: asymbp.pc.in $(VERSION_H)

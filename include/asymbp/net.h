@@ -25,7 +25,9 @@ extern "C" {
 
 typedef struct asymbp_net asymbp_net_t;
 
-/* Kinds of layers (values pinned; new kinds are appended).  Since 0.1. */
+/* Kinds of layers (values pinned; new kinds are appended).  ASYMBP_LAYER_NONE is what
+ * asymbp_net_layer_kind answers for an index out of range; being negative it makes the enum a
+ * signed type, so `kind < 0` is a valid test.  Since 0.1 (ASYMBP_LAYER_NONE since 0.2). */
 typedef enum asymbp_layer_kind {
     ASYMBP_LAYER_DENSE = 0,
     ASYMBP_LAYER_CONV2D = 1,
@@ -34,7 +36,8 @@ typedef enum asymbp_layer_kind {
     ASYMBP_LAYER_RELU = 4,
     ASYMBP_LAYER_FLATTEN = 5,
     ASYMBP_LAYER_BATCHNORM = 6,
-    ASYMBP_LAYER_DROPOUT = 7
+    ASYMBP_LAYER_DROPOUT = 7,
+    ASYMBP_LAYER_NONE = -1      /* no such layer (index out of range, NULL net) */
 } asymbp_layer_kind_t;
 
 /* ---- Creation ------------------------------------------------------------------------------ */
@@ -143,7 +146,7 @@ asymbp_net_evaluate(asymbp_net_t *net, const float *x, const int32_t *labels, si
 /* ---- Introspection (NULL net or index out of range: 0 / NULL / -1) ----------------------------- */
 
 ASYMBP_API size_t asymbp_net_layer_count(const asymbp_net_t *net);
-/* Kind of layer i, or -1 cast to the enum when out of range.  Since 0.1. */
+/* Kind of layer i; ASYMBP_LAYER_NONE (-1, so `< 0`) for a NULL net or i out of range.  Since 0.1. */
 ASYMBP_API asymbp_layer_kind_t asymbp_net_layer_kind(const asymbp_net_t *net, size_t i);
 /* Name of layer i: kind and index, e.g. "conv0", "relu1", "maxpool2", "fc9", "bn3", "dropout4",
  * "avgpool5", "flatten6".  Borrowed.  Since 0.1. */

@@ -12,7 +12,8 @@
 #define ASYMBP__BN_EPS 1e-5f
 
 typedef struct asymbp__layer {
-    asymbp_layer_kind_t kind;
+    int kind;                       /* an asymbp_layer_kind_t value, never ASYMBP_LAYER_NONE (an int so
+                                       that the switches over it need no case for "no layer") */
     int index;
     char name[24];
     int64_t in_c, in_h, in_w, out_c, out_h, out_w;

@@ -626,7 +626,7 @@ static size_t lowest_backward_layer(const asymbp_net_t *net)
 {
     size_t lowest = 0;
     while (lowest < net->n_layers) {
-        asymbp_layer_kind_t k = net->layers[lowest]->kind;
+        int k = net->layers[lowest]->kind;
         if (k == ASYMBP_LAYER_DENSE || k == ASYMBP_LAYER_CONV2D || k == ASYMBP_LAYER_BATCHNORM) break;
         lowest++;
     }
@@ -723,8 +723,8 @@ size_t asymbp_net_layer_count(const asymbp_net_t *net) { return net ? net->n_lay
 
 asymbp_layer_kind_t asymbp_net_layer_kind(const asymbp_net_t *net, size_t i)
 {
-    if (!net || i >= net->n_layers) return (asymbp_layer_kind_t)-1;
-    return net->layers[i]->kind;
+    if (!net || i >= net->n_layers) return ASYMBP_LAYER_NONE;
+    return (asymbp_layer_kind_t)net->layers[i]->kind;
 }
 
 const char *asymbp_net_layer_name(const asymbp_net_t *net, size_t i)
