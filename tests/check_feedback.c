@@ -1373,20 +1373,24 @@ START_TEST(test_user_policy_trains)
     ck_assert_msg(last < 0.5f * first, "loss %g -> %g", first, last);
     asymbp_optimizer_destroy(opt);
     asymbp_net_destroy(net);
-    /* unregistering while in use keeps the layers working; user_free runs once, later */
+    /* unregistering while a layer uses the policy is refused (as for update rules); once no
+     * layer uses it, it ends and user_free runs once */
     {
         asymbp_net_t *n2 = mk_net(ctx, "mlp:8", ND, 1, 1, 0, NB);
         count_user_free_calls = 0;
         register_count(ctx);
         ck_assert_int_eq(asymbp_net_set_feedback(n2, "count"), ASYMBP_OK);
-        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_OK);
-        ck_assert_int_eq(count_user_free_calls, 0);
-        ck_assert_int_eq(asymbp_net_set_feedback(n2, "count"), ASYMBP_E_NOTFOUND);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_STATE);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "used by 2"));
         fwd_bwd(n2, x, y, NB, NULL);
         ck_assert_int_eq(asymbp_net_set_layer_feedback(n2, 0, "sym"), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_STATE); /* layer 2 still */
         ck_assert_int_eq(count_user_free_calls, 0);
         asymbp_net_destroy(n2);
+        ck_assert_int_eq(count_user_free_calls, 0);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_OK);
         ck_assert_int_eq(count_user_free_calls, 1);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_NOTFOUND);
     }
     asymbp_ctx_destroy(ctx);
     ck_assert_int_eq(count_user_free_calls, 1);

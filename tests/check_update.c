@@ -348,7 +348,15 @@ START_TEST(test_registry_names)
     ck_assert_int_eq(asymbp_update_rule_find(NULL, "sgd", &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_find(ctx, NULL, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_find(ctx, "sgd", NULL), ASYMBP_E_INVALID);
-    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "sgd"), ASYMBP_E_NOTFOUND);
+    /* built-ins cannot be unregistered, by name or by spelling */
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "sgd"), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "batch-manhattan"), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "nope"), ASYMBP_E_NOTFOUND);
+    /* spellings are case-insensitive like names, options in any order */
+    ck_assert_int_eq(asymbp_update_rule_find(ctx, "BM+NSC+B", &r), ASYMBP_OK);
+    ck_assert_str_eq(asymbp_update_rule_name(r), "bm:b:nsc");
+    ck_assert_int_eq(asymbp_update_rule_find(ctx, "Batch-Manhattan:c", &r), ASYMBP_OK);
+    ck_assert_str_eq(asymbp_update_rule_name(r), "bm:c");
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -445,6 +453,15 @@ START_TEST(test_register_compat)
     vt.name = "Sgd";
     ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "already"));
+    /* spellings of a built-in are reserved like its name */
+    vt.name = "batch-manhattan";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "reserved"));
+    vt.name = "BATCH-MANHATTAN";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    vt.name = "BM";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    ck_assert_uint_eq(asymbp_update_rule_count(ctx), 7);
     ck_assert_int_eq(asymbp_update_rule_register(ctx, NULL, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_register(NULL, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(frees, 0); /* failed registrations leave user with the caller */

@@ -126,35 +126,55 @@ typedef struct asymbp_feedback_vtable {
 #define ASYMBP_FEEDBACK_VTABLE_INIT \
     { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0, 0 }
 
-/* Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
+/* A registered policy: a borrowed handle owned by the context (built-ins: by the library),
+ * valid until its registration ends.  Since 0.2. */
+typedef struct asymbp_feedback_policy asymbp_feedback_policy_t;
+
+/* The registry follows the rules every plugin kind shares (docs/plugins.md): built-ins first, in
+ * a static table (sym, usf, brsf, frsf, partial, rndf, signed-init), then user policies in
+ * registration order; names unique case-insensitively, aliases ("bp" = sym, "fa" = rndf)
+ * reserved like names; queries never allocate.
+ *
+ * Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
  * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0); the
- * caller's vtable is never written and need not outlive the call.  The built-ins (sym, usf,
- * brsf, frsf, partial, rndf, signed-init) are registered through this same path when the
- * registry is first used.  user: handed to every callback.  user_free (may be NULL): runs
- * exactly once, when the registration ends (asymbp_feedback_unregister once no layer uses the
- * policy any more, or asymbp_ctx_destroy); when registration FAILS it is not called and user
- * stays the caller's.
- * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt/name, bad name, name already registered -
- * built-ins and aliases included -, a non-symmetric policy with neither init nor refresh);
+ * caller's vtable is never written and need not outlive the call.  user: handed to every
+ * callback.  user_free (may be NULL): runs exactly once, when the registration ends
+ * (asymbp_feedback_unregister, or asymbp_ctx_destroy); when registration FAILS it is not called
+ * and user stays the caller's.  out (may be NULL): receives the handle.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt/name, bad name, name or alias already taken
+ * - built-ins included -, a non-symmetric policy with neither init nor refresh);
  * ASYMBP_E_UNSUPPORTED (abi_version unknown, struct_size smaller than
- * ASYMBP_FEEDBACK_VTABLE_MIN_SIZE);
- * ASYMBP_E_NOMEM.  Since 0.1. */
+ * ASYMBP_FEEDBACK_VTABLE_MIN_SIZE, unknown flags); ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_feedback_register_v2(asymbp_ctx_t *ctx, const asymbp_feedback_vtable_t *vt, void *user,
+                            void (*user_free)(void *user), asymbp_feedback_policy_t **out);
+/* asymbp_feedback_register_v2 without the handle.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_feedback_register(asymbp_ctx_t *ctx, const asymbp_feedback_vtable_t *vt, void *user,
                          void (*user_free)(void *user));
-/* End the registration of a user policy.  Layers that use it keep working; user_free runs when
- * the last of them is released (or at once when none uses it).  Returns ASYMBP_OK,
- * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND.  Since 0.1. */
+/* End the registration of a user policy (its user_free runs now).  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND (no such policy), ASYMBP_E_STATE
+ * (a layer still uses it: assign another policy or destroy the net first).  Since 0.1
+ * (refused while in use since 0.2; 0.1 deferred the end of the registration). */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_unregister(asymbp_ctx_t *ctx, const char *name);
-/* Number of registered policies (built-ins first; 0 for NULL or when memory ran out) and the
- * name of the i-th (borrowed, NULL when out of range).  Since 0.1. */
-ASYMBP_API size_t asymbp_feedback_count(asymbp_ctx_t *ctx);
-ASYMBP_API const char *asymbp_feedback_name_at(asymbp_ctx_t *ctx, size_t i);
+/* Look a policy up by name or alias (case-insensitive); a whole setting is accepted, its part
+ * before the first ':' is the name.  out: receives the handle.  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL argument), ASYMBP_E_NOTFOUND (the detail lists the known names),
+ * ASYMBP_E_FORMAT (a setting ending in ':').  Never allocates.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_feedback_find(asymbp_ctx_t *ctx, const char *name, asymbp_feedback_policy_t **out);
+/* Number of registered policies (built-ins included; 0 for NULL) and the i-th (NULL when out of
+ * range), its name (borrowed; NULL out of range).  Never allocate.  Since 0.1 (asymbp_feedback_at
+ * since 0.2; the context became const in 0.2). */
+ASYMBP_API size_t asymbp_feedback_count(const asymbp_ctx_t *ctx);
+ASYMBP_API asymbp_feedback_policy_t *asymbp_feedback_at(const asymbp_ctx_t *ctx, size_t i);
+ASYMBP_API const char *asymbp_feedback_name_at(const asymbp_ctx_t *ctx, size_t i);
+/* The policy's registered name (borrowed; "" for NULL).  Since 0.2. */
+ASYMBP_API const char *asymbp_feedback_policy_name(const asymbp_feedback_policy_t *policy);
 /* Check a setting string without a net: the name must be registered and a built-in's options
  * must parse (a user policy's options are checked only when it is assigned).  For command-line
  * parsing.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (unknown name; the
- * detail lists the known ones), ASYMBP_E_FORMAT (bad option: the detail names it),
- * ASYMBP_E_NOMEM.  Since 0.1. */
+ * detail lists the known ones), ASYMBP_E_FORMAT (bad option: the detail names it).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_check_setting(asymbp_ctx_t *ctx, const char *setting);
 
 /* ---- Assignment to a net ---------------------------------------------------------------------- */

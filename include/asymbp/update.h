@@ -65,40 +65,45 @@ typedef struct asymbp_update_rule_vtable {
 #define ASYMBP_UPDATE_RULE_VTABLE_INIT \
     { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0 }
 
-/* A registered update rule: a borrowed handle owned by the context, valid until the context is
- * destroyed. */
+/* A registered update rule: a borrowed handle owned by the context (built-ins: by the library),
+ * valid until its registration ends. */
 typedef struct asymbp_update_rule asymbp_update_rule_t;
 
-/* Register an update rule in ctx, under vt->name.  The vtable is copied: min(vt->struct_size,
+/* The registry follows the rules every plugin kind shares (docs/plugins.md): built-ins first, in
+ * a static table ("sgd", "bm", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc"), then user rules
+ * in registration order; names unique case-insensitively, and every Batch Manhattan spelling
+ * (see asymbp_update_rule_find, "batch-manhattan" included) reserved like a name; queries never
+ * allocate.
+ *
+ * Register an update rule in ctx, under vt->name.  The vtable is copied: min(vt->struct_size,
  * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0; the
- * caller's vtable is never written and need not outlive the call.  The built-ins ("sgd" and the
- * "bm" family) are registered through this same path when the registry is first used.
- * user: handed to every callback.  user_free (may be NULL): runs exactly once, when the
- * registration ends (asymbp_update_rule_unregister, or asymbp_ctx_destroy); when registration
- * FAILS it is not called and user stays the caller's.  out (may be NULL): receives the
- * borrowed handle.
- * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name already registered -
- * built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
+ * caller's vtable is never written and need not outlive the call.  user: handed to every
+ * callback.  user_free (may be NULL): runs exactly once, when the registration ends
+ * (asymbp_update_rule_unregister, or asymbp_ctx_destroy); when registration FAILS it is not
+ * called and user stays the caller's.  out (may be NULL): receives the borrowed handle.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name or spelling already
+ * taken - built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
  * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE); ASYMBP_E_NOMEM.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
                             void (*user_free)(void *user), asymbp_update_rule_t **out);
 /* End a user rule's registration (its user_free runs now).  Returns ASYMBP_OK,
- * ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (no such user rule; built-ins cannot be
- * unregistered), ASYMBP_E_STATE (an optimizer still uses it).  Since 0.1. */
+ * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND (no such rule), ASYMBP_E_STATE (an
+ * optimizer still uses it).  Since 0.1 (a built-in gave ASYMBP_E_NOTFOUND before 0.2). */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_update_rule_unregister(asymbp_ctx_t *ctx, const char *name);
 
-/* Look a rule up by name: a registered name (case-insensitive), or a Batch Manhattan spelling ("bm",
- * "bm:a", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc", options in any order, also "+" as
- * separator; "batch-manhattan" = "bm").  Built-ins are registered on first use of the registry.
- * out: receives the borrowed handle.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
- * ASYMBP_E_NOTFOUND (unknown name; the detail lists the known ones), ASYMBP_E_NOMEM.  Since 0.1. */
+/* Look a rule up by name: a registered name (case-insensitive), or a Batch Manhattan spelling
+ * ("bm", "bm:a", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc", options in any order, also
+ * "+" as separator; "batch-manhattan" = "bm"; case-insensitive).  out: receives the borrowed
+ * handle.  Never allocates.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
+ * ASYMBP_E_NOTFOUND (unknown name; the detail lists the known ones).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_find(asymbp_ctx_t *ctx, const char *name, asymbp_update_rule_t **out);
-/* Number of registered rules (built-ins included; 0 when ctx is NULL or memory ran out) and
- * the i-th one (NULL when out of range), in registration order.  Since 0.1. */
-ASYMBP_API size_t asymbp_update_rule_count(asymbp_ctx_t *ctx);
-ASYMBP_API asymbp_update_rule_t *asymbp_update_rule_at(asymbp_ctx_t *ctx, size_t i);
+/* Number of registered rules (built-ins included; 0 when ctx is NULL) and the i-th one (NULL
+ * when out of range): built-ins first, then user rules in registration order.  Never allocate.
+ * Since 0.1 (the context became const in 0.2). */
+ASYMBP_API size_t asymbp_update_rule_count(const asymbp_ctx_t *ctx);
+ASYMBP_API asymbp_update_rule_t *asymbp_update_rule_at(const asymbp_ctx_t *ctx, size_t i);
 /* The rule's registered name (borrowed; "" for NULL).  Since 0.1. */
 ASYMBP_API const char *asymbp_update_rule_name(const asymbp_update_rule_t *rule);
 

@@ -137,8 +137,7 @@ void asymbp_ctx_destroy(asymbp_ctx_t *ctx)
     if (!ctx) return;
     asymbp__pool_destroy(ctx->pool);
     ctx->pool = NULL;
-    if (ctx->fb_registry_free) ctx->fb_registry_free(ctx);
-    if (ctx->update_registry_free) ctx->update_registry_free(ctx);
+    asymbp__plugin_free_all(ctx);
     ctx->alloc.free(ctx->alloc.user, ctx);
 }
 
