@@ -46,24 +46,49 @@ static asymbp_status_t hp_validate(asymbp_ctx_t *ctx, asymbp_status_t code, cons
     return ASYMBP_OK;
 }
 
-/* Copy a caller's struct (NULL: defaults; older sizes accepted) and validate it. */
-static asymbp_status_t hp_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
-                                 asymbp_hyper_params_t *out)
+asymbp_status_t asymbp__hyper_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                     const asymbp_hyper_params_t *base, asymbp_hyper_params_t *out)
 {
-    asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp_hyper_params_t d = *base;
     asymbp_status_t st;
-    if (in) {
-        if (in->struct_size < ASYMBP__HYPER_V1_SIZE)
-            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: hyper-parameter struct_size %zu is smaller than version 1 (%zu)",
-                                 who, in->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
-        memcpy(&d, in, in->struct_size < sizeof d ? in->struct_size : sizeof d);
-        d.struct_size = sizeof d;
-    }
+    if (in->struct_size < ASYMBP__HYPER_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: hyper-parameter struct_size %zu is smaller than version 1 (%zu)",
+                             who, in->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
+    memcpy(&d, in, in->struct_size < sizeof d ? in->struct_size : sizeof d);
+    d.struct_size = sizeof d;
     d.nesterov = d.nesterov != 0;
     d.decay_biases_and_bn = d.decay_biases_and_bn != 0;
     st = hp_validate(ctx, ASYMBP_E_INVALID, who, &d);
     if (st != ASYMBP_OK) return st;
     *out = d;
+    return ASYMBP_OK;
+}
+
+/* A caller's struct over the library's defaults (the setters: hp is never NULL there). */
+static asymbp_status_t hp_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                 asymbp_hyper_params_t *out)
+{
+    const asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    return asymbp__hyper_import(ctx, who, in, &d, out);
+}
+
+void asymbp__rule_defaults(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *out)
+{
+    const asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    *out = rule->vt.default_hyper ? *rule->vt.default_hyper : d;
+    out->struct_size = sizeof *out;
+}
+
+asymbp_status_t asymbp_update_rule_default_hyper(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *hp)
+{
+    asymbp_hyper_params_t d;
+    size_t n;
+    if (!rule || !hp) return ASYMBP_E_INVALID;
+    if (hp->struct_size < ASYMBP__HYPER_V1_SIZE) return ASYMBP_E_UNSUPPORTED;
+    asymbp__rule_defaults(rule, &d);
+    n = hp->struct_size < sizeof d ? hp->struct_size : sizeof d;
+    d.struct_size = hp->struct_size;
+    memcpy(hp, &d, n);
     return ASYMBP_OK;
 }
 
@@ -122,10 +147,11 @@ static asymbp_status_t create_common(asymbp_ctx_t *ctx, asymbp_net_t *net, const
     asymbp_hyper_params_t hp;
     asymbp_status_t st;
     size_t i;
-    st = hp_import(ctx, "optimizer_create", hp_in, &hp);
-    if (st != ASYMBP_OK) return st;
     st = asymbp_update_rule_find(ctx, rule_name, &rule);
     if (st != ASYMBP_OK) return st;
+    /* NULL: the rule's own defaults; members an older caller struct lacks: the rule's too */
+    asymbp__rule_defaults(rule, &hp);
+    if (hp_in && (st = asymbp__hyper_import(ctx, "optimizer_create", hp_in, &hp, &hp)) != ASYMBP_OK) return st;
     opt = asymbp__calloc(ctx, 1, sizeof *opt);
     if (!opt) return asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: out of memory");
     opt->ctx = ctx;

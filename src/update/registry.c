@@ -60,10 +60,19 @@ asymbp_status_t asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_upda
     if (!proto.vt.step)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "update_rule_register: rule '%.64s' has no step function",
                              proto.vt.name ? proto.vt.name : "");
+    if (proto.vt.default_hyper) {
+        const asymbp_hyper_params_t lib = ASYMBP_HYPER_PARAMS_INIT;
+        st = asymbp__hyper_import(ctx, "update_rule_register: default_hyper", proto.vt.default_hyper, &lib, &proto.hp);
+        if (st != ASYMBP_OK) return st;
+    }
     st = asymbp__plugin_add(ctx, &asymbp__update_kind, "update_rule_register", &proto.base, proto.vt.name, user,
                             user_free, &added);
     if (st != ASYMBP_OK) return st;
-    ((struct asymbp_update_rule *)added)->vt.name = added->name;
+    {
+        struct asymbp_update_rule *r = (struct asymbp_update_rule *)added;
+        r->vt.name = added->name;
+        if (r->vt.default_hyper) r->vt.default_hyper = &r->hp;
+    }
     if (out) *out = (asymbp_update_rule_t *)added;
     return ASYMBP_OK;
 }

@@ -110,18 +110,25 @@ static const bm_variant_t bm_variants[6] = {
 /* ---- The static table ---------------------------------------------------------------------------
  * The built-ins are entries of the registry's update-rule kind that live here, read-only: looking
  * them up never allocates, and they are called through the same vtable as a user rule. */
-#define BUILTIN(NAME, USER, STEP) \
+#define BUILTIN(NAME, USER, STEP, DEFAULTS) \
     { { NULL, NAME, (void *)(USER), NULL, 1, 0, { 0 } }, \
-      { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, sizeof(float), NULL, STEP, NULL } }
+      { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, sizeof(float), NULL, STEP, NULL, \
+        DEFAULTS }, \
+      ASYMBP_HYPER_PARAMS_INIT }
+
+/* Default hyper-parameters: SGD the library's; Batch Manhattan moves every weight by lr (times
+ * the momentum sum) each step whatever the gradient's size, so it wants a much smaller rate. */
+static const asymbp_hyper_params_t sgd_defaults = ASYMBP_HYPER_PARAMS_INIT;
+static const asymbp_hyper_params_t bm_defaults = { sizeof(asymbp_hyper_params_t), 0.0005f, 0.9f, 0, 0.0f, 0, 1e-6f };
 
 static const struct asymbp_update_rule builtin_rules[ASYMBP__UPDATE_BUILTIN_COUNT] = {
-    BUILTIN("sgd", NULL, sgd_step),
-    BUILTIN("bm", &bm_variants[0], bm_step),
-    BUILTIN("bm:b", &bm_variants[1], bm_step),
-    BUILTIN("bm:c", &bm_variants[2], bm_step),
-    BUILTIN("bm:nsc", &bm_variants[3], bm_step),
-    BUILTIN("bm:b:nsc", &bm_variants[4], bm_step),
-    BUILTIN("bm:c:nsc", &bm_variants[5], bm_step),
+    BUILTIN("sgd", NULL, sgd_step, &sgd_defaults),
+    BUILTIN("bm", &bm_variants[0], bm_step, &bm_defaults),
+    BUILTIN("bm:b", &bm_variants[1], bm_step, &bm_defaults),
+    BUILTIN("bm:c", &bm_variants[2], bm_step, &bm_defaults),
+    BUILTIN("bm:nsc", &bm_variants[3], bm_step, &bm_defaults),
+    BUILTIN("bm:b:nsc", &bm_variants[4], bm_step, &bm_defaults),
+    BUILTIN("bm:c:nsc", &bm_variants[5], bm_step, &bm_defaults),
 };
 
 const asymbp__plugin_t *const asymbp__update_builtins[ASYMBP__UPDATE_BUILTIN_COUNT] = {

@@ -14,8 +14,18 @@
  * checked copy for user rules, static for the built-ins); vt.name == base.name. */
 struct asymbp_update_rule {
     asymbp__plugin_t base;
-    asymbp_update_rule_vtable_t vt;
+    asymbp_update_rule_vtable_t vt;       /* vt.default_hyper: NULL, a static table (built-ins)
+                                             or &hp below (user rules that declare defaults) */
+    asymbp_hyper_params_t hp;             /* a user rule's validated copy of its defaults */
 };
+
+/* The rule's default hyper-parameters (ASYMBP_HYPER_PARAMS_INIT when it declares none). */
+void asymbp__rule_defaults(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *out);
+/* Copy a caller's hyper-parameter struct over base (older sizes accepted: the members it lacks
+ * keep base's values) and validate it.  ASYMBP_E_UNSUPPORTED (struct_size smaller than version
+ * 1), ASYMBP_E_INVALID (a bad value; the detail names it), with "who: " in the detail. */
+asymbp_status_t asymbp__hyper_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                     const asymbp_hyper_params_t *base, asymbp_hyper_params_t *out);
 
 /* The update-rule kind of the plugin registry (registry.c) and its built-ins (rules.c). */
 extern const asymbp__plugin_kind_t asymbp__update_kind;
