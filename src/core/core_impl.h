@@ -32,6 +32,7 @@ struct asymbp_ctx {
     asymbp_status_t last_status;
     char last_error[ASYMBP_ERRMSG_MAX];
     int log_mute;             /* > 0: recorded errors are not sent to the log (tentative calls) */
+    int in_log;               /* the log callback is running: nothing is sent from inside it */
     /* User plugin registrations, one list per kind (plugin.c); the built-ins are static tables
      * of their kinds and are never stored here. */
     struct asymbp__plugin_list {
@@ -62,12 +63,16 @@ void asymbp__error_prefix(asymbp_ctx_t *ctx, const char *fmt, ...)
 #endif
     ;
 /* Send a message to the log callback, if one is set and level is within its max level.
- * asymbp__error sends every error it records at ASYMBP_LOG_ERROR (unless log_mute > 0). */
+ * asymbp__error sends every error it records at ASYMBP_LOG_ERROR, with the text it records
+ * (unless log_mute > 0: around a tentative call whose failure the caller handles; the caller
+ * then calls asymbp__error_relog if the failure stands).  Never from inside the callback. */
 void asymbp__log(asymbp_ctx_t *ctx, asymbp_log_level_t level, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Send the error currently recorded on ctx to the log at ASYMBP_LOG_ERROR. */
+void asymbp__error_relog(asymbp_ctx_t *ctx);
 /* Next 64-bit seed for an object's own RNG stream: derived from the context seed and a counter,
  * so objects created in the same order get the same streams. */
 uint64_t asymbp__ctx_next_seed(asymbp_ctx_t *ctx);

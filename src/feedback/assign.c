@@ -244,6 +244,7 @@ void *asymbp__fb_net_scratch(asymbp_net_t *net, size_t n)
         asymbp__free(ctx, fn->scratch);
         fn->scratch = s;
         fn->scratch_len = n;
+        asymbp__log(ctx, ASYMBP_LOG_DEBUG, "feedback probe: %zu bytes of scratch kept with the net", n);
     }
     return fn->scratch;
 }
@@ -293,6 +294,8 @@ static asymbp_status_t assign(asymbp_net_t *net, size_t lo, size_t hi, const cha
         asymbp__fb_inst_destroy(ctx, old);
     }
     if (fresh != &one) asymbp__free(ctx, fresh);
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "feedback '%.100s' assigned to %zu weighted layer%s", setting, hi - lo,
+                hi - lo == 1 ? "" : "s");
     return ASYMBP_OK;
 }
 

@@ -521,6 +521,8 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     if (!(net->tsum = asymbp__calloc(ctx, nthr, sizeof(double)))) goto nomem;
     net->nthr = (int)nthr;
     net->batch = batch;
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "net %s: bound to batch %zu on %zu thread%s (%zu layers, %zu learnable floats)",
+                asymbp_net_spec(net), batch, nthr, nthr == 1 ? "" : "s", net->n_layers, asymbp_net_weight_count(net));
     return ASYMBP_OK;
 nomem:
     unbind(net);

@@ -268,6 +268,9 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
         asymbp_status_t st = run_epoch(tr, m, &stop);
         if (st != ASYMBP_OK) return st;
         tr->epochs_done++;
+        asymbp__log(tr->ctx, ASYMBP_LOG_INFO, "epoch %d/%d: train loss %.5g, accuracy %.4f; test loss %.5g, accuracy %.4f; "
+                    "lr %.3g; %.2fs", m->epoch, tr->p.epochs, m->train_loss, m->train_accuracy, m->test_loss,
+                    m->test_accuracy, m->lr, m->seconds);
         if (tr->p.checkpoint_every > 0 && (tr->epochs_done % tr->p.checkpoint_every == 0 || tr->epochs_done == tr->p.epochs)) {
             st = asymbp_trainer_save_checkpoint(tr, tr->checkpoint_path);
             if (st != ASYMBP_OK) return st;
@@ -305,6 +308,7 @@ asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
     asymbp__wbuf_init(&w, ctx);
     st = write_model_chunks(net, &w);
     if (st == ASYMBP_OK) st = asymbp__file_write_atomic(ctx, path, ASYMBP__FILE_MODEL, &w);
+    if (st == ASYMBP_OK) asymbp__log(ctx, ASYMBP_LOG_INFO, "model saved to %s (%zu bytes of chunks)", path, w.len);
     asymbp__wbuf_free(&w);
     return st;
 }
@@ -331,17 +335,24 @@ asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_ne
     if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: out is NULL");
     *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
+    /* tentative reads: a checkpoint holds a model too, so "not a model file" is not an error
+     * yet; the failure that stands is logged once, at the end */
+    ctx->log_mute++;
     st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area);
     if (st == ASYMBP_E_FORMAT && data == NULL) {
-        /* a checkpoint holds a model too */
         asymbp_status_t st2 = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
         if (st2 == ASYMBP_OK) st = ASYMBP_OK;
         else if (st2 != ASYMBP_E_FORMAT || strstr(asymbp_ctx_last_error(ctx), "expected a checkpoint") == NULL) st = st2;
         else st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area); /* restore the first message */
     }
-    if (st != ASYMBP_OK) return st;
+    ctx->log_mute--;
+    if (st != ASYMBP_OK) {
+        asymbp__error_relog(ctx);
+        return st;
+    }
     st = model_from_area(ctx, &area, path, out);
     asymbp__free(ctx, data);
+    if (st == ASYMBP_OK) asymbp__log(ctx, ASYMBP_LOG_INFO, "model loaded from %s: %s", path, asymbp_net_spec(*out));
     return st;
 }
 
@@ -385,6 +396,9 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
     }
     if (st == ASYMBP_OK) st = asymbp__file_write_atomic(tr->ctx, path, ASYMBP__FILE_CHECKPOINT, &w);
     else if (w.failed) st = asymbp__error(tr->ctx, ASYMBP_E_NOMEM, "save_checkpoint: out of memory");
+    if (st == ASYMBP_OK)
+        asymbp__log(tr->ctx, ASYMBP_LOG_INFO, "checkpoint after epoch %d (step %llu) saved to %s", tr->epochs_done,
+                    (unsigned long long)asymbp__net_step(tr->net), path);
     asymbp__wbuf_free(&w);
     return st;
 }
@@ -472,6 +486,8 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     tr->rng.inc = inc | 1u;
     tr->epochs_done = (int)done;
     asymbp__net_set_step(tr->net, step);
+    asymbp__log(ctx, ASYMBP_LOG_INFO, "checkpoint loaded from %s: %u epochs done, step %llu", path, done,
+                (unsigned long long)step);
 done:
     asymbp__free(ctx, data);
     return st;

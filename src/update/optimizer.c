@@ -204,6 +204,9 @@ static asymbp_status_t create_common(asymbp_ctx_t *ctx, asymbp_net_t *net, const
         }
         q->inited = 1;
     }
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "optimizer: rule '%s' over %zu parameter tensors, lr %g, momentum %g%s, weight decay %g",
+                rule->base.name, count, (double)hp.lr, (double)hp.momentum, hp.nesterov ? " (Nesterov)" : "",
+                (double)hp.weight_decay);
     *out = opt;
     return ASYMBP_OK;
 }
