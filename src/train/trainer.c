@@ -331,17 +331,25 @@ asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_ne
 {
     unsigned char *data = NULL;
     asymbp__rbuf_t area;
-    asymbp_status_t st;
+    asymbp_status_t st, prev_status;
+    char prev_error[ASYMBP_ERRMSG_MAX];
     if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: out is NULL");
     *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
     /* tentative reads: a checkpoint holds a model too, so "not a model file" is not an error
      * yet; the failure that stands is logged once, at the end */
+    memcpy(prev_error, ctx->last_error, sizeof prev_error);
+    prev_status = ctx->last_status;
     ctx->log_mute++;
     st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area);
     if (st == ASYMBP_E_FORMAT && data == NULL) {
         asymbp_status_t st2 = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
-        if (st2 == ASYMBP_OK) st = ASYMBP_OK;
+        if (st2 == ASYMBP_OK) {
+            /* the tentative failure was no error: the context's last error is what it was */
+            memcpy(ctx->last_error, prev_error, sizeof prev_error);
+            ctx->last_status = prev_status;
+            st = ASYMBP_OK;
+        }
         else if (st2 != ASYMBP_E_FORMAT || strstr(asymbp_ctx_last_error(ctx), "expected a checkpoint") == NULL) st = st2;
         else st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area); /* restore the first message */
     }

@@ -105,9 +105,12 @@ int main(void)
     CHECK(strstr(r.all_info, "epoch 2/2") != NULL);
     OK(asymbp_model_save(net, model));
     CHECK(strstr(r.last[ASYMBP_LOG_INFO], "model saved") != NULL);
-    /* reading a checkpoint as a model tries the model kind first: no error is logged for it */
+    /* reading a checkpoint as a model tries the model kind first: no error is logged for it,
+     * and the context's last error stays what it was */
+    asymbp_ctx_clear_error(ctx);
     OK(asymbp_model_load(ctx, ckpt, &back));
     CHECK(r.n[ASYMBP_LOG_ERROR] == 5);
+    CHECK(asymbp_ctx_last_status(ctx) == ASYMBP_OK && asymbp_ctx_last_error(ctx)[0] == '\0');
     CHECK(strstr(r.last[ASYMBP_LOG_INFO], "model loaded") != NULL);
     asymbp_net_destroy(back);
     back = NULL;
