@@ -108,9 +108,11 @@ typedef struct asymbp_feedback_vtable {
     asymbp_status_t (*init)(void *user, void *state, const asymbp_feedback_args_t *args);
     /* (optional; NULL: V keeps what init wrote) Write V for this optimizer step (args->step).
      * Called at most once per step: before the step's first backward pass for every layer that
-     * sends an error down; for the lowest weighted layer, whose V training never reads, only in
-     * the steps where something reads it (asymbp_net_feedback_diag, the probe, a gradient check
-     * through the feedback), just before.  Must not allocate. */
+     * sends an error down, or earlier in the step (after the previous optimizer step) when
+     * something reads V then (the diagnostics, the V read-out); for the lowest weighted layer,
+     * whose V training never reads, only in the steps where something reads it
+     * (asymbp_net_feedback_diag, the probe, the V read-out, a gradient check through the
+     * feedback, the input gradient), just before.  Must not allocate. */
     asymbp_status_t (*refresh)(void *user, void *state, const asymbp_feedback_args_t *args);
     /* (optional) Called after every optimizer step, once the update rule has moved W (for
      * policies that learn V).  Must not allocate. */
@@ -229,24 +231,38 @@ typedef struct asymbp_feedback_diag {
 } asymbp_feedback_diag_t;
 #define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
-/* Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
- * the last backward pass and the current W and V.  Costs O(numel); no allocation.  The probe
- * members are set to NaN.  The lowest layer's V is first brought up to date for the current
- * step (see the vtable's refresh).  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i out of range),
- * ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a policy's
- * refresh failed).  Since 0.1. */
+/* Which moment the diagnostics report (asymbp_net_feedback_diag, the probe, and the V read-out
+ * asymbp_net_read_layer(ASYMBP_READ_FEEDBACK)): every layer alike, V is the feedback tensor of
+ * the optimizer step the net is at - the one whose backward pass ran last, or, after
+ * asymbp_optimizer_step, the next one - set against the current W.  So between a backward pass
+ * and the optimizer step the figures are those of the V and W that pass used; after the step
+ * they are those of the V the next backward will use, made from the updated W (every layer's V
+ * is refreshed for that step when it is read: at most once per step, as the next backward would;
+ * training is bit for bit the same whether or not anything is read).  delta_norm and grad_norm
+ * always come from the last backward pass.  Since 0.2 (0.1 reported the V of the step before
+ * for every layer but the lowest after an optimizer step).
+ *
+ * Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
+ * the last backward pass and the current W and V (the moment above).  Costs O(numel); no
+ * allocation.  The probe members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i
+ * out of range), ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a
+ * policy's refresh failed).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag);
 /* The exact-backprop probe: after a training forward, loss and backward pass, run a second
  * backward on the same batch with V = W for every layer and fill diag[0..count-1] (count must be
- * asymbp_net_feedback_layer_count; every element's struct_size set by the caller) with the
- * figures of asymbp_net_feedback_diag plus the comparison with exact backprop.  Weights,
- * gradients, the per-layer norms and the policies' state are left as they were, except that
- * the lowest layer's stale V is refreshed for the current step (the gradients are saved in a
- * scratch area allocated on the first probe and kept with the net).  Returns ASYMBP_OK,
+ * asymbp_net_feedback_layer_count; bottom to top) with the figures of asymbp_net_feedback_diag
+ * plus the comparison with exact backprop.  The array's elements are diag[0].struct_size bytes
+ * apart (the size of the struct the caller was compiled with: an older, smaller one works), and
+ * every element's struct_size must be set to that same value (ASYMBP_FEEDBACK_DIAG_INIT).
+ * Weights, gradients, the per-layer norms and the policies' state are left as they were, except
+ * that V is brought up to date for the current step as for asymbp_net_feedback_diag (the
+ * gradients are saved in a scratch area allocated on the first probe and kept with the net).  Returns ASYMBP_OK,
  * ASYMBP_E_INVALID (NULL, count differs), ASYMBP_E_UNSUPPORTED (struct_size), ASYMBP_E_STATE
  * (no backward pass to compare with), ASYMBP_E_NOMEM, ASYMBP_E_PLUGIN (a policy's refresh
- * failed).  Since 0.1. */
+ * failed).  Since 0.1 (the element stride is diag[0].struct_size since 0.2; 0.1 indexed the
+ * array with its own sizeof, so a smaller element was written out of place).  The INVALID case
+ * also covers elements whose struct_size differs from diag[0]'s. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count);
 

@@ -177,7 +177,9 @@ static asymbp_status_t hook_refresh(asymbp_net_t *net, void *state)
 
 asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl)
 {
-    if (!wl || !wl->fb || asymbp__net_wlayer_sends_delta(net, wl)) return ASYMBP_OK;
+    /* every layer, not only the lazily skipped one: after an optimizer step the others still
+     * hold the V of the step before, made from the W before the update */
+    if (!wl || !wl->fb) return ASYMBP_OK;
     return asymbp__fb_inst_refresh(asymbp__net_ctx(net), wl, wl->fb, asymbp__net_step(net) + 1);
 }
 

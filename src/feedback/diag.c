@@ -7,6 +7,8 @@
 
 #define DIAG_V1_SIZE (offsetof(asymbp_feedback_diag_t, bp_grad_norm) + sizeof(double))
 #define RAD2DEG 57.29577951308232
+/* Element i of a caller's diag array whose elements are stride bytes apart. */
+#define DIAG_AT(d, stride, i) ((asymbp_feedback_diag_t *)(void *)((char *)(d) + (i) * (stride)))
 
 /* Angle in degrees between vectors with this dot product and squared norms; NaN if one is 0. */
 static double angle_deg(double dot, double aa, double bb)
@@ -93,7 +95,7 @@ static asymbp__param_t *weight_param(asymbp_net_t *net, const asymbp__wlayer_t *
 asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count)
 {
     asymbp_ctx_t *ctx;
-    size_t i, nw, np, total = 0, off, dtotal = 0, dlen;
+    size_t i, nw, np, total = 0, off, dtotal = 0, dlen, stride;
     double *norms;
     float *saved, *dsaved;
     unsigned char *scratch;
@@ -106,11 +108,18 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
     if (count != nw)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_probe: count is %zu, the net has %zu weighted layers",
                              count, nw);
-    for (i = 0; i < nw; i++)
-        if (diag[i].struct_size < DIAG_V1_SIZE)
-            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                                 "net_feedback_probe: diag[%zu].struct_size %zu is smaller than version 1 (%zu)", i,
-                                 diag[i].struct_size, (size_t)DIAG_V1_SIZE);
+    /* the caller's elements are diag[0].struct_size bytes apart: a program built against an
+     * older (smaller) or newer struct passes an array of its own element size */
+    stride = diag->struct_size;
+    if (stride < DIAG_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
+                             "net_feedback_probe: diag[0].struct_size %zu is smaller than version 1 (%zu)", stride,
+                             (size_t)DIAG_V1_SIZE);
+    for (i = 1; i < nw; i++)
+        if (DIAG_AT(diag, stride, i)->struct_size != stride)
+            return asymbp__error(ctx, ASYMBP_E_INVALID,
+                                 "net_feedback_probe: diag[%zu].struct_size %zu differs from diag[0]'s %zu (one array, "
+                                 "one element size)", i, DIAG_AT(diag, stride, i)->struct_size, stride);
     for (i = 0; i < np; i++) total += asymbp__net_param_at(net, i)->numel;
     for (i = 0; i < nw; i++) {
         (void)asymbp__net_wlayer_delta_in(net, i, &dlen);
@@ -188,8 +197,8 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
                 d.grad_angle_bp = angle_deg(ab, aa, bb);
                 d.bp_grad_norm = sqrt(bb);
             }
-            d.struct_size = diag[i].struct_size;
-            memcpy(&diag[i], &d, diag[i].struct_size < sizeof d ? diag[i].struct_size : sizeof d);
+            d.struct_size = stride;
+            memcpy(DIAG_AT(diag, stride, i), &d, stride < sizeof d ? stride : sizeof d);
         }
     }
     /* Put everything back as the asymmetric pass left it. */

@@ -59,12 +59,15 @@ asymbp_status_t asymbp__fb_inst_refresh(asymbp_ctx_t *ctx, const asymbp__wlayer_
 asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl,
                                              asymbp__fb_inst_t *inst, uint64_t step);
 
-/* Bring the V of a weighted layer of net up to date before reading it (diagnostics).  The net's
- * refresh hook is lazy: it skips the layers whose V backward does not use (the lowest weighted
- * layer, unless the input gradient is wanted), which stay stale.  For such a layer this runs the
- * policy's refresh for the step the net is at (asymbp__net_step + 1, the number the hook would
- * have used; a no-op when it already ran for that step).  Layers that send a delta are left as
- * the last backward used them.  ASYMBP_OK for NULL wl or a layer without instance. */
+/* Bring the V of a weighted layer of net up to date before reading it (diagnostics, the probe,
+ * the V read-out): run the policy's refresh for the step the net is at (asymbp__net_step + 1,
+ * the number the next backward's hook uses; a no-op when it already ran for that step).  After
+ * a backward pass that is the step of that pass, so nothing changes, except for a layer the lazy
+ * hook skipped (the lowest one); after an optimizer step it is the next step, so every layer
+ * shows the V the next backward will use, made from the current W - the moment every reader
+ * reports (feedback.h).  Training is unchanged: the hook refreshes at most once per step, and
+ * nothing moves W between here and the next backward.  ASYMBP_OK for NULL wl or a layer
+ * without instance. */
 asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl);
 
 /* Make sure the feedback hooks are installed on net (their state holds the probe scratch). */
