@@ -189,22 +189,26 @@ ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_check_setting(asymbp
  * ASYMBP_E_FORMAT (bad option), ASYMBP_E_PLUGIN (a user policy's init failed), ASYMBP_E_NOMEM.
  * Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_set_feedback(asymbp_net_t *net, const char *setting);
-/* The same for one layer.  layer_index >= 0: the layer's index in the net (as in
- * asymbp_net_layer_kind; it must be dense or conv2d); layer_index < 0: counts weighted layers
- * from the top, -1 being the classifier (e.g. asymbp_net_set_feedback(net, "usf") then
- * asymbp_net_set_layer_feedback(net, -1, "sym")).  Returns as asymbp_net_set_feedback, plus
- * ASYMBP_E_INVALID when the index is out of range or names a layer without weights.  Since 0.1. */
+/* The same for one layer: layer_index is the layer's index in the net (as everywhere, see net.h;
+ * it must be dense or conv2d).  To keep the classifier symmetric:
+ *     size_t top; asymbp_net_weighted_layer(net, -1, &top);
+ *     asymbp_net_set_feedback(net, "usf"); asymbp_net_set_layer_feedback(net, (int)top, "sym");
+ * A negative layer_index counting weighted layers from the top (-1 the highest) is still
+ * accepted but deprecated since 0.2 (a second index space; use asymbp_net_weighted_layer).
+ * Returns as asymbp_net_set_feedback, plus ASYMBP_E_INVALID when the index is out of range or
+ * names a layer without weights.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_set_layer_feedback(asymbp_net_t *net, int layer_index, const char *setting);
-/* The setting text of a layer (index as above): what was assigned, "sym" when none.  Borrowed,
+/* The setting text of a layer (layer index as above; negative: deprecated, as above): what was
+ * assigned, "sym" when none.  Borrowed,
  * valid until the layer's feedback changes or the net is destroyed; NULL for a bad index.
  * Since 0.1. */
 ASYMBP_API const char *asymbp_net_get_layer_feedback(asymbp_net_t *net, int layer_index);
 
 /* ---- Diagnostics ------------------------------------------------------------------------------ */
 
-/* Number of weighted layers (dense, conv2d) of net: the index range of the diagnostics.
- * Since 0.1. */
+/* Number of weighted layers (dense, conv2d) of net; the same as asymbp_net_weighted_layer_count
+ * (the length of the probe's array).  Since 0.1. */
 ASYMBP_API size_t asymbp_net_feedback_layer_count(const asymbp_net_t *net);
 
 /* Per-layer figures.  Caller-filled struct_size (ASYMBP_FEEDBACK_DIAG_INIT); the library writes
@@ -242,11 +246,17 @@ typedef struct asymbp_feedback_diag {
  * always come from the last backward pass.  Since 0.2 (0.1 reported the V of the step before
  * for every layer but the lowest after an optimizer step).
  *
- * Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
- * the last backward pass and the current W and V (the moment above).  Costs O(numel); no
- * allocation.  The probe members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i
- * out of range), ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a
- * policy's refresh failed).  Since 0.1. */
+ * Figures of the weighted layer `layer` (its index in the net, as everywhere: see net.h; the
+ * k-th weighted layer is asymbp_net_weighted_layer(net, k, &layer)) from the last backward pass
+ * and the current W and V (the moment above).  Costs O(numel); no allocation.  The probe
+ * members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, layer out of range or
+ * without weights), ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a
+ * policy's refresh failed).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_layer_feedback_diag(asymbp_net_t *net, size_t layer, asymbp_feedback_diag_t *diag);
+/* Deprecated since 0.2 (kept until 1.0's successor drops it): the same for weighted layer i
+ * counted from the bottom (0 = the lowest, up to asymbp_net_feedback_layer_count - 1), an index
+ * space of its own; use asymbp_net_layer_feedback_diag.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag);
 /* The exact-backprop probe: after a training forward, loss and backward pass, run a second

@@ -143,7 +143,15 @@ asymbp_net_predict(asymbp_net_t *net, const float *x, size_t n, int32_t *pred);
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_evaluate(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n, float *loss, float *accuracy);
 
-/* ---- Introspection (NULL net or index out of range: 0 / NULL / -1) ----------------------------- */
+/* ---- Introspection (NULL net or index out of range: 0 / NULL / -1) -----------------------------
+ * Layer indices: every function of the public API that takes or reports a layer uses its index
+ * in the net, 0 (next to the input) .. asymbp_net_layer_count - 1 (the classifier), as
+ * asymbp_net_layer_kind and asymbp_net_layer_name count; "conv4" is layer 4.  Weighted layers
+ * (dense, conv2d) have no index space of their own: asymbp_net_weighted_layer converts "the
+ * k-th weighted layer from the bottom or the top" into the layer index.  (Two 0.1 conventions
+ * remain for compatibility and are deprecated since 0.2: asymbp_net_feedback_diag's weighted
+ * position, and negative "from the top" indices of asymbp_net_set_layer_feedback and
+ * asymbp_net_get_layer_feedback.) */
 
 ASYMBP_API size_t asymbp_net_layer_count(const asymbp_net_t *net);
 /* Kind of layer i; ASYMBP_LAYER_NONE (-1, so `< 0`) for a NULL net or i out of range.  Since 0.1. */
@@ -168,6 +176,57 @@ ASYMBP_API size_t asymbp_net_weight_count(const asymbp_net_t *net);
 ASYMBP_API int64_t asymbp_net_classes(const asymbp_net_t *net);
 /* Input shape as C, H, W.  Returns ASYMBP_OK or ASYMBP_E_INVALID.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_input_shape(const asymbp_net_t *net, int64_t shape[3]);
+/* Number of weighted layers (dense, conv2d); 0 for NULL.  Since 0.2. */
+ASYMBP_API size_t asymbp_net_weighted_layer_count(const asymbp_net_t *net);
+/* The layer index of a weighted layer: k >= 0 counts from the bottom (0 = the lowest weighted
+ * layer), k < 0 from the top (-1 = the highest, the classifier in a net built by the builders or
+ * a spec).  layer: receives the index.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument, k out
+ * of range).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_weighted_layer(const asymbp_net_t *net, int k, size_t *layer);
+
+/* ---- Read-outs ---------------------------------------------------------------------------------- */
+
+/* What asymbp_net_read_layer copies.  Values pinned; new ones are appended.  Since 0.2. */
+typedef enum asymbp_readout {
+    ASYMBP_READ_WEIGHTS = 0,        /* W of a dense or conv2d layer: dense [out][in], conv2d
+                                       [oc][ic][kh][kw] */
+    ASYMBP_READ_FEEDBACK = 1,       /* V, the tensor its backward multiplies the error by (W when
+                                       the feedback is symmetric), at the moment feedback.h's
+                                       diagnostics describe (read after asymbp_optimizer_step:
+                                       the next backward's V, made from the current W) */
+    ASYMBP_READ_DELTA_RECEIVED = 2, /* the error the layer received in the last backward pass,
+                                       dL/d(its output): n x (C*H*W of its output) */
+    ASYMBP_READ_DELTA_SENT = 3      /* the error it sent to the layer below, n x (C*H*W of its
+                                       input); layer 0's is dL/dinput (asymbp_net_set_input_grad) */
+} asymbp_readout_t;
+
+/* Copy a layer's W, V or a delta of the last backward pass into the caller's buf (cap floats);
+ * count (may be NULL) receives the number of floats the read-out has.  buf NULL with cap 0 only
+ * reports count.  The deltas are those of the last asymbp_net_backward (n = its batch, sample
+ * after sample); they stay readable until the next asymbp_net_loss, bind or layer added (a
+ * forward, predict or evaluate pass does not touch them; the probe puts them back; a gradient
+ * check leaves its own).  The backward pass stops at the lowest layer with parameters unless
+ * the input gradient is requested: below it, and for what that layer sends down, there is no
+ * delta (ASYMBP_E_STATE).  Reading V may run the policy's refresh (see feedback.h).  No
+ * allocation.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL net, layer out of range, a weight
+ * read-out of a layer without weights, unknown what, buf NULL with cap > 0), ASYMBP_E_STATE (no
+ * such delta in the last backward pass, or no backward pass since the last loss), ASYMBP_E_SHAPE
+ * (cap smaller than count: nothing is written), ASYMBP_E_PLUGIN (V's refresh failed).
+ * Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_read_layer(asymbp_net_t *net, size_t layer, asymbp_readout_t what, float *buf, size_t cap, size_t *count);
+
+/* Ask every backward pass to compute the gradient of the loss with respect to the net's input
+ * too (on 1, off 0; default off), readable as layer 0's ASYMBP_READ_DELTA_SENT (and every
+ * layer's deltas below the lowest one with parameters become readable).  Cost per backward
+ * pass: the lowest weighted layer sends its error down (one more product with V of the size of
+ * its weight-gradient product: for a dense layer batch x inputs x outputs multiply-adds, for a
+ * conv layer its transposed convolution), the weight-free layers under it run their backward,
+ * and that layer's feedback is refreshed every step instead of lazily (BRSF: one more draw of
+ * its magnitudes per step).  No memory is added (the buffer exists from binding).  Returns
+ * ASYMBP_OK, ASYMBP_E_INVALID (NULL).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_set_input_grad(asymbp_net_t *net, int on);
+ASYMBP_API int asymbp_net_get_input_grad(const asymbp_net_t *net);
 
 /* ---- Gradient check ---------------------------------------------------------------------------- */
 

@@ -183,6 +183,12 @@ asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *w
     return asymbp__fb_inst_refresh(asymbp__net_ctx(net), wl, wl->fb, asymbp__net_step(net) + 1);
 }
 
+static asymbp_status_t hook_current(asymbp_net_t *net, void *state, asymbp__wlayer_t *wl)
+{
+    (void)state;
+    return asymbp__fb_wlayer_current(net, wl);
+}
+
 static asymbp_status_t hook_after_update(asymbp_net_t *net, void *state)
 {
     fb_net_t *fn = state;
@@ -227,6 +233,7 @@ asymbp_status_t asymbp__fb_net_hooks(asymbp_net_t *net)
     h.refresh = hook_refresh;
     h.after_update = hook_after_update;
     h.destroy = hook_destroy;
+    h.current = hook_current;
     asymbp__net_set_fb_hooks(net, &h);
     return ASYMBP_OK;
 }

@@ -254,7 +254,7 @@ asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const in
     if (st == ASYMBP_OK) st = asymbp_net_backward(net);
     net->force_sym = saved_sym;
     net->freeze_stats = 0;
-    net->need_input_grad = 0;
+    net->need_input_grad = net->want_input_grad;
     net->have_fwd = 0;
     if (st != ASYMBP_OK) goto out;
     for (size_t i = 0; i < net->n_layers; i++)

@@ -63,8 +63,15 @@ struct asymbp_net {
                                              partial dense deltas */
     size_t n_fwd;
     int have_fwd, have_delta;
+    /* what the last backward pass wrote (the delta read-outs): valid while have_bwd, which the
+     * next loss, a bind or a new layer clears */
+    int have_bwd;
+    size_t bwd_n;                         /* samples */
+    size_t bwd_lowest;                    /* lowest layer whose backward ran */
+    int bwd_input;                        /* layer bwd_lowest also sent its delta down */
     /* modes */
     int need_input_grad;                  /* backward also fills dinput (gradcheck) */
+    int want_input_grad;                  /* the caller asked for it (asymbp_net_set_input_grad) */
     int freeze_stats;                     /* BN running statistics are not updated (gradcheck) */
     int force_sym;
     /* feedback hooks and optimizer steps */
