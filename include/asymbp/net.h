@@ -243,7 +243,36 @@ typedef struct asymbp_gradcheck_params {
 } asymbp_gradcheck_params_t;
 #define ASYMBP_GRADCHECK_PARAMS_INIT { sizeof(asymbp_gradcheck_params_t), 1e-6, 32, 1, 0 }
 
-/* One layer's figures (layers with parameters only). */
+/* ---- The gradient check's result (since 0.2) ----
+ * One layer's figures (layers with parameters only), an element of the caller's array. */
+typedef struct asymbp_gradcheck_entry {
+    int layer_index;     /* the layer's index in the net */
+    char name[32];       /* its name, e.g. "conv0" */
+    double rel_error;    /* worst relative error over its parameters' checked entries */
+    size_t checked;      /* entries compared */
+    size_t skipped;      /* entries skipped because a perturbed loss was not finite */
+} asymbp_gradcheck_entry_t;
+
+/* Result of asymbp_net_gradcheck_v2: the caller gives the array for the per-layer figures and its
+ * capacity; start from ASYMBP_GRADCHECK_RESULT_INIT (it sets struct_size and entry_size, the
+ * size of the elements as the caller was compiled: the library steps through the array by it).
+ * Since 0.2. */
+typedef struct asymbp_gradcheck_result {
+    size_t struct_size;
+    size_t entry_size;                  /* sizeof(asymbp_gradcheck_entry_t) (INIT) */
+    asymbp_gradcheck_entry_t *layers;   /* caller's array of `capacity` entries (NULL if 0) */
+    size_t capacity;
+    size_t layer_count;                 /* out: layers with parameters, bottom to top: the entries
+                                           written, or the capacity needed (ASYMBP_E_SHAPE) */
+    double max_rel_error;               /* worst over every layer and the input */
+    double input_rel_error;             /* worst over the input's checked entries */
+    size_t input_checked, input_skipped;
+} asymbp_gradcheck_result_t;
+#define ASYMBP_GRADCHECK_RESULT_INIT \
+    { sizeof(asymbp_gradcheck_result_t), sizeof(asymbp_gradcheck_entry_t), 0, 0, 0, 0, 0, 0, 0 }
+
+/* ---- The 0.1 report (deprecated since 0.2: a fixed array of 64 layers; bigger nets lose the
+ * figures of the layers above the 64th; use asymbp_gradcheck_result_t) ---- */
 typedef struct asymbp_gradcheck_layer {
     char name[32];       /* layer name, e.g. "conv0" */
     double rel_error;    /* worst relative error over its parameters' checked entries */
@@ -276,14 +305,25 @@ typedef struct asymbp_gradcheck_report {
  * draw one new mask.  Cost: 2 reference forward passes (from the perturbed layer up) per
  * checked entry.  p may be NULL (defaults).  Returns ASYMBP_OK, ASYMBP_E_INVALID,
  * ASYMBP_E_STATE (not bound), ASYMBP_E_SHAPE (n > batch), ASYMBP_E_RANGE (bad label),
- * ASYMBP_E_UNSUPPORTED (struct_size of p or report too small), ASYMBP_E_NOMEM.  Since 0.1. */
+ * ASYMBP_E_UNSUPPORTED (struct_size of p, or struct_size / entry_size of result too small),
+ * ASYMBP_E_SHAPE also when result->capacity is smaller than the number of layers with parameters
+ * (checked first, nothing run: result->layer_count then gives the capacity needed),
+ * ASYMBP_E_INVALID also for layers NULL with a capacity, ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_gradcheck_v2(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
+                        const asymbp_gradcheck_params_t *p, asymbp_gradcheck_result_t *result);
+/* Deprecated since 0.2: the same into the fixed 0.1 report (the first
+ * ASYMBP_GRADCHECK_MAX_LAYERS layers; max_rel_error covers them all).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
                      const asymbp_gradcheck_params_t *p, asymbp_gradcheck_report_t *report);
-/* The report as one JSON line (no newline): {"max_rel_error":...,"input_rel_error":...,
- * "layers":[{"name":"conv0","rel_error":...,"checked":...,"skipped":...},...]}.  Writes at most
- * cap bytes including the NUL (buf may be NULL when cap is 0) and returns the length the full
- * text needs (like snprintf); 0 for a NULL report.  Since 0.1. */
+/* The result as one JSON line (no newline): {"max_rel_error":...,"input_rel_error":...,
+ * "input_checked":...,"input_skipped":...,"layers":[{"layer":0,"name":"conv0","rel_error":...,
+ * "checked":...,"skipped":...},...]}.  Writes at most cap bytes including the NUL (buf may be
+ * NULL when cap is 0) and returns the length the full text needs (like snprintf); 0 for a NULL
+ * or too small result.  Since 0.2. */
+ASYMBP_API size_t asymbp_gradcheck_result_json(const asymbp_gradcheck_result_t *result, char *buf, size_t cap);
+/* Deprecated since 0.2: the same for the 0.1 report (no "layer" members).  Since 0.1. */
 ASYMBP_API size_t asymbp_gradcheck_report_json(const asymbp_gradcheck_report_t *report, char *buf, size_t cap);
 
 #ifdef __cplusplus
