@@ -9,6 +9,7 @@
 #include "layers/net_into.h"
 #include "feedback/feedback_impl.h"
 #include "update/update_impl.h"
+#include "data/data_impl.h"
 #include "asymbp/trainer.h"
 
 #define TRAINER_CHUNK "TRNR"
@@ -30,6 +31,7 @@ struct asymbp_trainer {
     size_t backup_floats;
     int epochs_done;
     asymbp_epoch_metrics_t *metrics; /* epochs entries */
+    const asymbp_scaler_t *scaler;   /* borrowed; saved in checkpoints (asymbp_trainer_set_scaler) */
 };
 
 static double now_seconds(void)
@@ -281,6 +283,20 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
     return ASYMBP_OK;
 }
 
+asymbp_status_t asymbp_trainer_set_scaler(asymbp_trainer_t *tr, const asymbp_scaler_t *scaler)
+{
+    int64_t shape[3];
+    asymbp_status_t st;
+    if (!tr) return ASYMBP_E_INVALID;
+    if (scaler) {
+        if ((st = asymbp_net_input_shape(tr->net, shape)) != ASYMBP_OK) return st;
+        st = asymbp__scaler_fits(tr->ctx, scaler, "trainer_set_scaler", ASYMBP_E_SHAPE, shape[0], shape[1], shape[2]);
+        if (st != ASYMBP_OK) return st;
+    }
+    tr->scaler = scaler;
+    return ASYMBP_OK;
+}
+
 int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr) { return tr ? tr->epochs_done : 0; }
 
 const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch)
@@ -291,14 +307,24 @@ const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr,
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static asymbp_status_t write_model_chunks(asymbp_net_t *net, asymbp__wbuf_t *w)
+/* The model's chunks: the net, its feedback state, and the standardisation its inputs need
+ * (when there is one; checked against the net's input shape first). */
+static asymbp_status_t write_model_chunks(asymbp_net_t *net, const asymbp_scaler_t *scaler, asymbp__wbuf_t *w)
 {
-    asymbp_status_t st = asymbp__net_write(net, w);
+    asymbp_status_t st = ASYMBP_OK;
+    if (scaler) {
+        int64_t shape[3];
+        st = asymbp_net_input_shape(net, shape);
+        if (st == ASYMBP_OK)
+            st = asymbp__scaler_fits(asymbp__net_ctx(net), scaler, "model_save", ASYMBP_E_SHAPE, shape[0], shape[1], shape[2]);
+    }
+    if (st == ASYMBP_OK) st = asymbp__net_write(net, w);
     if (st == ASYMBP_OK) st = asymbp__feedback_write(net, w);
+    if (st == ASYMBP_OK && scaler) st = asymbp__scaler_write(scaler, w);
     return st;
 }
 
-asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
+asymbp_status_t asymbp_model_save_with_scaler(asymbp_net_t *net, const asymbp_scaler_t *scaler, const char *path)
 {
     asymbp_ctx_t *ctx = asymbp__net_ctx(net);
     asymbp__wbuf_t w;
@@ -306,36 +332,61 @@ asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
     if (!net) return ASYMBP_E_INVALID;
     if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_save: path is NULL");
     asymbp__wbuf_init(&w, ctx);
-    st = write_model_chunks(net, &w);
+    st = write_model_chunks(net, scaler, &w);
     if (st == ASYMBP_OK) st = asymbp__file_write_atomic(ctx, path, ASYMBP__FILE_MODEL, &w);
-    if (st == ASYMBP_OK) asymbp__log(ctx, ASYMBP_LOG_INFO, "model saved to %s (%zu bytes of chunks)", path, w.len);
+    if (st == ASYMBP_OK)
+        asymbp__log(ctx, ASYMBP_LOG_INFO, "model saved to %s (%zu bytes of chunks%s)", path, w.len,
+                    scaler ? ", with its standardisation" : "");
     asymbp__wbuf_free(&w);
     return st;
 }
 
-static asymbp_status_t model_from_area(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, const char *path, asymbp_net_t **out)
+asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
+{
+    return asymbp_model_save_with_scaler(net, NULL, path);
+}
+
+static asymbp_status_t model_from_area(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, const char *path, asymbp_net_t **out,
+                                       asymbp_scaler_t **scaler)
 {
     asymbp_net_t *net = NULL;
+    asymbp_scaler_t *sc = NULL;
     asymbp_status_t st = asymbp__net_read(ctx, area, &net);
     if (st == ASYMBP_OK) st = asymbp__feedback_read(net, area);
+    if (st == ASYMBP_OK && scaler) st = asymbp__scaler_read(ctx, area, &sc);
+    if (st == ASYMBP_OK && sc) {
+        int64_t shape[3];
+        st = asymbp_net_input_shape(net, shape);
+        if (st == ASYMBP_OK) st = asymbp__scaler_fits(ctx, sc, "model_load", ASYMBP_E_FORMAT, shape[0], shape[1], shape[2]);
+    }
     if (st != ASYMBP_OK) {
         asymbp__error_prefix(ctx, "%s", path);
+        asymbp_scaler_destroy(sc);
         asymbp_net_destroy(net);
         return st;
     }
     *out = net;
+    if (scaler) *scaler = sc;
     return ASYMBP_OK;
 }
 
 asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out)
 {
+    return asymbp_model_load_with_scaler(ctx, path, out, NULL);
+}
+
+asymbp_status_t asymbp_model_load_with_scaler(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out,
+                                              asymbp_scaler_t **scaler)
+{
     unsigned char *data = NULL;
     asymbp__rbuf_t area;
     asymbp_status_t st, prev_status;
     char prev_error[ASYMBP_ERRMSG_MAX];
+    if (scaler) *scaler = NULL;
     if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: out is NULL");
     *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
+    if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: path is NULL");
     /* tentative reads: a checkpoint holds a model too, so "not a model file" is not an error
      * yet; the failure that stands is logged once, at the end */
     memcpy(prev_error, ctx->last_error, sizeof prev_error);
@@ -358,9 +409,11 @@ asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_ne
         asymbp__error_relog(ctx);
         return st;
     }
-    st = model_from_area(ctx, &area, path, out);
+    st = model_from_area(ctx, &area, path, out, scaler);
     asymbp__free(ctx, data);
-    if (st == ASYMBP_OK) asymbp__log(ctx, ASYMBP_LOG_INFO, "model loaded from %s: %s", path, asymbp_net_spec(*out));
+    if (st == ASYMBP_OK)
+        asymbp__log(ctx, ASYMBP_LOG_INFO, "model loaded from %s: %s%s", path, asymbp_net_spec(*out),
+                    scaler && *scaler ? ", with its standardisation" : "");
     return st;
 }
 
@@ -373,7 +426,7 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
     if (!tr) return ASYMBP_E_INVALID;
     if (!path) return asymbp__error(tr->ctx, ASYMBP_E_INVALID, "save_checkpoint: path is NULL");
     asymbp__wbuf_init(&w, tr->ctx);
-    st = write_model_chunks(tr->net, &w);
+    st = write_model_chunks(tr->net, tr->scaler, &w);
     if (st == ASYMBP_OK) {
         pos = asymbp__wbuf_chunk_begin(&w, ASYMBP__CHUNK_OPTIMIZER);
         st = asymbp__optimizer_write(tr->opt, &w);
