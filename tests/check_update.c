@@ -966,6 +966,56 @@ START_TEST(test_oom)
 }
 END_TEST
 
+/* Registration when memory runs out: ASYMBP_E_NOMEM, the registry unchanged, user_free not run
+ * (the user data stays the caller's), nothing leaked; the read-only queries never allocate. */
+static asymbp_status_t oom_fb_init(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    (void)user; (void)state; (void)a;
+    return ASYMBP_OK;
+}
+
+START_TEST(test_register_oom)
+{
+    long k;
+    int done = 0;
+    for (k = 1; !done && k < 20; k++) {
+        test_alloc_t ta = {0, 0, 0};
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_update_rule_vtable_t uvt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
+        asymbp_feedback_vtable_t fvt = ASYMBP_FEEDBACK_VTABLE_INIT;
+        asymbp_update_rule_t *r = NULL;
+        asymbp_status_t s1, s2;
+        long calls;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        calls = ta.calls;
+        ck_assert_uint_eq(asymbp_update_rule_count(ctx), 7);
+        ck_assert_uint_eq(asymbp_feedback_count(ctx), 7);
+        ck_assert_int_eq(asymbp_update_rule_find(ctx, "bm+b", &r), ASYMBP_OK);
+        ck_assert_int_eq(ta.calls, calls);
+        frees = 0;
+        uvt.name = "oom-rule";
+        uvt.step = plug_step;
+        fvt.name = "oom-fb";
+        fvt.init = oom_fb_init;
+        ta.fail_at = ta.calls + k;
+        s1 = asymbp_update_rule_register(ctx, &uvt, NULL, count_free, NULL);
+        s2 = asymbp_feedback_register(ctx, &fvt, NULL, count_free);
+        ta.fail_at = 0;
+        ck_assert(s1 == ASYMBP_OK || s1 == ASYMBP_E_NOMEM);
+        ck_assert(s2 == ASYMBP_OK || s2 == ASYMBP_E_NOMEM);
+        ck_assert_uint_eq(asymbp_update_rule_count(ctx), s1 == ASYMBP_OK ? 8u : 7u);
+        ck_assert_uint_eq(asymbp_feedback_count(ctx), s2 == ASYMBP_OK ? 8u : 7u);
+        ck_assert_int_eq(frees, 0);
+        done = s1 == ASYMBP_OK && s2 == ASYMBP_OK;
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(frees, (s1 == ASYMBP_OK) + (s2 == ASYMBP_OK));
+        ck_assert_int_eq(ta.live, 0);
+    }
+    ck_assert(done);
+}
+END_TEST
+
 /* ---- with a real net ----------------------------------------------------------------------- */
 
 /* XOR-like: 2 features, 2 classes, 64 points, label = sign(x0) xor sign(x1). */
@@ -1104,6 +1154,7 @@ Suite *asymbp_test_update_suite(void)
     tcase_add_test(tc, test_checkpoint_roundtrip);
     tcase_add_test(tc, test_checkpoint_truncations);
     tcase_add_test(tc, test_oom);
+    tcase_add_test(tc, test_register_oom);
     tcase_add_test(tn, test_train_xor_every_rule);
     tcase_add_test(tn, test_net_param_info);
     suite_add_tcase(s, tc);
