@@ -84,7 +84,7 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb FORCE
+        check-deb check-api FORCE
 
 all: lib $(if $(TOOL_SRC),$(CLI))
 
@@ -200,6 +200,14 @@ build-asan/tests/oom_api: tests/fault/oom_api.c $(HEADERS) $(LIB_SRC) $(wildcard
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="$(ASAN_FLAGS)"
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L -O1 -g $(ASAN_FLAGS) -o $@ $< build-asan/lib/libasymbp.a $(ASYMBP_LIBS)
+
+# Outside programs (tests/api/*.c) built only through pkg-config against a staged install of
+# this tree, as a user of the installed library would.  API_TESTS="a b" runs only those.
+check-api:
+	@$(MAKE) --no-print-directory all
+	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
+	  $(MAKE) --no-print-directory install PREFIX="$$stage/prefix" >/dev/null && \
+	  bash tests/api/run.sh "$$stage/prefix" "$$stage/work" $(API_TESTS)
 
 # Every allocation of a short training run through the public API (under ASan + UBSan), and of
 # the tool's train, resume, eval and info, failed in turn (docs/reliability.md).

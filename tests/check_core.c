@@ -230,7 +230,16 @@ START_TEST(test_ctx_log)
     asymbp_ctx_t *ctx = test_ctx();
     log_count = 0;
     ck_assert_int_eq(asymbp_ctx_set_log(ctx, count_log, &log_count, ASYMBP_LOG_DEBUG), ASYMBP_OK);
+    ck_assert_int_eq(log_count, 1); /* the set-up summary */
     ck_assert_int_eq(asymbp_ctx_set_log(NULL, count_log, &log_count, ASYMBP_LOG_DEBUG), ASYMBP_E_INVALID);
+    /* every recorded error is sent once */
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, -3), ASYMBP_E_INVALID);
+    ck_assert_int_eq(log_count, 2);
+    ck_assert_int_eq(asymbp_ctx_set_log(ctx, count_log, &log_count, (asymbp_log_level_t)4), ASYMBP_E_INVALID);
+    ck_assert_int_eq(log_count, 3);
+    ck_assert_int_eq(asymbp_ctx_set_log(ctx, NULL, NULL, ASYMBP_LOG_ERROR), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, -3), ASYMBP_E_INVALID);
+    ck_assert_int_eq(log_count, 3);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST

@@ -1241,6 +1241,82 @@ START_TEST(test_oom)
 }
 END_TEST
 
+/* The scaler's chunk in saved files: a round trip, no chunk, and every malformed payload
+ * refused with ASYMBP_E_FORMAT (nothing allocated is left behind). */
+static asymbp_status_t scal_read_payload(asymbp_ctx_t *ctx, uint32_t version, uint32_t mode, uint64_t count, const float *mean,
+                                         const float *div, size_t nstats, size_t cut, asymbp_scaler_t **out)
+{
+    asymbp__wbuf_t w;
+    asymbp__rbuf_t area;
+    size_t pos;
+    asymbp_status_t st;
+    asymbp__wbuf_init(&w, ctx);
+    pos = asymbp__wbuf_chunk_begin(&w, ASYMBP__CHUNK_SCALER);
+    asymbp__wbuf_u32(&w, version);
+    asymbp__wbuf_u32(&w, mode);
+    asymbp__wbuf_u64(&w, count);
+    asymbp__wbuf_f32s(&w, mean, nstats);
+    asymbp__wbuf_f32s(&w, div, nstats);
+    w.len -= cut;
+    asymbp__wbuf_chunk_end(&w, pos);
+    ck_assert(!w.failed);
+    area.p = w.p;
+    area.len = w.len;
+    area.pos = 0;
+    area.failed = 0;
+    st = asymbp__scaler_read(ctx, &area, out);
+    asymbp__wbuf_free(&w);
+    return st;
+}
+
+START_TEST(test_scaler_chunk)
+{
+    test_alloc_t ta = {0, 0, 0};
+    asymbp_allocator_t al = test_allocator(&ta);
+    asymbp_ctx_t *ctx = NULL;
+    asymbp_scaler_t *sc = NULL, *back = NULL;
+    const float mean[3] = {1.5f, -2.0f, 0.25f}, div[3] = {2.0f, 0.5f, 1.0f}, zero[3] = {1, 0, 1};
+    const float nan3[3] = {0.0f, NAN, 0.0f};
+    asymbp__wbuf_t w;
+    asymbp__rbuf_t area;
+    ck_assert_int_eq(asymbp_ctx_create(&al, &ctx), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_scaler_create(ctx, ASYMBP_SCALER_PER_FEATURE, 3, mean, div, &sc), ASYMBP_OK);
+    asymbp__wbuf_init(&w, ctx);
+    ck_assert_int_eq(asymbp__scaler_write(sc, &w), ASYMBP_OK);
+    area.p = w.p;
+    area.len = w.len;
+    area.pos = 0;
+    area.failed = 0;
+    ck_assert_int_eq(asymbp__scaler_read(ctx, &area, &back), ASYMBP_OK);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(asymbp_scaler_mode(back), ASYMBP_SCALER_PER_FEATURE);
+    ck_assert_uint_eq(asymbp_scaler_count(back), 3);
+    ck_assert_mem_eq(asymbp_scaler_mean(back), mean, sizeof mean);
+    ck_assert_mem_eq(asymbp_scaler_divisor(back), div, sizeof div);
+    asymbp_scaler_destroy(back);
+    asymbp__wbuf_free(&w);
+    /* no chunk: NULL and OK */
+    area.len = 0;
+    back = sc;
+    ck_assert_int_eq(asymbp__scaler_read(ctx, &area, &back), ASYMBP_OK);
+    ck_assert_ptr_null(back);
+    /* malformed */
+    ck_assert_int_eq(scal_read_payload(ctx, 2, 1, 3, mean, div, 3, 0, &back), ASYMBP_E_FORMAT);   /* version */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 7, 3, mean, div, 3, 0, &back), ASYMBP_E_FORMAT);   /* mode */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 0, mean, div, 0, 0, &back), ASYMBP_E_FORMAT);   /* empty */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 4, mean, div, 3, 0, &back), ASYMBP_E_FORMAT);   /* count > data */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 2, mean, div, 3, 0, &back), ASYMBP_E_FORMAT);   /* count < data */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 3, mean, div, 3, 2, &back), ASYMBP_E_FORMAT);   /* truncated */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 3, mean, zero, 3, 0, &back), ASYMBP_E_FORMAT);  /* divisor 0 */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, 3, nan3, div, 3, 0, &back), ASYMBP_E_FORMAT);   /* NaN mean */
+    ck_assert_int_eq(scal_read_payload(ctx, 1, 1, (uint64_t)1 << 62, mean, div, 3, 0, &back), ASYMBP_E_FORMAT);
+    ck_assert_ptr_null(back);
+    asymbp_scaler_destroy(sc);
+    asymbp_ctx_destroy(ctx);
+    ck_assert_int_eq(ta.live, 0);
+}
+END_TEST
+
 Suite *asymbp_test_data_suite(void);
 Suite *asymbp_test_data_suite(void)
 {
@@ -1266,6 +1342,7 @@ Suite *asymbp_test_data_suite(void)
     tcase_add_test(tc, test_shuffle);
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_oom);
+    tcase_add_test(tc, test_scaler_chunk);
     suite_add_tcase(s, tc);
     return s;
 }

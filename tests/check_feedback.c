@@ -879,10 +879,14 @@ START_TEST(test_lazy_refresh)
         ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
         ck_assert_uint_eq(count_st(net, 2)->refreshes, 3);
         ck_assert_uint_eq(count_st(net, 0)->updates, 3);
-        /* diag of another layer leaves it alone */
+        /* diag of another layer leaves the lowest alone; between steps it shows the V the next
+         * backward will use (made from the current W): refreshed for step 4 now, once */
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, 1, &one), ASYMBP_OK);
         ck_assert_int_eq(asymbp_net_feedback_diag(net, 1, &one), ASYMBP_OK);
         ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
-        ck_assert_uint_eq(count_st(net, 1)->refreshes, 3);
+        ck_assert_uint_eq(count_st(net, 1)->refreshes, 4);
+        ck_assert_uint_eq(count_st(net, 1)->last_refresh_step, 4);
+        ck_assert_double_eq(one.sign_concordance, 0.0); /* V = -2 W of the current W */
         /* diag of the lowest layer: refreshed for step 4 (3 done), once */
         ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &one), ASYMBP_OK);
         ck_assert_int_eq(asymbp_net_feedback_diag(net, 0, &one), ASYMBP_OK);
@@ -890,7 +894,7 @@ START_TEST(test_lazy_refresh)
         ck_assert_uint_eq(count_st(net, 0)->last_refresh_step, 4);
         ck_assert_double_eq(one.sign_concordance, 0.0); /* V = -2 W of the current W */
         ck_assert_double_eq_tol(one.norm_ratio, 2.0, 1e-6);
-        /* step 4's training backward refreshes the other layers only */
+        /* step 4's training backward refreshes the layers not yet fresh for it (layer 2) */
         fwd_bwd(net, x, y, NB, NULL);
         ck_assert_uint_eq(count_st(net, 0)->refreshes, 1);
         ck_assert_uint_eq(count_st(net, 1)->refreshes, 4);
@@ -1172,6 +1176,66 @@ START_TEST(test_diag_and_probe)
 }
 END_TEST
 
+/* Diagnostics between optimizer steps report one moment for every layer (the V the next backward
+ * uses, from the current W: uSF concordance 1 everywhere) and change nothing in training: a BRSF
+ * run that reads every layer's diagnostics after each step and after each backward ends with
+ * the same weights and V bit for bit as one that never looks (V compared after the next
+ * backward, for which the looking run drew early). */
+START_TEST(test_diag_between_steps)
+{
+    float x[NB * ND];
+    int32_t y[NB];
+    float *w[2];
+    size_t nw[2];
+    make_blobs(x, y, NB, ND, 4, 21);
+    for (int look = 0; look < 2; look++) {
+        asymbp_ctx_t *ctx = test_ctx();
+        asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.5f, 0.0f);
+        asymbp_feedback_diag_t d = ASYMBP_FEEDBACK_DIAG_INIT;
+        size_t total = 0, off = 0;
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "brsf"), ASYMBP_OK);
+        for (int s = 0; s < 6; s++) {
+            fwd_bwd(net, x, y, NB, NULL);
+            for (size_t l = 0; look && l < 3; l++) ck_assert_int_eq(asymbp_net_feedback_diag(net, l, &d), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+            for (size_t l = 0; look && l < 3; l++) {
+                ck_assert_int_eq(asymbp_net_feedback_diag(net, l, &d), ASYMBP_OK);
+                ck_assert_double_eq(d.sign_concordance, 1.0);
+            }
+        }
+        /* the next backward: the run that looked drew step 7's magnitudes early, the other now */
+        fwd_bwd(net, x, y, NB, NULL);
+        for (size_t l = 0; l < 3; l++) total += 2 * asymbp__net_wlayer_at(net, l)->numel;
+        w[look] = malloc(total * sizeof(float));
+        for (size_t l = 0; l < 3; l++) {
+            asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, l);
+            memcpy(w[look] + off, wl->W, wl->numel * sizeof(float));
+            off += wl->numel;
+            if (l > 0) memcpy(w[look] + off, wl->V, wl->numel * sizeof(float)); /* the lowest: stale without looks */
+            else memset(w[look] + off, 0, wl->numel * sizeof(float));
+            off += wl->numel;
+        }
+        nw[look] = total;
+        /* uSF after a step with a large rate: every layer's V follows the current signs */
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "usf"), ASYMBP_OK);
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        for (size_t l = 0; l < 3; l++) {
+            ck_assert_int_eq(asymbp_net_feedback_diag(net, l, &d), ASYMBP_OK);
+            ck_assert_double_eq(d.sign_concordance, 1.0);
+        }
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+        asymbp_ctx_destroy(ctx);
+    }
+    ck_assert_uint_eq(nw[0], nw[1]);
+    ck_assert(same_floats(w[0], w[1], nw[0]));
+    free(w[0]);
+    free(w[1]);
+}
+END_TEST
+
 /* Save after k steps, continue; load into a fresh net, continue: bit-identical weights and V. */
 START_TEST(test_state_round_trip)
 {
@@ -1373,20 +1437,24 @@ START_TEST(test_user_policy_trains)
     ck_assert_msg(last < 0.5f * first, "loss %g -> %g", first, last);
     asymbp_optimizer_destroy(opt);
     asymbp_net_destroy(net);
-    /* unregistering while in use keeps the layers working; user_free runs once, later */
+    /* unregistering while a layer uses the policy is refused (as for update rules); once no
+     * layer uses it, it ends and user_free runs once */
     {
         asymbp_net_t *n2 = mk_net(ctx, "mlp:8", ND, 1, 1, 0, NB);
         count_user_free_calls = 0;
         register_count(ctx);
         ck_assert_int_eq(asymbp_net_set_feedback(n2, "count"), ASYMBP_OK);
-        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_OK);
-        ck_assert_int_eq(count_user_free_calls, 0);
-        ck_assert_int_eq(asymbp_net_set_feedback(n2, "count"), ASYMBP_E_NOTFOUND);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_STATE);
+        ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "used by 2"));
         fwd_bwd(n2, x, y, NB, NULL);
         ck_assert_int_eq(asymbp_net_set_layer_feedback(n2, 0, "sym"), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_STATE); /* layer 2 still */
         ck_assert_int_eq(count_user_free_calls, 0);
         asymbp_net_destroy(n2);
+        ck_assert_int_eq(count_user_free_calls, 0);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_OK);
         ck_assert_int_eq(count_user_free_calls, 1);
+        ck_assert_int_eq(asymbp_feedback_unregister(ctx, "count"), ASYMBP_E_NOTFOUND);
     }
     asymbp_ctx_destroy(ctx);
     ck_assert_int_eq(count_user_free_calls, 1);
@@ -1506,6 +1574,7 @@ Suite *asymbp_test_feedback_suite(void)
     tcase_add_test(tc, test_lazy_input_grad_mid_step);
     tcase_add_test(tc, test_layer_assignment);
     tcase_add_test(tc, test_diag_and_probe);
+    tcase_add_test(tc, test_diag_between_steps);
     tcase_add_test(tc, test_state_round_trip);
     tcase_add_test(tc, test_oom);
     tcase_add_test(tc, test_user_policy_trains);

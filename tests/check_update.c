@@ -348,7 +348,15 @@ START_TEST(test_registry_names)
     ck_assert_int_eq(asymbp_update_rule_find(NULL, "sgd", &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_find(ctx, NULL, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_find(ctx, "sgd", NULL), ASYMBP_E_INVALID);
-    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "sgd"), ASYMBP_E_NOTFOUND);
+    /* built-ins cannot be unregistered, by name or by spelling */
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "sgd"), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "batch-manhattan"), ASYMBP_E_INVALID);
+    ck_assert_int_eq(asymbp_update_rule_unregister(ctx, "nope"), ASYMBP_E_NOTFOUND);
+    /* spellings are case-insensitive like names, options in any order */
+    ck_assert_int_eq(asymbp_update_rule_find(ctx, "BM+NSC+B", &r), ASYMBP_OK);
+    ck_assert_str_eq(asymbp_update_rule_name(r), "bm:b:nsc");
+    ck_assert_int_eq(asymbp_update_rule_find(ctx, "Batch-Manhattan:c", &r), ASYMBP_OK);
+    ck_assert_str_eq(asymbp_update_rule_name(r), "bm:c");
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -445,6 +453,15 @@ START_TEST(test_register_compat)
     vt.name = "Sgd";
     ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "already"));
+    /* spellings of a built-in are reserved like its name */
+    vt.name = "batch-manhattan";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "reserved"));
+    vt.name = "BATCH-MANHATTAN";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    vt.name = "BM";
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
+    ck_assert_uint_eq(asymbp_update_rule_count(ctx), 7);
     ck_assert_int_eq(asymbp_update_rule_register(ctx, NULL, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_update_rule_register(NULL, &vt, &log, count_free, &r), ASYMBP_E_INVALID);
     ck_assert_int_eq(frees, 0); /* failed registrations leave user with the caller */
@@ -839,7 +856,8 @@ START_TEST(test_checkpoint_roundtrip)
         bad.len = chunk.len - 3;
         ck_assert_int_eq(asymbp__optimizer_read(b.opt, &bad), ASYMBP_E_FORMAT);
         ck_assert_uint_eq(asymbp_optimizer_step_count(b.opt), 0);
-        ck_assert_float_eq(asymbp_optimizer_get_lr(b.opt), 0.01f);
+        /* created with NULL hyper-parameters: the rule's defaults (bm: 0.0005) */
+        ck_assert_float_eq(asymbp_optimizer_get_lr(b.opt), strncmp(name, "bm", 2) == 0 ? 0.0005f : 0.01f);
         ck_assert_int_eq(asymbp__optimizer_read(b.opt, &chunk), ASYMBP_OK);
         ck_assert_uint_eq(chunk.pos, chunk.len);
         ck_assert_uint_eq(asymbp_optimizer_step_count(b.opt), 5);
@@ -944,6 +962,56 @@ START_TEST(test_oom)
         ck_assert_int_eq(ta.live, 0);
     }
     ck_assert(ok);
+}
+END_TEST
+
+/* Registration when memory runs out: ASYMBP_E_NOMEM, the registry unchanged, user_free not run
+ * (the user data stays the caller's), nothing leaked; the read-only queries never allocate. */
+static asymbp_status_t oom_fb_init(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    (void)user; (void)state; (void)a;
+    return ASYMBP_OK;
+}
+
+START_TEST(test_register_oom)
+{
+    long k;
+    int done = 0;
+    for (k = 1; !done && k < 20; k++) {
+        test_alloc_t ta = {0, 0, 0};
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_update_rule_vtable_t uvt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
+        asymbp_feedback_vtable_t fvt = ASYMBP_FEEDBACK_VTABLE_INIT;
+        asymbp_update_rule_t *r = NULL;
+        asymbp_status_t s1, s2;
+        long calls;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        calls = ta.calls;
+        ck_assert_uint_eq(asymbp_update_rule_count(ctx), 7);
+        ck_assert_uint_eq(asymbp_feedback_count(ctx), 7);
+        ck_assert_int_eq(asymbp_update_rule_find(ctx, "bm+b", &r), ASYMBP_OK);
+        ck_assert_int_eq(ta.calls, calls);
+        frees = 0;
+        uvt.name = "oom-rule";
+        uvt.step = plug_step;
+        fvt.name = "oom-fb";
+        fvt.init = oom_fb_init;
+        ta.fail_at = ta.calls + k;
+        s1 = asymbp_update_rule_register(ctx, &uvt, NULL, count_free, NULL);
+        s2 = asymbp_feedback_register(ctx, &fvt, NULL, count_free);
+        ta.fail_at = 0;
+        ck_assert(s1 == ASYMBP_OK || s1 == ASYMBP_E_NOMEM);
+        ck_assert(s2 == ASYMBP_OK || s2 == ASYMBP_E_NOMEM);
+        ck_assert_uint_eq(asymbp_update_rule_count(ctx), s1 == ASYMBP_OK ? 8u : 7u);
+        ck_assert_uint_eq(asymbp_feedback_count(ctx), s2 == ASYMBP_OK ? 8u : 7u);
+        ck_assert_int_eq(frees, 0);
+        done = s1 == ASYMBP_OK && s2 == ASYMBP_OK;
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(frees, (s1 == ASYMBP_OK) + (s2 == ASYMBP_OK));
+        ck_assert_int_eq(ta.live, 0);
+    }
+    ck_assert(done);
 }
 END_TEST
 
@@ -1085,6 +1153,7 @@ Suite *asymbp_test_update_suite(void)
     tcase_add_test(tc, test_checkpoint_roundtrip);
     tcase_add_test(tc, test_checkpoint_truncations);
     tcase_add_test(tc, test_oom);
+    tcase_add_test(tc, test_register_oom);
     tcase_add_test(tn, test_train_xor_every_rule);
     tcase_add_test(tn, test_net_param_info);
     suite_add_tcase(s, tc);

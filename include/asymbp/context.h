@@ -60,7 +60,20 @@ ASYMBP_API uint64_t asymbp_ctx_get_seed(const asymbp_ctx_t *ctx);
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_ctx_set_threads(asymbp_ctx_t *ctx, int threads);
 ASYMBP_API int asymbp_ctx_get_threads(const asymbp_ctx_t *ctx);
 
-/* Route log messages up to `max_level` to fn (NULL fn: logging off, the default).  Since 0.1. */
+/* Route log messages up to `max_level` to fn (NULL fn: logging off, the default).  What is sent:
+ *   ERROR  every error the library records, once, with the text asymbp_ctx_last_error has at
+ *          that moment (a later "where" prefix is not re-sent; a call whose inner failure is
+ *          described again by its caller may send two);
+ *   INFO   set-up events: on installing the log, the version, BLAS, thread count and seed
+ *          (what was set up before); thread-count changes (workers started, OpenBLAS set to one
+ *          thread per call); models and checkpoints written and read; each finished epoch of
+ *          a trainer;
+ *   DEBUG  seeds, plugin registrations, nets bound, optimizers created, feedback assigned,
+ *          scratch allocated by the probe.
+ * Nothing is sent during a training step unless it fails.  fn runs on the thread that made the
+ * call; msg is valid for the call only; calls fn makes into the library send nothing.
+ * max_level outside ASYMBP_LOG_ERROR..ASYMBP_LOG_DEBUG is ASYMBP_E_INVALID.  Since 0.1 (the
+ * library sends messages since 0.2). */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_ctx_set_log(asymbp_ctx_t *ctx, asymbp_log_fn fn, void *user, asymbp_log_level_t max_level);
 

@@ -108,9 +108,11 @@ typedef struct asymbp_feedback_vtable {
     asymbp_status_t (*init)(void *user, void *state, const asymbp_feedback_args_t *args);
     /* (optional; NULL: V keeps what init wrote) Write V for this optimizer step (args->step).
      * Called at most once per step: before the step's first backward pass for every layer that
-     * sends an error down; for the lowest weighted layer, whose V training never reads, only in
-     * the steps where something reads it (asymbp_net_feedback_diag, the probe, a gradient check
-     * through the feedback), just before.  Must not allocate. */
+     * sends an error down, or earlier in the step (after the previous optimizer step) when
+     * something reads V then (the diagnostics, the V read-out); for the lowest weighted layer,
+     * whose V training never reads, only in the steps where something reads it
+     * (asymbp_net_feedback_diag, the probe, the V read-out, a gradient check through the
+     * feedback, the input gradient), just before.  Must not allocate. */
     asymbp_status_t (*refresh)(void *user, void *state, const asymbp_feedback_args_t *args);
     /* (optional) Called after every optimizer step, once the update rule has moved W (for
      * policies that learn V).  Must not allocate. */
@@ -126,35 +128,55 @@ typedef struct asymbp_feedback_vtable {
 #define ASYMBP_FEEDBACK_VTABLE_INIT \
     { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0, 0 }
 
-/* Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
+/* A registered policy: a borrowed handle owned by the context (built-ins: by the library),
+ * valid until its registration ends.  Since 0.2. */
+typedef struct asymbp_feedback_policy asymbp_feedback_policy_t;
+
+/* The registry follows the rules every plugin kind shares (docs/plugins.md): built-ins first, in
+ * a static table (sym, usf, brsf, frsf, partial, rndf, signed-init), then user policies in
+ * registration order; names unique case-insensitively, aliases ("bp" = sym, "fa" = rndf)
+ * reserved like names; queries never allocate.
+ *
+ * Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
  * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0); the
- * caller's vtable is never written and need not outlive the call.  The built-ins (sym, usf,
- * brsf, frsf, partial, rndf, signed-init) are registered through this same path when the
- * registry is first used.  user: handed to every callback.  user_free (may be NULL): runs
- * exactly once, when the registration ends (asymbp_feedback_unregister once no layer uses the
- * policy any more, or asymbp_ctx_destroy); when registration FAILS it is not called and user
- * stays the caller's.
- * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt/name, bad name, name already registered -
- * built-ins and aliases included -, a non-symmetric policy with neither init nor refresh);
+ * caller's vtable is never written and need not outlive the call.  user: handed to every
+ * callback.  user_free (may be NULL): runs exactly once, when the registration ends
+ * (asymbp_feedback_unregister, or asymbp_ctx_destroy); when registration FAILS it is not called
+ * and user stays the caller's.  out (may be NULL): receives the handle.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt/name, bad name, name or alias already taken
+ * - built-ins included -, a non-symmetric policy with neither init nor refresh);
  * ASYMBP_E_UNSUPPORTED (abi_version unknown, struct_size smaller than
- * ASYMBP_FEEDBACK_VTABLE_MIN_SIZE);
- * ASYMBP_E_NOMEM.  Since 0.1. */
+ * ASYMBP_FEEDBACK_VTABLE_MIN_SIZE, unknown flags); ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_feedback_register_v2(asymbp_ctx_t *ctx, const asymbp_feedback_vtable_t *vt, void *user,
+                            void (*user_free)(void *user), asymbp_feedback_policy_t **out);
+/* asymbp_feedback_register_v2 without the handle.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_feedback_register(asymbp_ctx_t *ctx, const asymbp_feedback_vtable_t *vt, void *user,
                          void (*user_free)(void *user));
-/* End the registration of a user policy.  Layers that use it keep working; user_free runs when
- * the last of them is released (or at once when none uses it).  Returns ASYMBP_OK,
- * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND.  Since 0.1. */
+/* End the registration of a user policy (its user_free runs now).  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND (no such policy), ASYMBP_E_STATE
+ * (a layer still uses it: assign another policy or destroy the net first).  Since 0.1
+ * (refused while in use since 0.2; 0.1 deferred the end of the registration). */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_unregister(asymbp_ctx_t *ctx, const char *name);
-/* Number of registered policies (built-ins first; 0 for NULL or when memory ran out) and the
- * name of the i-th (borrowed, NULL when out of range).  Since 0.1. */
-ASYMBP_API size_t asymbp_feedback_count(asymbp_ctx_t *ctx);
-ASYMBP_API const char *asymbp_feedback_name_at(asymbp_ctx_t *ctx, size_t i);
+/* Look a policy up by name or alias (case-insensitive); a whole setting is accepted, its part
+ * before the first ':' is the name.  out: receives the handle.  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID (NULL argument), ASYMBP_E_NOTFOUND (the detail lists the known names),
+ * ASYMBP_E_FORMAT (a setting ending in ':').  Never allocates.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_feedback_find(asymbp_ctx_t *ctx, const char *name, asymbp_feedback_policy_t **out);
+/* Number of registered policies (built-ins included; 0 for NULL) and the i-th (NULL when out of
+ * range), its name (borrowed; NULL out of range).  Never allocate.  Since 0.1 (asymbp_feedback_at
+ * since 0.2; the context became const in 0.2). */
+ASYMBP_API size_t asymbp_feedback_count(const asymbp_ctx_t *ctx);
+ASYMBP_API asymbp_feedback_policy_t *asymbp_feedback_at(const asymbp_ctx_t *ctx, size_t i);
+ASYMBP_API const char *asymbp_feedback_name_at(const asymbp_ctx_t *ctx, size_t i);
+/* The policy's registered name (borrowed; "" for NULL).  Since 0.2. */
+ASYMBP_API const char *asymbp_feedback_policy_name(const asymbp_feedback_policy_t *policy);
 /* Check a setting string without a net: the name must be registered and a built-in's options
  * must parse (a user policy's options are checked only when it is assigned).  For command-line
  * parsing.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (unknown name; the
- * detail lists the known ones), ASYMBP_E_FORMAT (bad option: the detail names it),
- * ASYMBP_E_NOMEM.  Since 0.1. */
+ * detail lists the known ones), ASYMBP_E_FORMAT (bad option: the detail names it).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_check_setting(asymbp_ctx_t *ctx, const char *setting);
 
 /* ---- Assignment to a net ---------------------------------------------------------------------- */
@@ -167,22 +189,26 @@ ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_feedback_check_setting(asymbp
  * ASYMBP_E_FORMAT (bad option), ASYMBP_E_PLUGIN (a user policy's init failed), ASYMBP_E_NOMEM.
  * Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_set_feedback(asymbp_net_t *net, const char *setting);
-/* The same for one layer.  layer_index >= 0: the layer's index in the net (as in
- * asymbp_net_layer_kind; it must be dense or conv2d); layer_index < 0: counts weighted layers
- * from the top, -1 being the classifier (e.g. asymbp_net_set_feedback(net, "usf") then
- * asymbp_net_set_layer_feedback(net, -1, "sym")).  Returns as asymbp_net_set_feedback, plus
- * ASYMBP_E_INVALID when the index is out of range or names a layer without weights.  Since 0.1. */
+/* The same for one layer: layer_index is the layer's index in the net (as everywhere, see net.h;
+ * it must be dense or conv2d).  To keep the classifier symmetric:
+ *     size_t top; asymbp_net_weighted_layer(net, -1, &top);
+ *     asymbp_net_set_feedback(net, "usf"); asymbp_net_set_layer_feedback(net, (int)top, "sym");
+ * A negative layer_index counting weighted layers from the top (-1 the highest) is still
+ * accepted but deprecated since 0.2 (a second index space; use asymbp_net_weighted_layer).
+ * Returns as asymbp_net_set_feedback, plus ASYMBP_E_INVALID when the index is out of range or
+ * names a layer without weights.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_set_layer_feedback(asymbp_net_t *net, int layer_index, const char *setting);
-/* The setting text of a layer (index as above): what was assigned, "sym" when none.  Borrowed,
+/* The setting text of a layer (layer index as above; negative: deprecated, as above): what was
+ * assigned, "sym" when none.  Borrowed,
  * valid until the layer's feedback changes or the net is destroyed; NULL for a bad index.
  * Since 0.1. */
 ASYMBP_API const char *asymbp_net_get_layer_feedback(asymbp_net_t *net, int layer_index);
 
 /* ---- Diagnostics ------------------------------------------------------------------------------ */
 
-/* Number of weighted layers (dense, conv2d) of net: the index range of the diagnostics.
- * Since 0.1. */
+/* Number of weighted layers (dense, conv2d) of net; the same as asymbp_net_weighted_layer_count
+ * (the length of the probe's array).  Since 0.1. */
 ASYMBP_API size_t asymbp_net_feedback_layer_count(const asymbp_net_t *net);
 
 /* Per-layer figures.  Caller-filled struct_size (ASYMBP_FEEDBACK_DIAG_INIT); the library writes
@@ -209,24 +235,44 @@ typedef struct asymbp_feedback_diag {
 } asymbp_feedback_diag_t;
 #define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
-/* Figures of weighted layer i (0 = the lowest, up to asymbp_net_feedback_layer_count - 1) from
- * the last backward pass and the current W and V.  Costs O(numel); no allocation.  The probe
- * members are set to NaN.  The lowest layer's V is first brought up to date for the current
- * step (see the vtable's refresh).  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, i out of range),
- * ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a policy's
- * refresh failed).  Since 0.1. */
+/* Which moment the diagnostics report (asymbp_net_feedback_diag, the probe, and the V read-out
+ * asymbp_net_read_layer(ASYMBP_READ_FEEDBACK)): every layer alike, V is the feedback tensor of
+ * the optimizer step the net is at - the one whose backward pass ran last, or, after
+ * asymbp_optimizer_step, the next one - set against the current W.  So between a backward pass
+ * and the optimizer step the figures are those of the V and W that pass used; after the step
+ * they are those of the V the next backward will use, made from the updated W (every layer's V
+ * is refreshed for that step when it is read: at most once per step, as the next backward would;
+ * training is bit for bit the same whether or not anything is read).  delta_norm and grad_norm
+ * always come from the last backward pass.  Since 0.2 (0.1 reported the V of the step before
+ * for every layer but the lowest after an optimizer step).
+ *
+ * Figures of the weighted layer `layer` (its index in the net, as everywhere: see net.h; the
+ * k-th weighted layer is asymbp_net_weighted_layer(net, k, &layer)) from the last backward pass
+ * and the current W and V (the moment above).  Costs O(numel); no allocation.  The probe
+ * members are set to NaN.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL, layer out of range or
+ * without weights), ASYMBP_E_UNSUPPORTED (struct_size smaller than version 1), ASYMBP_E_PLUGIN (a
+ * policy's refresh failed).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_layer_feedback_diag(asymbp_net_t *net, size_t layer, asymbp_feedback_diag_t *diag);
+/* Deprecated since 0.2 (kept until 1.0's successor drops it): the same for weighted layer i
+ * counted from the bottom (0 = the lowest, up to asymbp_net_feedback_layer_count - 1), an index
+ * space of its own; use asymbp_net_layer_feedback_diag.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag);
 /* The exact-backprop probe: after a training forward, loss and backward pass, run a second
  * backward on the same batch with V = W for every layer and fill diag[0..count-1] (count must be
- * asymbp_net_feedback_layer_count; every element's struct_size set by the caller) with the
- * figures of asymbp_net_feedback_diag plus the comparison with exact backprop.  Weights,
- * gradients, the per-layer norms and the policies' state are left as they were, except that
- * the lowest layer's stale V is refreshed for the current step (the gradients are saved in a
- * scratch area allocated on the first probe and kept with the net).  Returns ASYMBP_OK,
+ * asymbp_net_feedback_layer_count; bottom to top) with the figures of asymbp_net_feedback_diag
+ * plus the comparison with exact backprop.  The array's elements are diag[0].struct_size bytes
+ * apart (the size of the struct the caller was compiled with: an older, smaller one works), and
+ * every element's struct_size must be set to that same value (ASYMBP_FEEDBACK_DIAG_INIT).
+ * Weights, gradients, the per-layer norms and the policies' state are left as they were, except
+ * that V is brought up to date for the current step as for asymbp_net_feedback_diag (the
+ * gradients are saved in a scratch area allocated on the first probe and kept with the net).  Returns ASYMBP_OK,
  * ASYMBP_E_INVALID (NULL, count differs), ASYMBP_E_UNSUPPORTED (struct_size), ASYMBP_E_STATE
  * (no backward pass to compare with), ASYMBP_E_NOMEM, ASYMBP_E_PLUGIN (a policy's refresh
- * failed).  Since 0.1. */
+ * failed).  Since 0.1 (the element stride is diag[0].struct_size since 0.2; 0.1 indexed the
+ * array with its own sizeof, so a smaller element was written out of place).  The INVALID case
+ * also covers elements whose struct_size differs from diag[0]'s. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count);
 

@@ -25,7 +25,9 @@ extern "C" {
 
 typedef struct asymbp_net asymbp_net_t;
 
-/* Kinds of layers (values pinned; new kinds are appended).  Since 0.1. */
+/* Kinds of layers (values pinned; new kinds are appended).  ASYMBP_LAYER_NONE is what
+ * asymbp_net_layer_kind answers for an index out of range; being negative it makes the enum a
+ * signed type, so `kind < 0` is a valid test.  Since 0.1 (ASYMBP_LAYER_NONE since 0.2). */
 typedef enum asymbp_layer_kind {
     ASYMBP_LAYER_DENSE = 0,
     ASYMBP_LAYER_CONV2D = 1,
@@ -34,7 +36,8 @@ typedef enum asymbp_layer_kind {
     ASYMBP_LAYER_RELU = 4,
     ASYMBP_LAYER_FLATTEN = 5,
     ASYMBP_LAYER_BATCHNORM = 6,
-    ASYMBP_LAYER_DROPOUT = 7
+    ASYMBP_LAYER_DROPOUT = 7,
+    ASYMBP_LAYER_NONE = -1      /* no such layer (index out of range, NULL net) */
 } asymbp_layer_kind_t;
 
 /* ---- Creation ------------------------------------------------------------------------------ */
@@ -140,10 +143,18 @@ asymbp_net_predict(asymbp_net_t *net, const float *x, size_t n, int32_t *pred);
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_evaluate(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n, float *loss, float *accuracy);
 
-/* ---- Introspection (NULL net or index out of range: 0 / NULL / -1) ----------------------------- */
+/* ---- Introspection (NULL net or index out of range: 0 / NULL / -1) -----------------------------
+ * Layer indices: every function of the public API that takes or reports a layer uses its index
+ * in the net, 0 (next to the input) .. asymbp_net_layer_count - 1 (the classifier), as
+ * asymbp_net_layer_kind and asymbp_net_layer_name count; "conv4" is layer 4.  Weighted layers
+ * (dense, conv2d) have no index space of their own: asymbp_net_weighted_layer converts "the
+ * k-th weighted layer from the bottom or the top" into the layer index.  (Two 0.1 conventions
+ * remain for compatibility and are deprecated since 0.2: asymbp_net_feedback_diag's weighted
+ * position, and negative "from the top" indices of asymbp_net_set_layer_feedback and
+ * asymbp_net_get_layer_feedback.) */
 
 ASYMBP_API size_t asymbp_net_layer_count(const asymbp_net_t *net);
-/* Kind of layer i, or -1 cast to the enum when out of range.  Since 0.1. */
+/* Kind of layer i; ASYMBP_LAYER_NONE (-1, so `< 0`) for a NULL net or i out of range.  Since 0.1. */
 ASYMBP_API asymbp_layer_kind_t asymbp_net_layer_kind(const asymbp_net_t *net, size_t i);
 /* Name of layer i: kind and index, e.g. "conv0", "relu1", "maxpool2", "fc9", "bn3", "dropout4",
  * "avgpool5", "flatten6".  Borrowed.  Since 0.1. */
@@ -165,6 +176,57 @@ ASYMBP_API size_t asymbp_net_weight_count(const asymbp_net_t *net);
 ASYMBP_API int64_t asymbp_net_classes(const asymbp_net_t *net);
 /* Input shape as C, H, W.  Returns ASYMBP_OK or ASYMBP_E_INVALID.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_input_shape(const asymbp_net_t *net, int64_t shape[3]);
+/* Number of weighted layers (dense, conv2d); 0 for NULL.  Since 0.2. */
+ASYMBP_API size_t asymbp_net_weighted_layer_count(const asymbp_net_t *net);
+/* The layer index of a weighted layer: k >= 0 counts from the bottom (0 = the lowest weighted
+ * layer), k < 0 from the top (-1 = the highest, the classifier in a net built by the builders or
+ * a spec).  layer: receives the index.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument, k out
+ * of range).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_weighted_layer(const asymbp_net_t *net, int k, size_t *layer);
+
+/* ---- Read-outs ---------------------------------------------------------------------------------- */
+
+/* What asymbp_net_read_layer copies.  Values pinned; new ones are appended.  Since 0.2. */
+typedef enum asymbp_readout {
+    ASYMBP_READ_WEIGHTS = 0,        /* W of a dense or conv2d layer: dense [out][in], conv2d
+                                       [oc][ic][kh][kw] */
+    ASYMBP_READ_FEEDBACK = 1,       /* V, the tensor its backward multiplies the error by (W when
+                                       the feedback is symmetric), at the moment feedback.h's
+                                       diagnostics describe (read after asymbp_optimizer_step:
+                                       the next backward's V, made from the current W) */
+    ASYMBP_READ_DELTA_RECEIVED = 2, /* the error the layer received in the last backward pass,
+                                       dL/d(its output): n x (C*H*W of its output) */
+    ASYMBP_READ_DELTA_SENT = 3      /* the error it sent to the layer below, n x (C*H*W of its
+                                       input); layer 0's is dL/dinput (asymbp_net_set_input_grad) */
+} asymbp_readout_t;
+
+/* Copy a layer's W, V or a delta of the last backward pass into the caller's buf (cap floats);
+ * count (may be NULL) receives the number of floats the read-out has.  buf NULL with cap 0 only
+ * reports count.  The deltas are those of the last asymbp_net_backward (n = its batch, sample
+ * after sample); they stay readable until the next asymbp_net_loss, bind or layer added (a
+ * forward, predict or evaluate pass does not touch them; the probe puts them back; a gradient
+ * check leaves its own).  The backward pass stops at the lowest layer with parameters unless
+ * the input gradient is requested: below it, and for what that layer sends down, there is no
+ * delta (ASYMBP_E_STATE).  Reading V may run the policy's refresh (see feedback.h).  No
+ * allocation.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL net, layer out of range, a weight
+ * read-out of a layer without weights, unknown what, buf NULL with cap > 0), ASYMBP_E_STATE (no
+ * such delta in the last backward pass, or no backward pass since the last loss), ASYMBP_E_SHAPE
+ * (cap smaller than count: nothing is written), ASYMBP_E_PLUGIN (V's refresh failed).
+ * Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_read_layer(asymbp_net_t *net, size_t layer, asymbp_readout_t what, float *buf, size_t cap, size_t *count);
+
+/* Ask every backward pass to compute the gradient of the loss with respect to the net's input
+ * too (on 1, off 0; default off), readable as layer 0's ASYMBP_READ_DELTA_SENT (and every
+ * layer's deltas below the lowest one with parameters become readable).  Cost per backward
+ * pass: the lowest weighted layer sends its error down (one more product with V of the size of
+ * its weight-gradient product: for a dense layer batch x inputs x outputs multiply-adds, for a
+ * conv layer its transposed convolution), the weight-free layers under it run their backward,
+ * and that layer's feedback is refreshed every step instead of lazily (BRSF: one more draw of
+ * its magnitudes per step).  No memory is added (the buffer exists from binding).  Returns
+ * ASYMBP_OK, ASYMBP_E_INVALID (NULL).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_set_input_grad(asymbp_net_t *net, int on);
+ASYMBP_API int asymbp_net_get_input_grad(const asymbp_net_t *net);
 
 /* ---- Gradient check ---------------------------------------------------------------------------- */
 
@@ -181,7 +243,36 @@ typedef struct asymbp_gradcheck_params {
 } asymbp_gradcheck_params_t;
 #define ASYMBP_GRADCHECK_PARAMS_INIT { sizeof(asymbp_gradcheck_params_t), 1e-6, 32, 1, 0 }
 
-/* One layer's figures (layers with parameters only). */
+/* ---- The gradient check's result (since 0.2) ----
+ * One layer's figures (layers with parameters only), an element of the caller's array. */
+typedef struct asymbp_gradcheck_entry {
+    int layer_index;     /* the layer's index in the net */
+    char name[32];       /* its name, e.g. "conv0" */
+    double rel_error;    /* worst relative error over its parameters' checked entries */
+    size_t checked;      /* entries compared */
+    size_t skipped;      /* entries skipped because a perturbed loss was not finite */
+} asymbp_gradcheck_entry_t;
+
+/* Result of asymbp_net_gradcheck_v2: the caller gives the array for the per-layer figures and its
+ * capacity; start from ASYMBP_GRADCHECK_RESULT_INIT (it sets struct_size and entry_size, the
+ * size of the elements as the caller was compiled: the library steps through the array by it).
+ * Since 0.2. */
+typedef struct asymbp_gradcheck_result {
+    size_t struct_size;
+    size_t entry_size;                  /* sizeof(asymbp_gradcheck_entry_t) (INIT) */
+    asymbp_gradcheck_entry_t *layers;   /* caller's array of `capacity` entries (NULL if 0) */
+    size_t capacity;
+    size_t layer_count;                 /* out: layers with parameters, bottom to top: the entries
+                                           written, or the capacity needed (ASYMBP_E_SHAPE) */
+    double max_rel_error;               /* worst over every layer and the input */
+    double input_rel_error;             /* worst over the input's checked entries */
+    size_t input_checked, input_skipped;
+} asymbp_gradcheck_result_t;
+#define ASYMBP_GRADCHECK_RESULT_INIT \
+    { sizeof(asymbp_gradcheck_result_t), sizeof(asymbp_gradcheck_entry_t), 0, 0, 0, 0, 0, 0, 0 }
+
+/* ---- The 0.1 report (deprecated since 0.2: a fixed array of 64 layers; bigger nets lose the
+ * figures of the layers above the 64th; use asymbp_gradcheck_result_t) ---- */
 typedef struct asymbp_gradcheck_layer {
     char name[32];       /* layer name, e.g. "conv0" */
     double rel_error;    /* worst relative error over its parameters' checked entries */
@@ -214,14 +305,25 @@ typedef struct asymbp_gradcheck_report {
  * draw one new mask.  Cost: 2 reference forward passes (from the perturbed layer up) per
  * checked entry.  p may be NULL (defaults).  Returns ASYMBP_OK, ASYMBP_E_INVALID,
  * ASYMBP_E_STATE (not bound), ASYMBP_E_SHAPE (n > batch), ASYMBP_E_RANGE (bad label),
- * ASYMBP_E_UNSUPPORTED (struct_size of p or report too small), ASYMBP_E_NOMEM.  Since 0.1. */
+ * ASYMBP_E_UNSUPPORTED (struct_size of p, or struct_size / entry_size of result too small),
+ * ASYMBP_E_SHAPE also when result->capacity is smaller than the number of layers with parameters
+ * (checked first, nothing run: result->layer_count then gives the capacity needed),
+ * ASYMBP_E_INVALID also for layers NULL with a capacity, ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_net_gradcheck_v2(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
+                        const asymbp_gradcheck_params_t *p, asymbp_gradcheck_result_t *result);
+/* Deprecated since 0.2: the same into the fixed 0.1 report (the first
+ * ASYMBP_GRADCHECK_MAX_LAYERS layers; max_rel_error covers them all).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
                      const asymbp_gradcheck_params_t *p, asymbp_gradcheck_report_t *report);
-/* The report as one JSON line (no newline): {"max_rel_error":...,"input_rel_error":...,
- * "layers":[{"name":"conv0","rel_error":...,"checked":...,"skipped":...},...]}.  Writes at most
- * cap bytes including the NUL (buf may be NULL when cap is 0) and returns the length the full
- * text needs (like snprintf); 0 for a NULL report.  Since 0.1. */
+/* The result as one JSON line (no newline): {"max_rel_error":...,"input_rel_error":...,
+ * "input_checked":...,"input_skipped":...,"layers":[{"layer":0,"name":"conv0","rel_error":...,
+ * "checked":...,"skipped":...},...]}.  Writes at most cap bytes including the NUL (buf may be
+ * NULL when cap is 0) and returns the length the full text needs (like snprintf); 0 for a NULL
+ * or too small result.  Since 0.2. */
+ASYMBP_API size_t asymbp_gradcheck_result_json(const asymbp_gradcheck_result_t *result, char *buf, size_t cap);
+/* Deprecated since 0.2: the same for the 0.1 report (no "layer" members).  Since 0.1. */
 ASYMBP_API size_t asymbp_gradcheck_report_json(const asymbp_gradcheck_report_t *report, char *buf, size_t cap);
 
 #ifdef __cplusplus

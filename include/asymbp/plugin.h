@@ -1,5 +1,7 @@
 /* asymbp/plugin.h - what every plugin vtable (update rules, feedback policies) shares: the plugin
- * ABI version and the description of one learnable parameter tensor. */
+ * ABI version and the description of one learnable parameter tensor.  Every plugin kind is kept
+ * in one registry with one set of rules (names, reserved aliases, built-ins first, queries that
+ * never allocate, unregistering, user_free): docs/plugins.md. */
 #ifndef ASYMBP_PLUGIN_H
 #define ASYMBP_PLUGIN_H
 #include <stddef.h>

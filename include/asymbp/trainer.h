@@ -92,6 +92,12 @@ ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_set_validation(asymbp
  * ASYMBP_E_IO when a checkpoint could not be written; errors of the layers below.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr);
 
+/* Give the trainer the standardisation its data was prepared with (borrowed: must outlive the
+ * trainer; NULL removes it): its checkpoints then carry it like asymbp_model_save_with_scaler,
+ * so asymbp_model_load_with_scaler on a checkpoint gives it back.  Returns ASYMBP_OK,
+ * ASYMBP_E_INVALID, ASYMBP_E_SHAPE (it does not fit the net's input).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_set_scaler(asymbp_trainer_t *tr, const asymbp_scaler_t *scaler);
+
 /* Epochs finished so far and the metrics of epoch i (1-based; NULL when out of range). */
 ASYMBP_API int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr);
 ASYMBP_API const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch);
@@ -126,11 +132,28 @@ typedef struct asymbp_bn_recal_params {
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_bn_recalibrate(asymbp_net_t *net, const asymbp_dataset_t *data, const asymbp_bn_recal_params_t *p);
 
-/* Save a model (architecture, weights, BN statistics, feedback settings and state) atomically. */
+/* Save a model (architecture, weights, BN statistics, feedback settings and state) atomically.
+ * Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path);
+/* The same with the standardisation the model's inputs need (the scaler fitted on the training
+ * set: mode, means, divisors), so that a host can predict from the model file alone.  scaler:
+ * borrowed (NULL: as asymbp_model_save); its statistics must fit the net's input shape
+ * (ASYMBP_E_SHAPE).  Older libraries read such a file as a plain model (they skip the chunk).
+ * Returns ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_SHAPE, ASYMBP_E_IO, ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_model_save_with_scaler(asymbp_net_t *net, const asymbp_scaler_t *scaler, const char *path);
 /* Load a model saved by asymbp_model_save (or the model inside a checkpoint).  out: owned by the
  * caller.  ASYMBP_E_IO, ASYMBP_E_FORMAT (not a model, damaged), ASYMBP_E_NOMEM.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out);
+/* Load a model and the standardisation saved with it (asymbp_model_save_with_scaler, or a
+ * checkpoint of a trainer given one with asymbp_trainer_set_scaler): *scaler receives a scaler
+ * owned by the caller (asymbp_scaler_destroy), or NULL when the file holds none.  scaler may be
+ * NULL (= asymbp_model_load).  To predict: asymbp_scaler_apply_array(sc, x, n, C, H, W) on the raw
+ * inputs, then asymbp_net_bind and asymbp_net_predict.  Returns as asymbp_model_load, plus
+ * ASYMBP_E_FORMAT for a damaged standardisation or one that does not fit the net's input.
+ * Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_model_load_with_scaler(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out, asymbp_scaler_t **scaler);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,23 @@
 extern "C" {
 #endif
 
+/* ---- Hyper-parameters ------------------------------------------------------------------------ */
+
+/* Hyper-parameters of an optimizer, net-wide or for a group of parameters.  Caller-filled: start
+ * from ASYMBP_HYPER_PARAMS_INIT (the library's defaults below) or from a rule's own defaults
+ * (asymbp_update_rule_default_hyper).  Since 0.1. */
+typedef struct asymbp_hyper_params {
+    size_t struct_size;
+    float lr;                 /* base learning rate (> 0 ... finite; 0 freezes); default 0.01 */
+    float momentum;           /* mu in [0, 1); default 0.9 */
+    int nesterov;             /* 0/1; default 0 */
+    float weight_decay;       /* lambda >= 0; default 0 */
+    int decay_biases_and_bn;  /* 1: weight decay also applies to biases and BN scale/shift;
+                                 default 0 (decay only on weights) */
+    float nsc_epsilon;        /* no-sign-change floor (> 0); default 1e-6 */
+} asymbp_hyper_params_t;
+#define ASYMBP_HYPER_PARAMS_INIT { sizeof(asymbp_hyper_params_t), 0.01f, 0.9f, 0, 0.0f, 0, 1e-6f }
+
 /* ---- Update-rule plugins ---------------------------------------------------------------------
  * A rule is called once per parameter tensor per optimizer step.  The library allocates, for each
  * parameter tensor, numel * state_size bytes of state (64-byte aligned, zero-filled before init)
@@ -57,66 +74,71 @@ typedef struct asymbp_update_rule_vtable {
      * destroyed (only for tensors whose init succeeded). */
     void            (*fini)(void *user, void *state);
     /* ---- end of version 1: append new members below, never reorder ---- */
+    /* (optional; NULL: ASYMBP_HYPER_PARAMS_INIT) The rule's default hyper-parameters, e.g. a
+     * learning rate suited to it: what asymbp_update_rule_default_hyper reports and what an
+     * optimizer created with hp NULL uses.  Copied and validated at registration (its own
+     * struct_size: members it lacks take the library's defaults; an invalid value is
+     * ASYMBP_E_INVALID).  The built-ins declare sgd: lr 0.01, the bm family: lr 0.0005 (sign
+     * steps move every weight by lr), both momentum 0.9.  Since 0.2. */
+    const asymbp_hyper_params_t *default_hyper;
 } asymbp_update_rule_vtable_t;
 /* The smallest struct_size the library accepts: a vtable may end after `step` (fini then reads
  * as NULL).  Since 0.1. */
 #define ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE \
     (offsetof(asymbp_update_rule_vtable_t, step) + sizeof(asymbp_status_t (*)(void)))
 #define ASYMBP_UPDATE_RULE_VTABLE_INIT \
-    { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0 }
+    { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0 }
 
-/* A registered update rule: a borrowed handle owned by the context, valid until the context is
- * destroyed. */
+/* A registered update rule: a borrowed handle owned by the context (built-ins: by the library),
+ * valid until its registration ends. */
 typedef struct asymbp_update_rule asymbp_update_rule_t;
 
-/* Register an update rule in ctx, under vt->name.  The vtable is copied: min(vt->struct_size,
+/* The registry follows the rules every plugin kind shares (docs/plugins.md): built-ins first, in
+ * a static table ("sgd", "bm", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc"), then user rules
+ * in registration order; names unique case-insensitively, and every Batch Manhattan spelling
+ * (see asymbp_update_rule_find, "batch-manhattan" included) reserved like a name; queries never
+ * allocate.
+ *
+ * Register an update rule in ctx, under vt->name.  The vtable is copied: min(vt->struct_size,
  * sizeof) bytes, the rest zero-filled, so members an older plugin lacks read as NULL/0; the
- * caller's vtable is never written and need not outlive the call.  The built-ins ("sgd" and the
- * "bm" family) are registered through this same path when the registry is first used.
- * user: handed to every callback.  user_free (may be NULL): runs exactly once, when the
- * registration ends (asymbp_update_rule_unregister, or asymbp_ctx_destroy); when registration
- * FAILS it is not called and user stays the caller's.  out (may be NULL): receives the
- * borrowed handle.
- * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name already registered -
- * built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
+ * caller's vtable is never written and need not outlive the call.  user: handed to every
+ * callback.  user_free (may be NULL): runs exactly once, when the registration ends
+ * (asymbp_update_rule_unregister, or asymbp_ctx_destroy); when registration FAILS it is not
+ * called and user stays the caller's.  out (may be NULL): receives the borrowed handle.
+ * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name or spelling already
+ * taken - built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
  * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE); ASYMBP_E_NOMEM.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
                             void (*user_free)(void *user), asymbp_update_rule_t **out);
 /* End a user rule's registration (its user_free runs now).  Returns ASYMBP_OK,
- * ASYMBP_E_INVALID (NULL), ASYMBP_E_NOTFOUND (no such user rule; built-ins cannot be
- * unregistered), ASYMBP_E_STATE (an optimizer still uses it).  Since 0.1. */
+ * ASYMBP_E_INVALID (NULL, or a built-in), ASYMBP_E_NOTFOUND (no such rule), ASYMBP_E_STATE (an
+ * optimizer still uses it).  Since 0.1 (a built-in gave ASYMBP_E_NOTFOUND before 0.2). */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_update_rule_unregister(asymbp_ctx_t *ctx, const char *name);
 
-/* Look a rule up by name: a registered name (case-insensitive), or a Batch Manhattan spelling ("bm",
- * "bm:a", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc", options in any order, also "+" as
- * separator; "batch-manhattan" = "bm").  Built-ins are registered on first use of the registry.
- * out: receives the borrowed handle.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
- * ASYMBP_E_NOTFOUND (unknown name; the detail lists the known ones), ASYMBP_E_NOMEM.  Since 0.1. */
+/* Look a rule up by name: a registered name (case-insensitive), or a Batch Manhattan spelling
+ * ("bm", "bm:a", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc", options in any order, also
+ * "+" as separator; "batch-manhattan" = "bm"; case-insensitive).  out: receives the borrowed
+ * handle.  Never allocates.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL argument),
+ * ASYMBP_E_NOTFOUND (unknown name; the detail lists the known ones).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_find(asymbp_ctx_t *ctx, const char *name, asymbp_update_rule_t **out);
-/* Number of registered rules (built-ins included; 0 when ctx is NULL or memory ran out) and
- * the i-th one (NULL when out of range), in registration order.  Since 0.1. */
-ASYMBP_API size_t asymbp_update_rule_count(asymbp_ctx_t *ctx);
-ASYMBP_API asymbp_update_rule_t *asymbp_update_rule_at(asymbp_ctx_t *ctx, size_t i);
+/* Number of registered rules (built-ins included; 0 when ctx is NULL) and the i-th one (NULL
+ * when out of range): built-ins first, then user rules in registration order.  Never allocate.
+ * Since 0.1 (the context became const in 0.2). */
+ASYMBP_API size_t asymbp_update_rule_count(const asymbp_ctx_t *ctx);
+ASYMBP_API asymbp_update_rule_t *asymbp_update_rule_at(const asymbp_ctx_t *ctx, size_t i);
 /* The rule's registered name (borrowed; "" for NULL).  Since 0.1. */
 ASYMBP_API const char *asymbp_update_rule_name(const asymbp_update_rule_t *rule);
+/* The rule's default hyper-parameters (vtable member default_hyper; ASYMBP_HYPER_PARAMS_INIT for
+ * a rule that declares none): a starting point to change, e.g. hp.weight_decay, before
+ * asymbp_optimizer_create.  hp: caller-filled struct_size (>= version 1); min(struct_size,
+ * sizeof) bytes are written.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL), ASYMBP_E_UNSUPPORTED
+ * (struct_size too small).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_update_rule_default_hyper(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *hp);
 
-/* ---- Hyper-parameters ------------------------------------------------------------------------ */
-
-/* Hyper-parameters of an optimizer, net-wide or for a group of parameters.  Caller-filled: start
- * from ASYMBP_HYPER_PARAMS_INIT.  Since 0.1. */
-typedef struct asymbp_hyper_params {
-    size_t struct_size;
-    float lr;                 /* base learning rate (> 0 ... finite; 0 freezes); default 0.01 */
-    float momentum;           /* mu in [0, 1); default 0.9 */
-    int nesterov;             /* 0/1; default 0 */
-    float weight_decay;       /* lambda >= 0; default 0 */
-    int decay_biases_and_bn;  /* 1: weight decay also applies to biases and BN scale/shift;
-                                 default 0 (decay only on weights) */
-    float nsc_epsilon;        /* no-sign-change floor (> 0); default 1e-6 */
-} asymbp_hyper_params_t;
-#define ASYMBP_HYPER_PARAMS_INIT { sizeof(asymbp_hyper_params_t), 0.01f, 0.9f, 0, 0.0f, 0, 1e-6f }
+/* ---- Hyper-parameter groups ------------------------------------------------------------------ */
 
 /* Groups for asymbp_optimizer_set_group_hyper.  Since 0.1. */
 typedef enum asymbp_param_group {
@@ -139,8 +161,10 @@ typedef double (*asymbp_lr_schedule_fn)(void *user, uint64_t epoch, uint64_t ste
 /* Create an optimizer stepping every learnable parameter of net with the rule called `rule`
  * (see asymbp_update_rule_find: "sgd", "bm", "bm:b", "bm:c", "bm:nsc", ..., or a registered
  * name).  The per-parameter state is allocated here, once; the rule's init runs for every
- * parameter tensor.  net: borrowed, must outlive the optimizer.  hp: copied (NULL = defaults;
- * a struct_size smaller than version 1 is refused, a larger one accepted).  out: owned by the
+ * parameter tensor.  net: borrowed, must outlive the optimizer.  hp: copied (NULL = the rule's
+ * defaults, asymbp_update_rule_default_hyper - since 0.2; 0.1 used ASYMBP_HYPER_PARAMS_INIT for
+ * every rule; a struct_size smaller than version 1 is refused, a larger one accepted; members an
+ * older struct lacks take the rule's defaults).  out: owned by the
  * caller (asymbp_optimizer_destroy), NULL on failure.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL
  * net/rule/out, bad hyper-parameter: the detail names it), ASYMBP_E_UNSUPPORTED (hp struct_size),
  * ASYMBP_E_NOTFOUND (unknown rule), ASYMBP_E_PLUGIN (the rule's init failed), ASYMBP_E_NOMEM.

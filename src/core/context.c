@@ -4,6 +4,7 @@
 #include <string.h>
 #include "core/core_impl.h"
 #include "asymbp/context.h"
+#include "asymbp/version.h"
 
 /* OpenBLAS's thread setter, when the BLAS in use is OpenBLAS; absent with the reference BLAS. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
@@ -64,6 +65,14 @@ int asymbp__mul_size(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+static void log_send(asymbp_ctx_t *ctx, asymbp_log_level_t level, const char *msg)
+{
+    if (!ctx->log_fn || level > ctx->log_level || ctx->in_log) return;
+    ctx->in_log = 1;
+    ctx->log_fn(ctx->log_user, level, msg);
+    ctx->in_log = 0;
+}
+
 asymbp_status_t asymbp__error(asymbp_ctx_t *ctx, asymbp_status_t status, const char *fmt, ...)
 {
     if (ctx) {
@@ -72,8 +81,14 @@ asymbp_status_t asymbp__error(asymbp_ctx_t *ctx, asymbp_status_t status, const c
         vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
         va_end(ap);
         ctx->last_status = status;
+        if (!ctx->log_mute) log_send(ctx, ASYMBP_LOG_ERROR, ctx->last_error);
     }
     return status;
+}
+
+void asymbp__error_relog(asymbp_ctx_t *ctx)
+{
+    if (ctx && ctx->last_status != ASYMBP_OK) log_send(ctx, ASYMBP_LOG_ERROR, ctx->last_error);
 }
 
 void asymbp__error_prefix(asymbp_ctx_t *ctx, const char *fmt, ...)
@@ -92,11 +107,11 @@ void asymbp__log(asymbp_ctx_t *ctx, asymbp_log_level_t level, const char *fmt, .
 {
     char msg[512];
     va_list ap;
-    if (!ctx || !ctx->log_fn || level > ctx->log_level) return;
+    if (!ctx || !ctx->log_fn || level > ctx->log_level || ctx->in_log) return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ctx->log_fn(ctx->log_user, level, msg);
+    log_send(ctx, level, msg);
 }
 
 uint64_t asymbp__ctx_next_seed(asymbp_ctx_t *ctx)
@@ -137,8 +152,7 @@ void asymbp_ctx_destroy(asymbp_ctx_t *ctx)
     if (!ctx) return;
     asymbp__pool_destroy(ctx->pool);
     ctx->pool = NULL;
-    if (ctx->fb_registry_free) ctx->fb_registry_free(ctx);
-    if (ctx->update_registry_free) ctx->update_registry_free(ctx);
+    asymbp__plugin_free_all(ctx);
     ctx->alloc.free(ctx->alloc.user, ctx);
 }
 
@@ -147,6 +161,7 @@ asymbp_status_t asymbp_ctx_set_seed(asymbp_ctx_t *ctx, uint64_t seed)
     if (!ctx) return ASYMBP_E_INVALID;
     ctx->seed = seed;
     ctx->seed_draws = 0;
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "seed set to %llu", (unsigned long long)seed);
     return ASYMBP_OK;
 }
 
@@ -168,6 +183,9 @@ asymbp_status_t asymbp_ctx_set_threads(asymbp_ctx_t *ctx, int threads)
     /* the library splits its work across its own threads; each GEMM runs on the thread that
      * calls it, so OpenBLAS's own threads would only oversubscribe the cores */
     if (openblas_set_num_threads) openblas_set_num_threads(1);
+    asymbp__log(ctx, ASYMBP_LOG_INFO, "threads: %d (%d worker thread%s besides the caller); BLAS %s%s", threads,
+                threads - 1, threads == 2 ? "" : "s", asymbp_blas_name(),
+                openblas_set_num_threads ? " set to 1 thread per call" : " (runs on the calling thread)");
     return ASYMBP_OK;
 }
 
@@ -176,9 +194,16 @@ int asymbp_ctx_get_threads(const asymbp_ctx_t *ctx) { return ctx ? ctx->threads 
 asymbp_status_t asymbp_ctx_set_log(asymbp_ctx_t *ctx, asymbp_log_fn fn, void *user, asymbp_log_level_t max_level)
 {
     if (!ctx) return ASYMBP_E_INVALID;
+    if ((int)max_level < (int)ASYMBP_LOG_ERROR || (int)max_level > (int)ASYMBP_LOG_DEBUG)
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "ctx_set_log: unknown level %d (ASYMBP_LOG_ERROR..ASYMBP_LOG_DEBUG)",
+                             (int)max_level);
     ctx->log_fn = fn;
     ctx->log_user = user;
     ctx->log_level = max_level;
+    /* what was set up before a log could listen */
+    asymbp__log(ctx, ASYMBP_LOG_INFO, "asymbp %s: BLAS %s%s, %d thread%s, seed %llu", asymbp_version_string(),
+                asymbp_blas_name(), openblas_set_num_threads ? " (set to 1 thread per call)" : "", ctx->threads,
+                ctx->threads == 1 ? "" : "s", (unsigned long long)ctx->seed);
     return ASYMBP_OK;
 }
 

@@ -11,6 +11,14 @@
 
 typedef struct asymbp__pool asymbp__pool_t;
 
+/* Plugin kinds: their slot in the context's registry (see "Plugin registry" below). */
+enum {
+    ASYMBP__PLUGIN_FEEDBACK = 0,
+    ASYMBP__PLUGIN_UPDATE = 1,
+    ASYMBP__PLUGIN_COMMUNICATOR = 2, /* reserved for the distributed-training kind */
+    ASYMBP__PLUGIN_SLOTS = 4
+};
+
 struct asymbp_ctx {
     asymbp_allocator_t alloc;
     uint64_t seed;
@@ -23,11 +31,14 @@ struct asymbp_ctx {
     asymbp_log_level_t log_level;
     asymbp_status_t last_status;
     char last_error[ASYMBP_ERRMSG_MAX];
-    /* Plugin registries, owned by the layer that fills them; each frees its own at destroy. */
-    void *fb_registry;        /* feedback policies (feedback/) */
-    void (*fb_registry_free)(asymbp_ctx_t *ctx);
-    void *update_registry;    /* update rules (update/) */
-    void (*update_registry_free)(asymbp_ctx_t *ctx);
+    int log_mute;             /* > 0: recorded errors are not sent to the log (tentative calls) */
+    int in_log;               /* the log callback is running: nothing is sent from inside it */
+    /* User plugin registrations, one list per kind (plugin.c); the built-ins are static tables
+     * of their kinds and are never stored here. */
+    struct asymbp__plugin_list {
+        struct asymbp__plugin *head, *tail;
+        size_t count;
+    } plugins[ASYMBP__PLUGIN_SLOTS];
 };
 
 /* Allocate through the context's allocator, 64-byte aligned.  NULL when size is 0 or on failure
@@ -51,12 +62,17 @@ void asymbp__error_prefix(asymbp_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* Send a message to the log callback, if one is set and level is within its max level. */
+/* Send a message to the log callback, if one is set and level is within its max level.
+ * asymbp__error sends every error it records at ASYMBP_LOG_ERROR, with the text it records
+ * (unless log_mute > 0: around a tentative call whose failure the caller handles; the caller
+ * then calls asymbp__error_relog if the failure stands).  Never from inside the callback. */
 void asymbp__log(asymbp_ctx_t *ctx, asymbp_log_level_t level, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Send the error currently recorded on ctx to the log at ASYMBP_LOG_ERROR. */
+void asymbp__error_relog(asymbp_ctx_t *ctx);
 /* Next 64-bit seed for an object's own RNG stream: derived from the context seed and a counter,
  * so objects created in the same order get the same streams. */
 uint64_t asymbp__ctx_next_seed(asymbp_ctx_t *ctx);
@@ -133,8 +149,76 @@ void asymbp__rbuf_get(asymbp__rbuf_t *r, void *dst, size_t n);
 /* Copy a string into dst (cap bytes, NUL-terminated); marks failure when it does not fit. */
 void asymbp__rbuf_str(asymbp__rbuf_t *r, char *dst, size_t cap);
 
-/* ---- Plugin registration (feedback policies, update rules) ----------------------------------
- * Check a vtable's struct_size (>= min_size, the version-1 size) and abi_version, then copy
+/* ---- Plugin registry (feedback policies, update rules, and any later kind) -------------------
+ * One registry with one set of rules for every plugin kind (docs/plugins.md):
+ *  - a kind is described by a static asymbp__plugin_kind_t owned by the layer that defines the
+ *    kind (feedback/, update/, later dist/): its slot in the context, its entry size, its
+ *    built-ins (a static table: never copied, never allocated, never unregistered), its fixed
+ *    aliases and an optional canonicaliser for parametrised spellings ("bm+nsc+b");
+ *  - the context keeps only user registrations, per kind, in registration order after the
+ *    built-ins; count, at and find never allocate and take a const context;
+ *  - names are unique per kind case-insensitively, and an alias or any spelling the
+ *    canonicaliser maps to a registered name is reserved like the name itself;
+ *  - user names: letters, digits, '-', '_', '.', at most 63 bytes;
+ *  - an entry counts the objects that use it (refs); unregistering one in use is refused
+ *    (ASYMBP_E_STATE), a built-in cannot be unregistered (ASYMBP_E_INVALID), an unknown name
+ *    is ASYMBP_E_NOTFOUND; user_free runs exactly once, at unregister or context destroy. */
+#define ASYMBP__PLUGIN_NAME_MAX 64
+
+/* The head every kind's entry struct starts with. */
+typedef struct asymbp__plugin {
+    struct asymbp__plugin *next;           /* next user registration of the same kind */
+    const char *name;                      /* built-ins: static text; users: name_buf */
+    void *user;
+    void (*user_free)(void *user);
+    int builtin;
+    size_t refs;                           /* objects using it (user entries only) */
+    char name_buf[ASYMBP__PLUGIN_NAME_MAX];
+} asymbp__plugin_t;
+
+typedef struct asymbp__plugin_alias {
+    const char *alias, *name;              /* "bp" -> "sym" */
+} asymbp__plugin_alias_t;
+
+typedef struct asymbp__plugin_kind {
+    int slot;                              /* ASYMBP__PLUGIN_* */
+    const char *what;                      /* "feedback policy", for messages */
+    size_t entry_size;                     /* bytes of the kind's entry (starts with asymbp__plugin_t) */
+    const asymbp__plugin_t *const *builtins;
+    size_t builtin_count;
+    const asymbp__plugin_alias_t *aliases;
+    size_t alias_count;
+    /* (optional) Write the canonical name of the spelling s[0..len) into out and return 0, or
+     * return -1 when s is not such a spelling.  Used by find, so registration reserves it too. */
+    int (*canonical)(const char *s, size_t len, char *out, size_t cap);
+} asymbp__plugin_kind_t;
+
+/* The entry whose name is s[0..len) (case-insensitive), directly, through an alias or through
+ * the canonicaliser; NULL when none.  ctx may be NULL (built-ins only).  Never allocates. */
+const asymbp__plugin_t *asymbp__plugin_find(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, const char *s,
+                                            size_t len);
+/* Built-ins plus user registrations; the i-th in that order (NULL out of range). */
+size_t asymbp__plugin_count(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind);
+const asymbp__plugin_t *asymbp__plugin_at(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, size_t i);
+/* Register a user entry: proto is a complete entry of kind->entry_size bytes whose kind part
+ * the caller has filled (vtable copied and checked); its head is ignored.  Checks the name
+ * (rules above), allocates and links the entry; *out (may be NULL) receives it.  The caller
+ * repoints any member of its part that must point into the entry (the vtable's name). */
+asymbp_status_t asymbp__plugin_add(asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, const char *who,
+                                   const asymbp__plugin_t *proto, const char *name, void *user,
+                                   void (*user_free)(void *user), asymbp__plugin_t **out);
+/* Unregister the user entry called name (rules above). */
+asymbp_status_t asymbp__plugin_remove(asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, const char *who,
+                                      const char *name);
+/* An object starts / stops using an entry (no-ops for built-ins and NULL). */
+void asymbp__plugin_ref(const asymbp__plugin_t *p);
+void asymbp__plugin_unref(const asymbp__plugin_t *p);
+/* "a, b, c": the names of every entry, cut to fit cap bytes (NUL included). */
+void asymbp__plugin_known(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, char *buf, size_t cap);
+/* End every user registration of every kind (asymbp_ctx_destroy). */
+void asymbp__plugin_free_all(asymbp_ctx_t *ctx);
+
+/* Check a vtable's struct_size (>= min_size, the version-1 size) and abi_version, then copy
  * min(struct_size, dst_size) bytes into dst, zero-fill the rest and set dst's struct_size to
  * dst_size.  ASYMBP_E_UNSUPPORTED with "who: ..." in the context otherwise. */
 asymbp_status_t asymbp__plugin_copy(asymbp_ctx_t *ctx, const char *who, const void *vt, size_t min_size, void *dst,

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "asymbp/data.h"
+#include "core/core_impl.h"
 
 struct asymbp_dataset {
     asymbp_ctx_t *ctx;
@@ -24,6 +25,20 @@ struct asymbp_scaler {
     float *mean;
     float *div;
 };
+
+/* ---- The scaler inside saved files (models, checkpoints) --------------------------------------
+ * asymbp__scaler_write appends one chunk "SCAL" to w.  Payload (little-endian): u32 format
+ * version (1), u32 mode (asymbp_scaler_mode_t), u64 count, count f32 means, count f32 divisors.
+ * asymbp__scaler_read finds "SCAL" in a file's chunk area: *out receives a new scaler (owned by
+ * the caller) or NULL when the file has none (ASYMBP_OK).  ASYMBP_E_FORMAT for a malformed chunk
+ * (version, mode, size, a non-finite mean, a divisor not > 0), ASYMBP_E_NOMEM. */
+#define ASYMBP__CHUNK_SCALER "SCAL"
+asymbp_status_t asymbp__scaler_write(const asymbp_scaler_t *sc, asymbp__wbuf_t *w);
+asymbp_status_t asymbp__scaler_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, asymbp_scaler_t **out);
+/* ASYMBP_OK when sc's statistics fit samples of channels x height x width, else `code` recorded
+ * on ctx with "who: " and both sizes in the detail. */
+asymbp_status_t asymbp__scaler_fits(asymbp_ctx_t *ctx, const asymbp_scaler_t *sc, const char *who, asymbp_status_t code,
+                                    int64_t channels, int64_t height, int64_t width);
 
 /* A data set with uninitialised features and labels (validated sizes), name unset. */
 asymbp_status_t asymbp__dataset_alloc(asymbp_ctx_t *ctx, size_t n, int64_t c, int64_t h, int64_t w,

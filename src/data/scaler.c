@@ -181,3 +181,73 @@ asymbp_status_t asymbp_dataset_standardize(asymbp_dataset_t *train, asymbp_datas
     else asymbp_scaler_destroy(sc);
     return st;
 }
+
+/* ---- In saved files ------------------------------------------------------------------------------ */
+
+#define SCAL_VERSION 1u
+
+asymbp_status_t asymbp__scaler_write(const asymbp_scaler_t *sc, asymbp__wbuf_t *w)
+{
+    size_t pos;
+    if (!sc || !w) return ASYMBP_E_INVALID;
+    pos = asymbp__wbuf_chunk_begin(w, ASYMBP__CHUNK_SCALER);
+    asymbp__wbuf_u32(w, SCAL_VERSION);
+    asymbp__wbuf_u32(w, (uint32_t)sc->mode);
+    asymbp__wbuf_u64(w, (uint64_t)sc->count);
+    asymbp__wbuf_f32s(w, sc->mean, sc->count);
+    asymbp__wbuf_f32s(w, sc->div, sc->count);
+    asymbp__wbuf_chunk_end(w, pos);
+    if (w->failed) return asymbp__error(w->ctx, ASYMBP_E_NOMEM, "scaler: out of memory while saving");
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp__scaler_read(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, asymbp_scaler_t **out)
+{
+    asymbp__rbuf_t r;
+    asymbp_scaler_t *sc;
+    uint32_t version, mode;
+    uint64_t count;
+    asymbp_status_t st;
+    size_t k;
+    *out = NULL;
+    if (asymbp__rbuf_chunk(area, ASYMBP__CHUNK_SCALER, &r) != 0) return ASYMBP_OK;
+    version = asymbp__rbuf_u32(&r);
+    mode = asymbp__rbuf_u32(&r);
+    count = asymbp__rbuf_u64(&r);
+    if (r.failed) return asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: the saved standardisation is truncated");
+    if (version != SCAL_VERSION)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: saved standardisation has format version %u (this library: %u)",
+                             (unsigned)version, SCAL_VERSION);
+    if (mode != ASYMBP_SCALER_PER_CHANNEL && mode != ASYMBP_SCALER_PER_FEATURE)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: saved standardisation has unknown mode %u", (unsigned)mode);
+    /* the statistics must fill the rest of the chunk exactly */
+    if (count == 0 || count > (r.len - r.pos) / 8 || (r.len - r.pos) != 8 * count)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: saved standardisation claims %llu statistics in %zu bytes",
+                             (unsigned long long)count, r.len - r.pos);
+    if ((st = scaler_alloc(ctx, (asymbp_scaler_mode_t)mode, (size_t)count, &sc)) != ASYMBP_OK) return st;
+    asymbp__rbuf_f32s(&r, sc->mean, sc->count);
+    asymbp__rbuf_f32s(&r, sc->div, sc->count);
+    for (k = 0; k < sc->count && !r.failed; k++)
+        if (!isfinite(sc->mean[k]) || !isfinite(sc->div[k]) || !(sc->div[k] > 0.0f)) {
+            st = asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: saved statistic %zu has mean %g and divisor %g", k,
+                               (double)sc->mean[k], (double)sc->div[k]);
+            asymbp_scaler_destroy(sc);
+            return st;
+        }
+    if (r.failed) {
+        asymbp_scaler_destroy(sc);
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "scaler: the saved standardisation is truncated");
+    }
+    *out = sc;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp__scaler_fits(asymbp_ctx_t *ctx, const asymbp_scaler_t *sc, const char *who, asymbp_status_t code,
+                                    int64_t channels, int64_t height, int64_t width)
+{
+    size_t want = sc->mode == ASYMBP_SCALER_PER_CHANNEL ? (size_t)channels : (size_t)(channels * height * width);
+    if (sc->count == want) return ASYMBP_OK;
+    return asymbp__error(ctx, code, "%s: the standardisation has %zu %s statistics, inputs of %lld x %lld x %lld need %zu",
+                         who, sc->count, sc->mode == ASYMBP_SCALER_PER_CHANNEL ? "per-channel" : "per-feature",
+                         (long long)channels, (long long)height, (long long)width, want);
+}

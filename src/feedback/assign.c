@@ -40,7 +40,7 @@ static void inst_free(asymbp_ctx_t *ctx, asymbp__fb_inst_t *inst)
     asymbp__free(ctx, inst->state);
     asymbp__free(ctx, inst->buf);
     asymbp__free(ctx, inst->V);
-    asymbp__fb_entry_release(ctx, inst->entry);
+    asymbp__plugin_unref(&inst->entry->base);
     asymbp__free(ctx, inst);
 }
 
@@ -48,18 +48,18 @@ static void inst_free(asymbp_ctx_t *ctx, asymbp__fb_inst_t *inst)
 static asymbp_status_t cb_failed(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e, const asymbp__wlayer_t *wl,
                                  const char *what, asymbp_status_t rc)
 {
-    if (e->builtin) {
+    if (e->base.builtin) {
         asymbp__error_prefix(ctx, "layer %d", wl->layer_index);
         return rc;
     }
-    return asymbp__error(ctx, ASYMBP_E_PLUGIN, "feedback '%s' on layer %d: %s returned %s", e->name,
+    return asymbp__error(ctx, ASYMBP_E_PLUGIN, "feedback '%s' on layer %d: %s returned %s", e->base.name,
                          wl->layer_index, what, asymbp_status_name(rc));
 }
 
 asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
                                        uint64_t seed, uint64_t steps_done, asymbp__fb_inst_t **out)
 {
-    asymbp__fb_entry_t *e;
+    const asymbp__fb_entry_t *e;
     asymbp__fb_inst_t *inst;
     asymbp_feedback_args_t a;
     asymbp_status_t rc;
@@ -74,15 +74,15 @@ asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t
     if (*opts == ':') opts++;
     if (!wl->W || wl->numel == 0)
         return asymbp__error(ctx, ASYMBP_E_STATE, "feedback: layer %d has no weights", wl->layer_index);
-    if (e->builtin && (e->vt.flags & ASYMBP_FEEDBACK_SYMMETRIC))
+    if (e->base.builtin && (e->vt.flags & ASYMBP_FEEDBACK_SYMMETRIC))
         return asymbp__fb_builtin_check(ctx, e, opts); /* plain sym: no instance at all */
     if (e->vt.buffer_count && asymbp__mul_size(e->vt.buffer_count, wl->numel, &nbuf) != 0)
-        return asymbp__error(ctx, ASYMBP_E_NOMEM, "feedback '%s': %zu buffers of %zu floats overflow", e->name,
+        return asymbp__error(ctx, ASYMBP_E_NOMEM, "feedback '%s': %zu buffers of %zu floats overflow", e->base.name,
                              e->vt.buffer_count, wl->numel);
     inst = asymbp__calloc(ctx, 1, sizeof *inst);
     if (!inst) return asymbp__error(ctx, ASYMBP_E_NOMEM, "feedback: out of memory");
     inst->entry = e;
-    e->refs++;
+    asymbp__plugin_ref(&e->base);
     inst->numel = wl->numel;
     inst->setting = asymbp__strdup(ctx, setting);
     if (!inst->setting) goto nomem;
@@ -95,7 +95,7 @@ asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t
     inst->rng.ctx = NULL;
     if (e->vt.init) {
         fill_args(&a, ctx, wl, inst, steps_done);
-        rc = e->vt.init(e->user, inst->state, &a);
+        rc = e->vt.init(e->base.user, inst->state, &a);
         if (rc != ASYMBP_OK) {
             rc = cb_failed(ctx, e, wl, "init", rc);
             inst_free(ctx, inst);
@@ -106,7 +106,7 @@ asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t
     return ASYMBP_OK;
 nomem:
     inst_free(ctx, inst);
-    return asymbp__error(ctx, ASYMBP_E_NOMEM, "feedback '%s' on layer %d: out of memory (%zu weights)", e->name,
+    return asymbp__error(ctx, ASYMBP_E_NOMEM, "feedback '%s' on layer %d: out of memory (%zu weights)", e->base.name,
                          wl->layer_index, wl->numel);
 }
 
@@ -120,7 +120,7 @@ void asymbp__fb_inst_attach(asymbp__wlayer_t *wl, asymbp__fb_inst_t *inst)
 void asymbp__fb_inst_destroy(asymbp_ctx_t *ctx, asymbp__fb_inst_t *inst)
 {
     if (!inst) return;
-    if (inst->entry->vt.fini) inst->entry->vt.fini(inst->entry->user, inst->state);
+    if (inst->entry->vt.fini) inst->entry->vt.fini(inst->entry->base.user, inst->state);
     inst_free(ctx, inst);
 }
 
@@ -133,7 +133,7 @@ asymbp_status_t asymbp__fb_inst_refresh(asymbp_ctx_t *ctx, const asymbp__wlayer_
     if (!e->vt.refresh || (e->vt.flags & ASYMBP_FEEDBACK_SYMMETRIC)) return ASYMBP_OK;
     if (inst->refreshed && inst->last_step == step) return ASYMBP_OK;
     fill_args(&a, ctx, wl, inst, step);
-    rc = e->vt.refresh(e->user, inst->state, &a);
+    rc = e->vt.refresh(e->base.user, inst->state, &a);
     if (rc != ASYMBP_OK) return cb_failed(ctx, e, wl, "refresh", rc);
     inst->refreshed = 1;
     inst->last_step = step;
@@ -148,7 +148,7 @@ asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wl
     asymbp_status_t rc;
     if (!e->vt.after_update || (e->vt.flags & ASYMBP_FEEDBACK_SYMMETRIC)) return ASYMBP_OK;
     fill_args(&a, ctx, wl, inst, step);
-    rc = e->vt.after_update(e->user, inst->state, &a);
+    rc = e->vt.after_update(e->base.user, inst->state, &a);
     if (rc != ASYMBP_OK) return cb_failed(ctx, e, wl, "after_update", rc);
     return ASYMBP_OK;
 }
@@ -177,8 +177,16 @@ static asymbp_status_t hook_refresh(asymbp_net_t *net, void *state)
 
 asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl)
 {
-    if (!wl || !wl->fb || asymbp__net_wlayer_sends_delta(net, wl)) return ASYMBP_OK;
+    /* every layer, not only the lazily skipped one: after an optimizer step the others still
+     * hold the V of the step before, made from the W before the update */
+    if (!wl || !wl->fb) return ASYMBP_OK;
     return asymbp__fb_inst_refresh(asymbp__net_ctx(net), wl, wl->fb, asymbp__net_step(net) + 1);
+}
+
+static asymbp_status_t hook_current(asymbp_net_t *net, void *state, asymbp__wlayer_t *wl)
+{
+    (void)state;
+    return asymbp__fb_wlayer_current(net, wl);
 }
 
 static asymbp_status_t hook_after_update(asymbp_net_t *net, void *state)
@@ -225,6 +233,7 @@ asymbp_status_t asymbp__fb_net_hooks(asymbp_net_t *net)
     h.refresh = hook_refresh;
     h.after_update = hook_after_update;
     h.destroy = hook_destroy;
+    h.current = hook_current;
     asymbp__net_set_fb_hooks(net, &h);
     return ASYMBP_OK;
 }
@@ -244,6 +253,7 @@ void *asymbp__fb_net_scratch(asymbp_net_t *net, size_t n)
         asymbp__free(ctx, fn->scratch);
         fn->scratch = s;
         fn->scratch_len = n;
+        asymbp__log(ctx, ASYMBP_LOG_DEBUG, "feedback probe: %zu bytes of scratch kept with the net", n);
     }
     return fn->scratch;
 }
@@ -293,6 +303,8 @@ static asymbp_status_t assign(asymbp_net_t *net, size_t lo, size_t hi, const cha
         asymbp__fb_inst_destroy(ctx, old);
     }
     if (fresh != &one) asymbp__free(ctx, fresh);
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "feedback '%.100s' assigned to %zu weighted layer%s", setting, hi - lo,
+                hi - lo == 1 ? "" : "s");
     return ASYMBP_OK;
 }
 

@@ -1,5 +1,6 @@
-/* The built-in feedback policies (METHOD.md section 2), registered through the public vtable:
- * sym, usf, brsf, frsf, partial, rndf, signed-init; and the parser of their options. */
+/* The built-in feedback policies (METHOD.md section 2), a static table of the registry's feedback
+ * kind called through the public vtable: sym, usf, brsf, frsf, partial, rndf, signed-init; and
+ * the parser of their options. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ typedef struct policy_desc {
     unsigned opts;
 } policy_desc_t;
 
-static policy_desc_t descs[P_COUNT] = {
+static const policy_desc_t descs[P_COUNT] = {
     {P_SYM, "sym", 0},
     {P_USF, "usf", OPT_SCALE},
     {P_BRSF, "brsf", OPT_MAG | OPT_SCALE},
@@ -168,7 +169,7 @@ done:
 asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e, const char *options)
 {
     bi_state_t st;
-    return parse_options(ctx, (const policy_desc_t *)e->user, options, &st);
+    return parse_options(ctx, (const policy_desc_t *)e->base.user, options, &st);
 }
 
 /* ---- Drawing ------------------------------------------------------------------------------ */
@@ -520,28 +521,28 @@ static asymbp_status_t bi_refresh(void *user, void *state, const asymbp_feedback
     return ASYMBP_OK;
 }
 
-asymbp_status_t asymbp__fb_register_builtins(asymbp_ctx_t *ctx)
-{
-    int k;
-    for (k = 0; k < P_COUNT; k++) {
-        asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
-        asymbp_status_t rc;
-        vt.name = descs[k].name;
-        vt.state_size = sizeof(bi_state_t);
-        vt.init = bi_init;
-        switch (k) {
-        case P_SYM:
-            vt.flags = ASYMBP_FEEDBACK_SYMMETRIC;
-            vt.state_size = 0;
-            vt.init = NULL;
-            break;
-        case P_FRSF: vt.buffer_count = 1; vt.refresh = bi_refresh; break;
-        case P_PARTIAL: vt.buffer_count = 2; vt.refresh = bi_refresh; break;
-        case P_USF: case P_BRSF: vt.refresh = bi_refresh; break;
-        default: break; /* rndf, signed-init: V is fixed at init */
-        }
-        rc = asymbp_feedback_register(ctx, &vt, &descs[k], NULL);
-        if (rc != ASYMBP_OK) return rc;
-    }
-    return ASYMBP_OK;
-}
+/* ---- The static table ---------------------------------------------------------------------------
+ * The built-ins are entries of the registry's feedback kind that live here, read-only: looking
+ * them up never allocates, and they are called through the same vtable as a user policy. */
+#define BUILTIN(ID, NAME, STATE, BUFS, FLAGS, INIT, REFRESH) \
+    { { NULL, NAME, (void *)&descs[ID], NULL, 1, 0, { 0 } }, \
+      { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, STATE, BUFS, FLAGS, INIT, REFRESH, \
+        NULL, NULL } }
+
+static const asymbp__fb_entry_t builtin_entries[P_COUNT] = {
+    BUILTIN(P_SYM, "sym", 0, 0, ASYMBP_FEEDBACK_SYMMETRIC, NULL, NULL),
+    BUILTIN(P_USF, "usf", sizeof(bi_state_t), 0, 0, bi_init, bi_refresh),
+    BUILTIN(P_BRSF, "brsf", sizeof(bi_state_t), 0, 0, bi_init, bi_refresh),
+    BUILTIN(P_FRSF, "frsf", sizeof(bi_state_t), 1, 0, bi_init, bi_refresh),
+    BUILTIN(P_PARTIAL, "partial", sizeof(bi_state_t), 2, 0, bi_init, bi_refresh),
+    BUILTIN(P_RNDF, "rndf", sizeof(bi_state_t), 0, 0, bi_init, NULL),          /* V fixed at init */
+    BUILTIN(P_SIGNED_INIT, "signed-init", sizeof(bi_state_t), 0, 0, bi_init, NULL),
+};
+
+typedef char builtin_count_check[(P_COUNT == ASYMBP__FB_BUILTIN_COUNT) ? 1 : -1];
+
+const asymbp__plugin_t *const asymbp__fb_builtins[ASYMBP__FB_BUILTIN_COUNT] = {
+    &builtin_entries[P_SYM].base, &builtin_entries[P_USF].base, &builtin_entries[P_BRSF].base,
+    &builtin_entries[P_FRSF].base, &builtin_entries[P_PARTIAL].base, &builtin_entries[P_RNDF].base,
+    &builtin_entries[P_SIGNED_INIT].base,
+};

@@ -7,6 +7,8 @@
 
 #define DIAG_V1_SIZE (offsetof(asymbp_feedback_diag_t, bp_grad_norm) + sizeof(double))
 #define RAD2DEG 57.29577951308232
+/* Element i of a caller's diag array whose elements are stride bytes apart. */
+#define DIAG_AT(d, stride, i) ((asymbp_feedback_diag_t *)(void *)((char *)(d) + (i) * (stride)))
 
 /* Angle in degrees between vectors with this dot product and squared norms; NaN if one is 0. */
 static double angle_deg(double dot, double aa, double bb)
@@ -51,25 +53,14 @@ static void layer_figures(asymbp__wlayer_t *wl, asymbp_feedback_diag_t *d)
     d->delta_angle_bp = NAN;
 }
 
-asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag)
+static asymbp_status_t diag_one(asymbp_net_t *net, const char *who, asymbp__wlayer_t *wl, asymbp_feedback_diag_t *diag)
 {
-    asymbp_ctx_t *ctx;
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
     asymbp_feedback_diag_t d;
-    asymbp__wlayer_t *wl;
     asymbp_status_t rc;
-    if (!net) return ASYMBP_E_INVALID;
-    ctx = asymbp__net_ctx(net);
-    ASYMBP_CHECK_NULL(ctx, diag, "diag");
-    if (diag->struct_size < DIAG_V1_SIZE)
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_feedback_diag: diag struct_size %zu is smaller than version 1 (%zu)",
-                             diag->struct_size, (size_t)DIAG_V1_SIZE);
-    if (i >= asymbp__net_wlayer_count(net))
-        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_diag: weighted layer %zu is out of range (%zu)", i,
-                             asymbp__net_wlayer_count(net));
-    wl = asymbp__net_wlayer_at(net, i);
-    rc = asymbp__fb_wlayer_current(net, wl); /* a lazily refreshed layer's V may be stale */
+    rc = asymbp__fb_wlayer_current(net, wl); /* V for the step the net is at (feedback.h) */
     if (rc != ASYMBP_OK) {
-        asymbp__error_prefix(ctx, "net_feedback_diag");
+        asymbp__error_prefix(ctx, "%s", who);
         return rc;
     }
     memset(&d, 0, sizeof d);
@@ -77,6 +68,49 @@ asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_fee
     d.struct_size = diag->struct_size;
     memcpy(diag, &d, diag->struct_size < sizeof d ? diag->struct_size : sizeof d);
     return ASYMBP_OK;
+}
+
+static asymbp_status_t diag_check(asymbp_net_t *net, const char *who, const asymbp_feedback_diag_t *diag)
+{
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
+    ASYMBP_CHECK_NULL(ctx, diag, "diag");
+    if (diag->struct_size < DIAG_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: diag struct_size %zu is smaller than version 1 (%zu)", who,
+                             diag->struct_size, (size_t)DIAG_V1_SIZE);
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_net_feedback_diag(asymbp_net_t *net, size_t i, asymbp_feedback_diag_t *diag)
+{
+    asymbp_ctx_t *ctx;
+    asymbp_status_t rc;
+    if (!net) return ASYMBP_E_INVALID;
+    ctx = asymbp__net_ctx(net);
+    if ((rc = diag_check(net, "net_feedback_diag", diag)) != ASYMBP_OK) return rc;
+    if (i >= asymbp__net_wlayer_count(net))
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_diag: weighted layer %zu is out of range (%zu)", i,
+                             asymbp__net_wlayer_count(net));
+    return diag_one(net, "net_feedback_diag", asymbp__net_wlayer_at(net, i), diag);
+}
+
+asymbp_status_t asymbp_net_layer_feedback_diag(asymbp_net_t *net, size_t layer, asymbp_feedback_diag_t *diag)
+{
+    asymbp_ctx_t *ctx;
+    asymbp_status_t rc;
+    size_t i, nw;
+    if (!net) return ASYMBP_E_INVALID;
+    ctx = asymbp__net_ctx(net);
+    if ((rc = diag_check(net, "net_layer_feedback_diag", diag)) != ASYMBP_OK) return rc;
+    nw = asymbp__net_wlayer_count(net);
+    for (i = 0; i < nw; i++) {
+        asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
+        if ((size_t)wl->layer_index == layer) return diag_one(net, "net_layer_feedback_diag", wl, diag);
+    }
+    if (layer < asymbp_net_layer_count(net))
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_layer_feedback_diag: layer %zu (%s) has no weights", layer,
+                             asymbp_net_layer_name(net, layer));
+    return asymbp__error(ctx, ASYMBP_E_INVALID, "net_layer_feedback_diag: layer %zu is out of range (%zu layers)", layer,
+                         asymbp_net_layer_count(net));
 }
 
 /* The weight parameter of a weighted layer (matched by its storage). */
@@ -93,9 +127,9 @@ static asymbp__param_t *weight_param(asymbp_net_t *net, const asymbp__wlayer_t *
 asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count)
 {
     asymbp_ctx_t *ctx;
-    size_t i, nw, np, total = 0, off, dtotal = 0, dlen;
+    size_t i, nw, np, total = 0, off, dtotal = 0, dlen, stride, allfl;
     double *norms;
-    float *saved, *dsaved;
+    float *saved, *dsaved, *allsaved;
     unsigned char *scratch;
     asymbp_status_t rc;
     if (!net) return ASYMBP_E_INVALID;
@@ -106,21 +140,35 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
     if (count != nw)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "net_feedback_probe: count is %zu, the net has %zu weighted layers",
                              count, nw);
-    for (i = 0; i < nw; i++)
-        if (diag[i].struct_size < DIAG_V1_SIZE)
-            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
-                                 "net_feedback_probe: diag[%zu].struct_size %zu is smaller than version 1 (%zu)", i,
-                                 diag[i].struct_size, (size_t)DIAG_V1_SIZE);
+    /* the caller's elements are diag[0].struct_size bytes apart: a program built against an
+     * older (smaller) or newer struct passes an array of its own element size */
+    stride = diag->struct_size;
+    if (stride < DIAG_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED,
+                             "net_feedback_probe: diag[0].struct_size %zu is smaller than version 1 (%zu)", stride,
+                             (size_t)DIAG_V1_SIZE);
+    for (i = 1; i < nw; i++)
+        if (DIAG_AT(diag, stride, i)->struct_size != stride)
+            return asymbp__error(ctx, ASYMBP_E_INVALID,
+                                 "net_feedback_probe: diag[%zu].struct_size %zu differs from diag[0]'s %zu (one array, "
+                                 "one element size)", i, DIAG_AT(diag, stride, i)->struct_size, stride);
+    if (!asymbp__net_have_backward(net))
+        return asymbp__error(ctx, ASYMBP_E_STATE, "net_feedback_probe: no backward pass since the last loss to compare with");
     for (i = 0; i < np; i++) total += asymbp__net_param_at(net, i)->numel;
     for (i = 0; i < nw; i++) {
         (void)asymbp__net_wlayer_delta_in(net, i, &dlen);
         dtotal += dlen;
     }
-    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + (total + dtotal) * sizeof(float) + 1);
+    /* the probe's own backward overwrites the deltas: every delta buffer is kept too, so the
+     * read-outs still give the asymmetric pass's afterwards */
+    allfl = asymbp__net_delta_floats(net);
+    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + (total + dtotal + allfl) * sizeof(float) + 1);
     if (!scratch) return ASYMBP_E_NOMEM;
     norms = (double *)(void *)scratch;
     saved = (float *)(void *)(scratch + 2 * nw * sizeof(double));
     dsaved = saved + total;
+    allsaved = dsaved + dtotal;
+    asymbp__net_deltas_copy(net, allsaved, 0);
     /* the errors the asymmetric pass sent down, to compare with exact backprop's */
     for (i = 0, off = 0; i < nw; i++) {
         const float *dd = asymbp__net_wlayer_delta_in(net, i, &dlen);
@@ -188,11 +236,12 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
                 d.grad_angle_bp = angle_deg(ab, aa, bb);
                 d.bp_grad_norm = sqrt(bb);
             }
-            d.struct_size = diag[i].struct_size;
-            memcpy(&diag[i], &d, diag[i].struct_size < sizeof d ? diag[i].struct_size : sizeof d);
+            d.struct_size = stride;
+            memcpy(DIAG_AT(diag, stride, i), &d, stride < sizeof d ? stride : sizeof d);
         }
     }
     /* Put everything back as the asymmetric pass left it. */
+    asymbp__net_deltas_copy(net, allsaved, 1);
     for (i = 0, off = 0; i < np; i++) {
         asymbp__param_t *p = asymbp__net_param_at(net, i);
         memcpy(p->grad, saved + off, p->numel * sizeof(float));

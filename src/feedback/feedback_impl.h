@@ -8,24 +8,23 @@
 #include "core/core_impl.h"
 #include "tensor/tensor_impl.h"
 
-#define ASYMBP__FB_NAME_MAX 64
+/* One registered policy: the registry head (name, user, built-in flag, users) and the vtable
+ * (a checked copy for user policies, a static one for the built-ins).  The public handle
+ * asymbp_feedback_policy_t. */
+struct asymbp_feedback_policy {
+    asymbp__plugin_t base;
+    asymbp_feedback_vtable_t vt;        /* vt.name == base.name */
+};
+typedef struct asymbp_feedback_policy asymbp__fb_entry_t;
 
-/* One registered policy.  Instances hold a reference; an unregistered entry lives on until its
- * last instance is gone (then user_free runs). */
-typedef struct asymbp__fb_entry {
-    asymbp_feedback_vtable_t vt;        /* copy, zero-filled beyond the plugin's struct_size */
-    char name[ASYMBP__FB_NAME_MAX];
-    void *user;
-    void (*user_free)(void *user);
-    int builtin;                        /* 1 for the library's own policies */
-    size_t refs;                        /* instances using it */
-    int removed;                        /* unregistered while still in use */
-    struct asymbp__fb_entry *next;
-} asymbp__fb_entry_t;
+/* The feedback-policy kind of the plugin registry (registry.c) and its built-ins (builtins.c). */
+extern const asymbp__plugin_kind_t asymbp__fb_kind;
+#define ASYMBP__FB_BUILTIN_COUNT 7
+extern const asymbp__plugin_t *const asymbp__fb_builtins[ASYMBP__FB_BUILTIN_COUNT];
 
 /* A policy assigned to one weighted layer (asymbp__wlayer_t.fb). */
 typedef struct asymbp__fb_inst {
-    asymbp__fb_entry_t *entry;
+    const asymbp__fb_entry_t *entry;    /* referenced (asymbp__plugin_ref) while the instance lives */
     char *setting;                      /* the setting text as given (owned) */
     const char *options;                /* points into setting: after "name:", or "" */
     void *state;                        /* entry->vt.state_size bytes (NULL when 0) */
@@ -37,15 +36,9 @@ typedef struct asymbp__fb_inst {
     int refreshed;                      /* refresh ran at least once (last_step valid) */
 } asymbp__fb_inst_t;
 
-/* Create the registry if needed and register the built-ins on first use. */
-asymbp_status_t asymbp__fb_registry(asymbp_ctx_t *ctx);
 /* Find a policy by the name part of a setting (text up to ':' or the end; case-insensitive,
  * aliases "bp" and "fa" included).  ASYMBP_E_NOTFOUND with the known names in the detail. */
-asymbp_status_t asymbp__fb_lookup(asymbp_ctx_t *ctx, const char *setting, asymbp__fb_entry_t **out);
-/* Drop one reference (frees an unregistered entry when it was the last). */
-void asymbp__fb_entry_release(asymbp_ctx_t *ctx, asymbp__fb_entry_t *e);
-/* Register the built-in policies (builtins.c) through asymbp_feedback_register. */
-asymbp_status_t asymbp__fb_register_builtins(asymbp_ctx_t *ctx);
+asymbp_status_t asymbp__fb_lookup(asymbp_ctx_t *ctx, const char *setting, const asymbp__fb_entry_t **out);
 /* Parse the options of a built-in policy without instantiating it (for check_setting). */
 asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e, const char *options);
 
@@ -56,7 +49,7 @@ asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t
                                        uint64_t seed, uint64_t steps_done, asymbp__fb_inst_t **out);
 /* Point wl at inst (NULL: symmetric): wl->fb, wl->V, wl->V_store.  Does not free the old one. */
 void asymbp__fb_inst_attach(asymbp__wlayer_t *wl, asymbp__fb_inst_t *inst);
-/* fini, release the entry and free.  NULL accepted. */
+/* fini, drop the reference to the entry and free.  NULL accepted. */
 void asymbp__fb_inst_destroy(asymbp_ctx_t *ctx, asymbp__fb_inst_t *inst);
 /* Run refresh for step number `step` (1 on the first optimizer step) unless it already ran for
  * that step.  ASYMBP_E_PLUGIN when the callback fails. */
@@ -66,12 +59,15 @@ asymbp_status_t asymbp__fb_inst_refresh(asymbp_ctx_t *ctx, const asymbp__wlayer_
 asymbp_status_t asymbp__fb_inst_after_update(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl,
                                              asymbp__fb_inst_t *inst, uint64_t step);
 
-/* Bring the V of a weighted layer of net up to date before reading it (diagnostics).  The net's
- * refresh hook is lazy: it skips the layers whose V backward does not use (the lowest weighted
- * layer, unless the input gradient is wanted), which stay stale.  For such a layer this runs the
- * policy's refresh for the step the net is at (asymbp__net_step + 1, the number the hook would
- * have used; a no-op when it already ran for that step).  Layers that send a delta are left as
- * the last backward used them.  ASYMBP_OK for NULL wl or a layer without instance. */
+/* Bring the V of a weighted layer of net up to date before reading it (diagnostics, the probe,
+ * the V read-out): run the policy's refresh for the step the net is at (asymbp__net_step + 1,
+ * the number the next backward's hook uses; a no-op when it already ran for that step).  After
+ * a backward pass that is the step of that pass, so nothing changes, except for a layer the lazy
+ * hook skipped (the lowest one); after an optimizer step it is the next step, so every layer
+ * shows the V the next backward will use, made from the current W - the moment every reader
+ * reports (feedback.h).  Training is unchanged: the hook refreshes at most once per step, and
+ * nothing moves W between here and the next backward.  ASYMBP_OK for NULL wl or a layer
+ * without instance. */
 asymbp_status_t asymbp__fb_wlayer_current(asymbp_net_t *net, asymbp__wlayer_t *wl);
 
 /* Make sure the feedback hooks are installed on net (their state holds the probe scratch). */

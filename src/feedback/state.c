@@ -85,7 +85,7 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     if (r->failed) goto trunc_inst;
     if (ssize != inst->entry->vt.state_size) {
         rc = asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: policy '%s' has %zu bytes of state, the file %llu", i,
-                           inst->entry->name, inst->entry->vt.state_size, (unsigned long long)ssize);
+                           inst->entry->base.name, inst->entry->vt.state_size, (unsigned long long)ssize);
         goto fail;
     }
     if (ssize) asymbp__rbuf_get(r, inst->state, (size_t)ssize);
@@ -93,7 +93,7 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     if (r->failed) goto trunc_inst;
     if (nbuf != inst->entry->vt.buffer_count * inst->numel) {
         rc = asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: policy '%s' keeps %zu buffer floats, the file %llu", i,
-                           inst->entry->name, inst->entry->vt.buffer_count * inst->numel, (unsigned long long)nbuf);
+                           inst->entry->base.name, inst->entry->vt.buffer_count * inst->numel, (unsigned long long)nbuf);
         goto fail;
     }
     if (nbuf) asymbp__rbuf_f32s(r, inst->buf, (size_t)nbuf);
@@ -101,7 +101,7 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     if (r->failed) goto trunc_inst;
     if (nv != (inst->V ? inst->numel : 0)) {
         rc = asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: V size %llu does not fit policy '%s'", i,
-                           (unsigned long long)nv, inst->entry->name);
+                           (unsigned long long)nv, inst->entry->base.name);
         goto fail;
     }
     if (nv) asymbp__rbuf_f32s(r, inst->V, (size_t)nv);

@@ -189,25 +189,28 @@ static void gc_free(asymbp_ctx_t *ctx, gc_state_t *g)
     asymbp__free(ctx, g->relu_mask);
 }
 
-asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
-                                     const asymbp_gradcheck_params_t *p, asymbp_gradcheck_report_t *report)
+/* Layers with parameters (the entries of a result), in net order. */
+static size_t param_layer_count(const asymbp_net_t *net)
+{
+    size_t i, c = 0;
+    for (i = 0; i < net->n_params; i++)
+        c += i == 0 || net->params[i].layer_index != net->params[i - 1].layer_index;
+    return c;
+}
+
+/* The check itself: one entry per layer with parameters into ent[0..param_layer_count), the
+ * summary into sum (its entry members unused).  Arguments checked by the callers. */
+static asymbp_status_t run(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
+                           const asymbp_gradcheck_params_t *p, asymbp_gradcheck_entry_t *ent, asymbp_gradcheck_result_t *sum)
 {
     asymbp_gradcheck_params_t prm = ASYMBP_GRADCHECK_PARAMS_INIT;
-    asymbp_ctx_t *ctx;
+    asymbp_ctx_t *ctx = net->ctx;
     asymbp_status_t st;
-    size_t xn, nreport = 0;
+    size_t xn, nent = 0;
     int saved_sym;
     double gall = 0.0;
     asymbp_rng_t rng;
     gc_state_t g;
-    if (!net) return asymbp__error(NULL, ASYMBP_E_INVALID, "net_gradcheck: net is NULL");
-    ctx = net->ctx;
-    ASYMBP_CHECK_NULL(ctx, x, "x");
-    ASYMBP_CHECK_NULL(ctx, labels, "labels");
-    ASYMBP_CHECK_NULL(ctx, report, "report");
-    if (report->struct_size < sizeof(asymbp_gradcheck_report_t))
-        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_gradcheck: report struct_size %zu, expected at least %zu",
-                             report->struct_size, sizeof(asymbp_gradcheck_report_t));
     if (p) {
         if (p->struct_size < offsetof(asymbp_gradcheck_params_t, use_feedback) + sizeof(int))
             return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_gradcheck: params struct_size %zu too small", p->struct_size);
@@ -220,11 +223,6 @@ asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const in
     if (n > net->batch)
         return asymbp__error(ctx, ASYMBP_E_SHAPE, "net_gradcheck: n is %zu, larger than the bound batch size %zu", n, net->batch);
     if ((st = asymbp__check_labels(net, labels, n)) != ASYMBP_OK) return st;
-    {
-        size_t sz = report->struct_size;
-        memset(report, 0, sizeof *report);
-        report->struct_size = sz;
-    }
     memset(&g, 0, sizeof g);
     g.net = net;
     g.labels = labels;
@@ -254,7 +252,7 @@ asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const in
     if (st == ASYMBP_OK) st = asymbp_net_backward(net);
     net->force_sym = saved_sym;
     net->freeze_stats = 0;
-    net->need_input_grad = 0;
+    net->need_input_grad = net->want_input_grad;
     net->have_fwd = 0;
     if (st != ASYMBP_OK) goto out;
     for (size_t i = 0; i < net->n_layers; i++)
@@ -279,32 +277,114 @@ asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const in
     for (size_t i = 0; i < net->n_params; i++) {
         asymbp__param_t *pp = &net->params[i];
         const asymbp__layer_t *L = net->layers[pp->layer_index];
-        asymbp_gradcheck_layer_t *lr = NULL, dummy;
-        double e;
-        if (nreport && !strcmp(report->layers[nreport - 1].name, L->name)) lr = &report->layers[nreport - 1];
-        else if (nreport < ASYMBP_GRADCHECK_MAX_LAYERS) {
-            lr = &report->layers[nreport++];
-            snprintf(lr->name, sizeof lr->name, "%s", L->name);
-        } else {
-            memset(&dummy, 0, sizeof dummy);
-            lr = &dummy;
+        asymbp_gradcheck_entry_t *e;
+        double err;
+        if (nent == 0 || ent[nent - 1].layer_index != pp->layer_index) {
+            e = &ent[nent++];
+            memset(e, 0, sizeof *e);
+            e->layer_index = pp->layer_index;
+            snprintf(e->name, sizeof e->name, "%s", L->name);
         }
-        e = check_tensor(&g, g.pv[i], pp->grad, pp->numel, (size_t)pp->layer_index, prm.eps, prm.max_entries_per_param,
-                         &rng, &lr->checked, &lr->skipped);
-        if (e > lr->rel_error) lr->rel_error = e;
-        if (e > report->max_rel_error) report->max_rel_error = e;
+        e = &ent[nent - 1];
+        err = check_tensor(&g, g.pv[i], pp->grad, pp->numel, (size_t)pp->layer_index, prm.eps, prm.max_entries_per_param,
+                           &rng, &e->checked, &e->skipped);
+        if (err > e->rel_error) e->rel_error = err;
+        if (err > sum->max_rel_error) sum->max_rel_error = err;
         (void)ref_loss(&g, (size_t)pp->layer_index);   /* activations back to the unperturbed values */
     }
-    report->layer_count = nreport;
-    report->input_rel_error = check_tensor(&g, g.xin, net->dinput, xn, 0, prm.eps, prm.max_entries_per_param, &rng,
-                                           &report->input_checked, &report->input_skipped);
-    if (report->input_rel_error > report->max_rel_error) report->max_rel_error = report->input_rel_error;
+    sum->layer_count = nent;
+    sum->input_rel_error = check_tensor(&g, g.xin, net->dinput, xn, 0, prm.eps, prm.max_entries_per_param, &rng,
+                                        &sum->input_checked, &sum->input_skipped);
+    if (sum->input_rel_error > sum->max_rel_error) sum->max_rel_error = sum->input_rel_error;
 out:
     gc_free(ctx, &g);
     return st;
 nomem:
     gc_free(ctx, &g);
     return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_gradcheck: out of memory");
+}
+
+#define RESULT_V1_SIZE (offsetof(asymbp_gradcheck_result_t, input_skipped) + sizeof(size_t))
+#define ENTRY_V1_SIZE (offsetof(asymbp_gradcheck_entry_t, skipped) + sizeof(size_t))
+
+asymbp_status_t asymbp_net_gradcheck_v2(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
+                                        const asymbp_gradcheck_params_t *p, asymbp_gradcheck_result_t *result)
+{
+    asymbp_ctx_t *ctx;
+    asymbp_gradcheck_result_t sum;
+    asymbp_gradcheck_entry_t *ent;
+    asymbp_status_t st;
+    size_t need, i;
+    if (!net) return asymbp__error(NULL, ASYMBP_E_INVALID, "net_gradcheck: net is NULL");
+    ctx = net->ctx;
+    ASYMBP_CHECK_NULL(ctx, x, "x");
+    ASYMBP_CHECK_NULL(ctx, labels, "labels");
+    ASYMBP_CHECK_NULL(ctx, result, "result");
+    if (result->struct_size < RESULT_V1_SIZE || result->entry_size < ENTRY_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_gradcheck: result struct_size %zu / entry_size %zu, expected at "
+                             "least %zu / %zu (start from ASYMBP_GRADCHECK_RESULT_INIT)", result->struct_size,
+                             result->entry_size, (size_t)RESULT_V1_SIZE, (size_t)ENTRY_V1_SIZE);
+    if (!result->layers && result->capacity)
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "net_gradcheck: result->layers is NULL, capacity %zu", result->capacity);
+    need = param_layer_count(net);
+    result->layer_count = need;
+    if (result->capacity < need)
+        return asymbp__error(ctx, ASYMBP_E_SHAPE, "net_gradcheck: the net has %zu layers with parameters, result->layers "
+                             "holds %zu (layer_count says how many to give)", need, result->capacity);
+    ent = asymbp__calloc(ctx, need ? need : 1, sizeof *ent);
+    if (!ent) return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_gradcheck: out of memory");
+    memset(&sum, 0, sizeof sum);
+    st = run(net, x, labels, n, p, ent, &sum);
+    if (st == ASYMBP_OK) {
+        size_t es = result->entry_size < sizeof *ent ? result->entry_size : sizeof *ent;
+        for (i = 0; i < need; i++) memcpy((char *)result->layers + i * result->entry_size, &ent[i], es);
+        result->layer_count = need;
+        result->max_rel_error = sum.max_rel_error;
+        result->input_rel_error = sum.input_rel_error;
+        result->input_checked = sum.input_checked;
+        result->input_skipped = sum.input_skipped;
+    }
+    asymbp__free(ctx, ent);
+    return st;
+}
+
+asymbp_status_t asymbp_net_gradcheck(asymbp_net_t *net, const float *x, const int32_t *labels, size_t n,
+                                     const asymbp_gradcheck_params_t *p, asymbp_gradcheck_report_t *report)
+{
+    asymbp_ctx_t *ctx;
+    asymbp_gradcheck_result_t res = ASYMBP_GRADCHECK_RESULT_INIT;
+    asymbp_status_t st;
+    size_t i, sz;
+    if (!net) return asymbp__error(NULL, ASYMBP_E_INVALID, "net_gradcheck: net is NULL");
+    ctx = net->ctx;
+    ASYMBP_CHECK_NULL(ctx, report, "report");
+    if (report->struct_size < sizeof(asymbp_gradcheck_report_t))
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "net_gradcheck: report struct_size %zu, expected at least %zu",
+                             report->struct_size, sizeof(asymbp_gradcheck_report_t));
+    sz = report->struct_size;
+    memset(report, 0, sizeof *report);
+    report->struct_size = sz;
+    res.capacity = param_layer_count(net);
+    res.layers = asymbp__calloc(ctx, res.capacity ? res.capacity : 1, sizeof *res.layers);
+    if (!res.layers) return asymbp__error(ctx, ASYMBP_E_NOMEM, "net_gradcheck: out of memory");
+    st = asymbp_net_gradcheck_v2(net, x, labels, n, p, &res);
+    if (st == ASYMBP_OK) {
+        /* the 0.1 report keeps the first ASYMBP_GRADCHECK_MAX_LAYERS; the maximum covers all */
+        report->max_rel_error = res.max_rel_error;
+        report->input_rel_error = res.input_rel_error;
+        report->input_checked = res.input_checked;
+        report->input_skipped = res.input_skipped;
+        report->layer_count = res.layer_count < ASYMBP_GRADCHECK_MAX_LAYERS ? res.layer_count : ASYMBP_GRADCHECK_MAX_LAYERS;
+        for (i = 0; i < report->layer_count; i++) {
+            asymbp_gradcheck_layer_t *l = &report->layers[i];
+            memcpy(l->name, res.layers[i].name, sizeof l->name);
+            l->rel_error = res.layers[i].rel_error;
+            l->checked = res.layers[i].checked;
+            l->skipped = res.layers[i].skipped;
+        }
+    }
+    asymbp__free(ctx, res.layers);
+    return st;
 }
 
 size_t asymbp_gradcheck_report_json(const asymbp_gradcheck_report_t *r, char *buf, size_t cap)
@@ -331,6 +411,37 @@ size_t asymbp_gradcheck_report_json(const asymbp_gradcheck_report_t *r, char *bu
         name[k] = '\0';
         PUT("%s{\"name\":\"%s\",\"rel_error\":%.6g,\"checked\":%zu,\"skipped\":%zu}", i ? "," : "", name,
             isfinite(l->rel_error) ? l->rel_error : 1e308, l->checked, l->skipped);
+    }
+    PUT("]}");
+#undef PUT
+    return need;
+}
+
+size_t asymbp_gradcheck_result_json(const asymbp_gradcheck_result_t *r, char *buf, size_t cap)
+{
+    size_t need = 0, n;
+    char tmp[256];
+    if (!r || r->struct_size < RESULT_V1_SIZE || r->entry_size < ENTRY_V1_SIZE) return 0;
+#define PUT(...) do { int k_ = snprintf(tmp, sizeof tmp, __VA_ARGS__); if (k_ > 0) { \
+        size_t l_ = (size_t)k_; if (buf && need < cap) { size_t room = cap - need - 1; \
+        memcpy(buf + need, tmp, l_ < room ? l_ : room); buf[need + (l_ < room ? l_ : room)] = '\0'; } need += l_; } } while (0)
+    if (buf && cap) buf[0] = '\0';
+    PUT("{\"max_rel_error\":%.6g,\"input_rel_error\":%.6g,\"input_checked\":%zu,\"input_skipped\":%zu,\"layers\":[",
+        isfinite(r->max_rel_error) ? r->max_rel_error : 1e308, isfinite(r->input_rel_error) ? r->input_rel_error : 1e308,
+        r->input_checked, r->input_skipped);
+    n = r->layer_count < r->capacity ? r->layer_count : r->capacity;
+    for (size_t i = 0; r->layers && i < n; i++) {
+        const asymbp_gradcheck_entry_t *l = (const asymbp_gradcheck_entry_t *)(const void *)((const char *)r->layers + i * r->entry_size);
+        char name[72];
+        size_t k = 0;
+        for (size_t j = 0; j < sizeof l->name && l->name[j] && k + 2 < sizeof name; j++) {
+            char c = l->name[j];
+            if (c == '"' || c == '\\') name[k++] = '\\';
+            name[k++] = (c >= 32 && c < 127) ? c : '?';
+        }
+        name[k] = '\0';
+        PUT("%s{\"layer\":%d,\"name\":\"%s\",\"rel_error\":%.6g,\"checked\":%zu,\"skipped\":%zu}", i ? "," : "",
+            l->layer_index, name, isfinite(l->rel_error) ? l->rel_error : 1e308, l->checked, l->skipped);
     }
     PUT("]}");
 #undef PUT

@@ -12,7 +12,8 @@
 #define ASYMBP__BN_EPS 1e-5f
 
 typedef struct asymbp__layer {
-    asymbp_layer_kind_t kind;
+    int kind;                       /* an asymbp_layer_kind_t value, never ASYMBP_LAYER_NONE (an int so
+                                       that the switches over it need no case for "no layer") */
     int index;
     char name[24];
     int64_t in_c, in_h, in_w, out_c, out_h, out_w;
@@ -74,8 +75,15 @@ struct asymbp_net {
                                              partial dense deltas */
     size_t n_fwd;
     int have_fwd, have_delta;
+    /* what the last backward pass wrote (the delta read-outs): valid while have_bwd, which the
+     * next loss, a bind or a new layer clears */
+    int have_bwd;
+    size_t bwd_n;                         /* samples */
+    size_t bwd_lowest;                    /* lowest layer whose backward ran */
+    int bwd_input;                        /* layer bwd_lowest also sent its delta down */
     /* modes */
     int need_input_grad;                  /* backward also fills dinput (gradcheck) */
+    int want_input_grad;                  /* the caller asked for it (asymbp_net_set_input_grad) */
     int freeze_stats;                     /* BN running statistics are not updated (gradcheck) */
     int bn_recal;                         /* recalibration pass: BN normalises with batch statistics
                                              and accumulates them, running values untouched;

@@ -73,7 +73,7 @@ static void unbind(asymbp_net_t *net)
     net->wpart_stride = 0;
     net->nthr = 1;
     net->batch = 0;
-    net->have_fwd = net->have_delta = 0;
+    net->have_fwd = net->have_delta = net->have_bwd = 0;
 }
 
 static void layer_free(asymbp_ctx_t *ctx, asymbp__layer_t *L)
@@ -585,6 +585,8 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     if (bind_gemm(net, batch, nthr) != 0) goto nomem;
     net->nthr = (int)nthr;
     net->batch = batch;
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "net %s: bound to batch %zu on %zu thread%s (%zu layers, %zu learnable floats)",
+                asymbp_net_spec(net), batch, nthr, nthr == 1 ? "" : "s", net->n_layers, asymbp_net_weight_count(net));
     return ASYMBP_OK;
 nomem:
     unbind(net);
@@ -672,6 +674,7 @@ asymbp_status_t asymbp_net_loss(asymbp_net_t *net, const int32_t *labels, size_t
     K = (size_t)net->classes;
     total = softmax_xent(net, labels, n);
     d = net->layers[net->n_layers - 1]->dout;
+    net->have_bwd = 0; /* the top layer's delta buffer is about to change */
     for (size_t s = 0; s < n; s++) {
         const float *p = net->probs + s * K;
         float *ds = d + s * K;
@@ -690,7 +693,7 @@ static size_t lowest_backward_layer(const asymbp_net_t *net)
 {
     size_t lowest = 0;
     while (lowest < net->n_layers) {
-        asymbp_layer_kind_t k = net->layers[lowest]->kind;
+        int k = net->layers[lowest]->kind;
         if (k == ASYMBP_LAYER_DENSE || k == ASYMBP_LAYER_CONV2D || k == ASYMBP_LAYER_BATCHNORM) break;
         lowest++;
     }
@@ -726,6 +729,10 @@ asymbp_status_t asymbp_net_backward(asymbp_net_t *net)
         else dx = i > lowest ? net->layers[i - 1]->dout : NULL;
         asymbp__layer_backward(net, L, asymbp__layer_input(net, i), dx, n);
     }
+    net->have_bwd = 1;
+    net->bwd_n = n;
+    net->bwd_lowest = lowest;
+    net->bwd_input = net->need_input_grad;
     return ASYMBP_OK;
 }
 
@@ -787,8 +794,8 @@ size_t asymbp_net_layer_count(const asymbp_net_t *net) { return net ? net->n_lay
 
 asymbp_layer_kind_t asymbp_net_layer_kind(const asymbp_net_t *net, size_t i)
 {
-    if (!net || i >= net->n_layers) return (asymbp_layer_kind_t)-1;
-    return net->layers[i]->kind;
+    if (!net || i >= net->n_layers) return ASYMBP_LAYER_NONE;
+    return (asymbp_layer_kind_t)net->layers[i]->kind;
 }
 
 const char *asymbp_net_layer_name(const asymbp_net_t *net, size_t i)
@@ -849,14 +856,7 @@ asymbp_status_t asymbp_net_input_shape(const asymbp_net_t *net, int64_t shape[3]
 
 asymbp_ctx_t *asymbp__net_ctx(const asymbp_net_t *net) { return net ? net->ctx : NULL; }
 
-size_t asymbp__net_wlayer_count(const asymbp_net_t *net)
-{
-    size_t c = 0;
-    if (!net) return 0;
-    for (size_t i = 0; i < net->n_layers; i++)
-        c += net->layers[i]->kind == ASYMBP_LAYER_DENSE || net->layers[i]->kind == ASYMBP_LAYER_CONV2D;
-    return c;
-}
+size_t asymbp__net_wlayer_count(const asymbp_net_t *net) { return asymbp_net_weighted_layer_count(net); }
 
 asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i)
 {

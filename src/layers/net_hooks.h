@@ -51,6 +51,9 @@ typedef struct asymbp__net_fb_hooks {
     /* Called by asymbp__net_step_done after the update rule moved the weights. */
     asymbp_status_t (*after_update)(asymbp_net_t *net, void *state);
     void (*destroy)(asymbp_net_t *net, void *state);
+    /* Called before layers/ reads a weighted layer's V (the V read-out): brings it up to the
+     * moment the diagnostics report (asymbp__fb_wlayer_current). */
+    asymbp_status_t (*current)(asymbp_net_t *net, void *state, asymbp__wlayer_t *wl);
 } asymbp__net_fb_hooks_t;
 
 asymbp_ctx_t *asymbp__net_ctx(const asymbp_net_t *net);
@@ -71,6 +74,14 @@ asymbp_status_t asymbp__net_step_done(asymbp_net_t *net);
 void asymbp__net_set_step(asymbp_net_t *net, uint64_t step);   /* for checkpoint resume */
 /* While set, backward uses W for every layer (the exact-backprop probe) and skips refresh. */
 void asymbp__net_force_symmetric(asymbp_net_t *net, int on);
+/* 1 when a backward pass ran since the last loss or bind (its deltas and gradients are there). */
+int asymbp__net_have_backward(const asymbp_net_t *net);
+/* Every delta buffer a backward pass may write (each layer's received delta but the top one's,
+ * and the input gradient), as floats for the bound batch; and a copy of them into buf (restore
+ * 0) or back from buf (restore 1), so that a second backward (the probe) leaves the first's
+ * deltas readable. */
+size_t asymbp__net_delta_floats(const asymbp_net_t *net);
+void asymbp__net_deltas_copy(asymbp_net_t *net, float *buf, int restore);
 
 /* BN population statistics (train/ drives the passes).  Floats of every BN layer's running mean
  * and variance, in layer order (mean then variance per layer); copy them to or from buf. */

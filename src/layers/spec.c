@@ -10,7 +10,7 @@
 #include "layers/net_impl.h"
 
 typedef struct spec_op {
-    asymbp_layer_kind_t kind;
+    int kind;             /* asymbp_layer_kind_t value (see asymbp__layer_t.kind) */
     int64_t n;            /* dense outputs, conv filters */
     int kh, kw, stride, pad, ceil_mode, bias;
     float f1, f2;         /* bn momentum / eps, dropout p */

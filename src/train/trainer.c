@@ -11,6 +11,7 @@
 #include "feedback/feedback_impl.h"
 #include "update/update_impl.h"
 #include "train/train_impl.h"
+#include "data/data_impl.h"
 #include "asymbp/trainer.h"
 
 #define TRAINER_CHUNK "TRNR"
@@ -43,6 +44,7 @@ struct asymbp_trainer {
     uint64_t recal_seed;
     size_t *recal_order;            /* RECAL: scratch of the re-estimation */
     float *recal_x;
+    const asymbp_scaler_t *scaler;   /* borrowed; saved in checkpoints (asymbp_trainer_set_scaler) */
 };
 
 static double now_seconds(void)
@@ -399,6 +401,9 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
         }
         if (st != ASYMBP_OK) return st;
         tr->epochs_done++;
+        asymbp__log(tr->ctx, ASYMBP_LOG_INFO, "epoch %d/%d: train loss %.5g, accuracy %.4f; test loss %.5g, accuracy %.4f; "
+                    "lr %.3g; %.2fs", m->epoch, tr->p.epochs, m->train_loss, m->train_accuracy, m->test_loss,
+                    m->test_accuracy, m->lr, m->seconds);
         /* The callback runs before the checkpoint that covers its epoch, so whatever it records
          * (a curves row) is saved before a resume could start after this epoch. */
         if (tr->p.on_epoch && tr->p.on_epoch(tr->p.user, m)) stop = 1;
@@ -411,6 +416,20 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
     return keep_recal(tr);
 }
 
+asymbp_status_t asymbp_trainer_set_scaler(asymbp_trainer_t *tr, const asymbp_scaler_t *scaler)
+{
+    int64_t shape[3];
+    asymbp_status_t st;
+    if (!tr) return ASYMBP_E_INVALID;
+    if (scaler) {
+        if ((st = asymbp_net_input_shape(tr->net, shape)) != ASYMBP_OK) return st;
+        st = asymbp__scaler_fits(tr->ctx, scaler, "trainer_set_scaler", ASYMBP_E_SHAPE, shape[0], shape[1], shape[2]);
+        if (st != ASYMBP_OK) return st;
+    }
+    tr->scaler = scaler;
+    return ASYMBP_OK;
+}
+
 int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr) { return tr ? tr->epochs_done : 0; }
 
 const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch)
@@ -421,14 +440,24 @@ const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr,
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static asymbp_status_t write_model_chunks(asymbp_net_t *net, asymbp__wbuf_t *w)
+/* The model's chunks: the net, its feedback state, and the standardisation its inputs need
+ * (when there is one; checked against the net's input shape first). */
+static asymbp_status_t write_model_chunks(asymbp_net_t *net, const asymbp_scaler_t *scaler, asymbp__wbuf_t *w)
 {
-    asymbp_status_t st = asymbp__net_write(net, w);
+    asymbp_status_t st = ASYMBP_OK;
+    if (scaler) {
+        int64_t shape[3];
+        st = asymbp_net_input_shape(net, shape);
+        if (st == ASYMBP_OK)
+            st = asymbp__scaler_fits(asymbp__net_ctx(net), scaler, "model_save", ASYMBP_E_SHAPE, shape[0], shape[1], shape[2]);
+    }
+    if (st == ASYMBP_OK) st = asymbp__net_write(net, w);
     if (st == ASYMBP_OK) st = asymbp__feedback_write(net, w);
+    if (st == ASYMBP_OK && scaler) st = asymbp__scaler_write(scaler, w);
     return st;
 }
 
-asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
+asymbp_status_t asymbp_model_save_with_scaler(asymbp_net_t *net, const asymbp_scaler_t *scaler, const char *path)
 {
     asymbp_ctx_t *ctx = asymbp__net_ctx(net);
     asymbp__wbuf_t w;
@@ -436,45 +465,88 @@ asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
     if (!net) return ASYMBP_E_INVALID;
     if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_save: path is NULL");
     asymbp__wbuf_init(&w, ctx);
-    st = write_model_chunks(net, &w);
+    st = write_model_chunks(net, scaler, &w);
     if (st == ASYMBP_OK) st = asymbp__file_write_atomic(ctx, path, ASYMBP__FILE_MODEL, &w);
+    if (st == ASYMBP_OK)
+        asymbp__log(ctx, ASYMBP_LOG_INFO, "model saved to %s (%zu bytes of chunks%s)", path, w.len,
+                    scaler ? ", with its standardisation" : "");
     asymbp__wbuf_free(&w);
     return st;
 }
 
-static asymbp_status_t model_from_area(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, const char *path, asymbp_net_t **out)
+asymbp_status_t asymbp_model_save(asymbp_net_t *net, const char *path)
+{
+    return asymbp_model_save_with_scaler(net, NULL, path);
+}
+
+static asymbp_status_t model_from_area(asymbp_ctx_t *ctx, const asymbp__rbuf_t *area, const char *path, asymbp_net_t **out,
+                                       asymbp_scaler_t **scaler)
 {
     asymbp_net_t *net = NULL;
+    asymbp_scaler_t *sc = NULL;
     asymbp_status_t st = asymbp__net_read(ctx, area, &net);
     if (st == ASYMBP_OK) st = asymbp__feedback_read(net, area);
+    if (st == ASYMBP_OK && scaler) st = asymbp__scaler_read(ctx, area, &sc);
+    if (st == ASYMBP_OK && sc) {
+        int64_t shape[3];
+        st = asymbp_net_input_shape(net, shape);
+        if (st == ASYMBP_OK) st = asymbp__scaler_fits(ctx, sc, "model_load", ASYMBP_E_FORMAT, shape[0], shape[1], shape[2]);
+    }
     if (st != ASYMBP_OK) {
         asymbp__error_prefix(ctx, "%s", path);
+        asymbp_scaler_destroy(sc);
         asymbp_net_destroy(net);
         return st;
     }
     *out = net;
+    if (scaler) *scaler = sc;
     return ASYMBP_OK;
 }
 
 asymbp_status_t asymbp_model_load(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out)
 {
+    return asymbp_model_load_with_scaler(ctx, path, out, NULL);
+}
+
+asymbp_status_t asymbp_model_load_with_scaler(asymbp_ctx_t *ctx, const char *path, asymbp_net_t **out,
+                                              asymbp_scaler_t **scaler)
+{
     unsigned char *data = NULL;
     asymbp__rbuf_t area;
-    asymbp_status_t st;
+    asymbp_status_t st, prev_status;
+    char prev_error[ASYMBP_ERRMSG_MAX];
+    if (scaler) *scaler = NULL;
     if (!out) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: out is NULL");
     *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
+    if (!path) return asymbp__error(ctx, ASYMBP_E_INVALID, "model_load: path is NULL");
+    /* tentative reads: a checkpoint holds a model too, so "not a model file" is not an error
+     * yet; the failure that stands is logged once, at the end */
+    memcpy(prev_error, ctx->last_error, sizeof prev_error);
+    prev_status = ctx->last_status;
+    ctx->log_mute++;
     st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area);
     if (st == ASYMBP_E_FORMAT && data == NULL) {
-        /* a checkpoint holds a model too */
         asymbp_status_t st2 = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
-        if (st2 == ASYMBP_OK) st = ASYMBP_OK;
+        if (st2 == ASYMBP_OK) {
+            /* the tentative failure was no error: the context's last error is what it was */
+            memcpy(ctx->last_error, prev_error, sizeof prev_error);
+            ctx->last_status = prev_status;
+            st = ASYMBP_OK;
+        }
         else if (st2 != ASYMBP_E_FORMAT || strstr(asymbp_ctx_last_error(ctx), "expected a checkpoint") == NULL) st = st2;
         else st = asymbp__file_read(ctx, path, ASYMBP__FILE_MODEL, &data, &area); /* restore the first message */
     }
-    if (st != ASYMBP_OK) return st;
-    st = model_from_area(ctx, &area, path, out);
+    ctx->log_mute--;
+    if (st != ASYMBP_OK) {
+        asymbp__error_relog(ctx);
+        return st;
+    }
+    st = model_from_area(ctx, &area, path, out, scaler);
     asymbp__free(ctx, data);
+    if (st == ASYMBP_OK)
+        asymbp__log(ctx, ASYMBP_LOG_INFO, "model loaded from %s: %s%s", path, asymbp_net_spec(*out),
+                    scaler && *scaler ? ", with its standardisation" : "");
     return st;
 }
 
@@ -487,7 +559,7 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
     if (!tr) return ASYMBP_E_INVALID;
     if (!path) return asymbp__error(tr->ctx, ASYMBP_E_INVALID, "save_checkpoint: path is NULL");
     asymbp__wbuf_init(&w, tr->ctx);
-    st = write_model_chunks(tr->net, &w);
+    st = write_model_chunks(tr->net, tr->scaler, &w);
     if (st == ASYMBP_OK) {
         pos = asymbp__wbuf_chunk_begin(&w, ASYMBP__CHUNK_OPTIMIZER);
         st = asymbp__optimizer_write(tr->opt, &w);
@@ -522,6 +594,9 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
     }
     if (st == ASYMBP_OK) st = asymbp__file_write_atomic(tr->ctx, path, ASYMBP__FILE_CHECKPOINT, &w);
     else if (w.failed) st = asymbp__error(tr->ctx, ASYMBP_E_NOMEM, "save_checkpoint: out of memory");
+    if (st == ASYMBP_OK)
+        asymbp__log(tr->ctx, ASYMBP_LOG_INFO, "checkpoint after epoch %d (step %llu) saved to %s", tr->epochs_done,
+                    (unsigned long long)asymbp__net_step(tr->net), path);
     asymbp__wbuf_free(&w);
     return st;
 }
@@ -617,6 +692,8 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     tr->rng.inc = inc | 1u;
     tr->epochs_done = (int)done;
     asymbp__net_set_step(tr->net, step);
+    asymbp__log(ctx, ASYMBP_LOG_INFO, "checkpoint loaded from %s: %u epochs done, step %llu", path, done,
+                (unsigned long long)step);
 done:
     asymbp__free(ctx, data);
     return st;

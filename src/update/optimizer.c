@@ -49,24 +49,49 @@ static asymbp_status_t hp_validate(asymbp_ctx_t *ctx, asymbp_status_t code, cons
     return ASYMBP_OK;
 }
 
-/* Copy a caller's struct (NULL: defaults; older sizes accepted) and validate it. */
-static asymbp_status_t hp_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
-                                 asymbp_hyper_params_t *out)
+asymbp_status_t asymbp__hyper_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                     const asymbp_hyper_params_t *base, asymbp_hyper_params_t *out)
 {
-    asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    asymbp_hyper_params_t d = *base;
     asymbp_status_t st;
-    if (in) {
-        if (in->struct_size < ASYMBP__HYPER_V1_SIZE)
-            return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: hyper-parameter struct_size %zu is smaller than version 1 (%zu)",
-                                 who, in->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
-        memcpy(&d, in, in->struct_size < sizeof d ? in->struct_size : sizeof d);
-        d.struct_size = sizeof d;
-    }
+    if (in->struct_size < ASYMBP__HYPER_V1_SIZE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "%s: hyper-parameter struct_size %zu is smaller than version 1 (%zu)",
+                             who, in->struct_size, (size_t)ASYMBP__HYPER_V1_SIZE);
+    memcpy(&d, in, in->struct_size < sizeof d ? in->struct_size : sizeof d);
+    d.struct_size = sizeof d;
     d.nesterov = d.nesterov != 0;
     d.decay_biases_and_bn = d.decay_biases_and_bn != 0;
     st = hp_validate(ctx, ASYMBP_E_INVALID, who, &d);
     if (st != ASYMBP_OK) return st;
     *out = d;
+    return ASYMBP_OK;
+}
+
+/* A caller's struct over the library's defaults (the setters: hp is never NULL there). */
+static asymbp_status_t hp_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                 asymbp_hyper_params_t *out)
+{
+    const asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    return asymbp__hyper_import(ctx, who, in, &d, out);
+}
+
+void asymbp__rule_defaults(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *out)
+{
+    const asymbp_hyper_params_t d = ASYMBP_HYPER_PARAMS_INIT;
+    *out = rule->vt.default_hyper ? *rule->vt.default_hyper : d;
+    out->struct_size = sizeof *out;
+}
+
+asymbp_status_t asymbp_update_rule_default_hyper(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *hp)
+{
+    asymbp_hyper_params_t d;
+    size_t n;
+    if (!rule || !hp) return ASYMBP_E_INVALID;
+    if (hp->struct_size < ASYMBP__HYPER_V1_SIZE) return ASYMBP_E_UNSUPPORTED;
+    asymbp__rule_defaults(rule, &d);
+    n = hp->struct_size < sizeof d ? hp->struct_size : sizeof d;
+    d.struct_size = hp->struct_size;
+    memcpy(hp, &d, n);
     return ASYMBP_OK;
 }
 
@@ -80,12 +105,12 @@ void asymbp_optimizer_destroy(asymbp_optimizer_t *opt)
     ctx = opt->ctx;
     for (i = 0; i < opt->nparams; i++) {
         opt_param_t *q = &opt->params[i];
-        if (q->inited && opt->rule->vt.fini) opt->rule->vt.fini(opt->rule->user, q->state);
+        if (q->inited && opt->rule->vt.fini) opt->rule->vt.fini(opt->rule->base.user, q->state);
         asymbp__free(ctx, q->state);
     }
     asymbp__free(ctx, opt->params);
     asymbp__free(ctx, opt->milestones);
-    opt->rule->users--;
+    asymbp__plugin_unref(&opt->rule->base);
     asymbp__free(ctx, opt);
 }
 
@@ -125,16 +150,17 @@ static asymbp_status_t create_common(asymbp_ctx_t *ctx, asymbp_net_t *net, const
     asymbp_hyper_params_t hp;
     asymbp_status_t st;
     size_t i;
-    st = hp_import(ctx, "optimizer_create", hp_in, &hp);
-    if (st != ASYMBP_OK) return st;
     st = asymbp_update_rule_find(ctx, rule_name, &rule);
     if (st != ASYMBP_OK) return st;
+    /* NULL: the rule's own defaults; members an older caller struct lacks: the rule's too */
+    asymbp__rule_defaults(rule, &hp);
+    if (hp_in && (st = asymbp__hyper_import(ctx, "optimizer_create", hp_in, &hp, &hp)) != ASYMBP_OK) return st;
     opt = asymbp__calloc(ctx, 1, sizeof *opt);
     if (!opt) return asymbp__error(ctx, ASYMBP_E_NOMEM, "optimizer_create: out of memory");
     opt->ctx = ctx;
     opt->net = net;
     opt->rule = rule;
-    rule->users++;
+    asymbp__plugin_ref(&rule->base);
     opt->hp = hp;
     opt->gamma = 1.0f;
     if (count) {
@@ -173,14 +199,17 @@ static asymbp_status_t create_common(asymbp_ctx_t *ctx, asymbp_net_t *net, const
         opt_param_t *q = &opt->params[i];
         asymbp_param_info_t info;
         param_info(opt, &q->p, &info);
-        st = rule->vt.init(rule->user, q->state, &info);
+        st = rule->vt.init(rule->base.user, q->state, &info);
         if (st != ASYMBP_OK) {
             asymbp_optimizer_destroy(opt);
             return asymbp__error(ctx, ASYMBP_E_PLUGIN, "optimizer_create: init of update rule '%s' failed on parameter '%s' (%s)",
-                                 rule->name, info.name, asymbp_status_name(st));
+                                 rule->base.name, info.name, asymbp_status_name(st));
         }
         q->inited = 1;
     }
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "optimizer: rule '%s' over %zu parameter tensors, lr %g, momentum %g%s, weight decay %g",
+                rule->base.name, count, (double)hp.lr, (double)hp.momentum, hp.nesterov ? " (Nesterov)" : "",
+                (double)hp.weight_decay);
     *out = opt;
     return ASYMBP_OK;
 }
@@ -338,7 +367,7 @@ float asymbp_optimizer_get_lr(const asymbp_optimizer_t *opt)
 }
 
 uint64_t asymbp_optimizer_step_count(const asymbp_optimizer_t *opt) { return opt ? opt->steps : 0; }
-const char *asymbp_optimizer_rule_name(const asymbp_optimizer_t *opt) { return opt ? opt->rule->name : ""; }
+const char *asymbp_optimizer_rule_name(const asymbp_optimizer_t *opt) { return opt ? opt->rule->base.name : ""; }
 size_t asymbp_optimizer_param_count(const asymbp_optimizer_t *opt) { return opt ? opt->nparams : 0; }
 
 /* ---- hyper-parameter setters ----------------------------------------------------------------- */
@@ -450,7 +479,7 @@ static asymbp_status_t step_param(const step_job_t *j, size_t i, size_t e0, size
     args.layer_index = q->p.layer_index;
     args.name = q->p.name ? q->p.name : "";
     args.nsc_epsilon = hp->nsc_epsilon;
-    return rule->vt.step(rule->user, q->state ? (char *)q->state + e0 * rule->vt.state_size : NULL, &args);
+    return rule->vt.step(rule->base.user, q->state ? (char *)q->state + e0 * rule->vt.state_size : NULL, &args);
 }
 
 static void step_units(void *arg, size_t u0, size_t u1, int t)
@@ -507,12 +536,12 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
     job.opt = opt;
     job.f = f;
     job.stepno = stepno;
-    job.units = opt->rule->builtin ? (size_t)asymbp_ctx_get_threads(opt->ctx) : 1;
+    job.units = opt->rule->base.builtin ? (size_t)asymbp_ctx_get_threads(opt->ctx) : 1;
     asymbp__parallel(opt->ctx, job.units, (int)job.units, step_units, &job);
     if (job.failed) {
         const opt_param_t *q = &opt->params[job.failed - 1];
         return asymbp__error(opt->ctx, ASYMBP_E_PLUGIN, "optimizer_step: update rule '%s' failed on parameter '%s' (%s)",
-                             opt->rule->name, q->p.name ? q->p.name : "", asymbp_status_name(job.st));
+                             opt->rule->base.name, q->p.name ? q->p.name : "", asymbp_status_name(job.st));
     }
     opt->steps = stepno;
     return opt->net ? asymbp__net_step_done(opt->net) : ASYMBP_OK;
@@ -547,7 +576,7 @@ asymbp_status_t asymbp__optimizer_write(const asymbp_optimizer_t *opt, asymbp__w
     size_t i;
     if (!opt || !w) return ASYMBP_E_INVALID;
     asymbp__wbuf_u32(w, ASYMBP__OPTIMIZER_FORMAT);
-    asymbp__wbuf_str(w, opt->rule->name);
+    asymbp__wbuf_str(w, opt->rule->base.name);
     asymbp__wbuf_u64(w, opt->steps);
     asymbp__wbuf_u64(w, opt->epoch);
     asymbp__wbuf_u32(w, (uint32_t)opt->sched);
@@ -580,7 +609,7 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
 {
     asymbp_ctx_t *ctx = opt->ctx;
     asymbp_status_t st = ASYMBP_OK;
-    char name[ASYMBP__RULE_NAME_MAX];
+    char name[ASYMBP__PLUGIN_NAME_MAX];
     uint64_t steps, epoch, nms, np, i;
     uint32_t fmt, sched;
     float gamma = 1.0f, cos_floor = 0.0f;
@@ -592,8 +621,8 @@ static asymbp_status_t read_pass(asymbp_optimizer_t *opt, asymbp__rbuf_t *r, int
         READ_FAIL("optimizer: saved state has format %u, this library reads 1 to %u", fmt, ASYMBP__OPTIMIZER_FORMAT);
     asymbp__rbuf_str(r, name, sizeof name);
     if (r->failed) READ_FAIL("optimizer: saved rule name is malformed");
-    if (strcmp(name, opt->rule->name) != 0)
-        READ_FAIL("optimizer: saved state is for update rule '%s', this optimizer uses '%s'", name, opt->rule->name);
+    if (strcmp(name, opt->rule->base.name) != 0)
+        READ_FAIL("optimizer: saved state is for update rule '%s', this optimizer uses '%s'", name, opt->rule->base.name);
     steps = asymbp__rbuf_u64(r);
     epoch = asymbp__rbuf_u64(r);
     sched = asymbp__rbuf_u32(r);

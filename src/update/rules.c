@@ -1,5 +1,6 @@
 /* Built-in update rules: SGD (momentum, Nesterov, weight decay) and Batch Manhattan with its
- * variants a/b/c and the no-sign-change option.  They go through the same vtable as user rules.
+ * variants a/b/c and the no-sign-change option: a static table of the registry's update-rule
+ * kind, called through the same vtable as user rules.
  * State: one float (the momentum buffer u) per parameter element, zero at the start. */
 #include <math.h>
 #include "update/update_impl.h"
@@ -102,26 +103,35 @@ static asymbp_status_t bm_step(void *user, void *state, const asymbp_update_args
     return ASYMBP_OK;
 }
 
-static bm_variant_t bm_variants[6] = {
+static const bm_variant_t bm_variants[6] = {
     {'a', 0}, {'b', 0}, {'c', 0}, {'a', 1}, {'b', 1}, {'c', 1}
 };
-static const char *const bm_names[6] = { "bm", "bm:b", "bm:c", "bm:nsc", "bm:b:nsc", "bm:c:nsc" };
 
-asymbp_status_t asymbp__update_register_builtins(asymbp_ctx_t *ctx)
-{
-    asymbp_update_rule_vtable_t vt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
-    asymbp_status_t st;
-    int i;
-    vt.name = "sgd";
-    vt.state_size = sizeof(float);
-    vt.step = sgd_step;
-    st = asymbp__update_register_builtin(ctx, &vt, NULL);
-    if (st != ASYMBP_OK) return st;
-    for (i = 0; i < 6; i++) {
-        vt.name = bm_names[i];
-        vt.step = bm_step;
-        st = asymbp__update_register_builtin(ctx, &vt, &bm_variants[i]);
-        if (st != ASYMBP_OK) return st;
-    }
-    return ASYMBP_OK;
-}
+/* ---- The static table ---------------------------------------------------------------------------
+ * The built-ins are entries of the registry's update-rule kind that live here, read-only: looking
+ * them up never allocates, and they are called through the same vtable as a user rule. */
+#define BUILTIN(NAME, USER, STEP, DEFAULTS) \
+    { { NULL, NAME, (void *)(USER), NULL, 1, 0, { 0 } }, \
+      { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, sizeof(float), NULL, STEP, NULL, \
+        DEFAULTS }, \
+      ASYMBP_HYPER_PARAMS_INIT }
+
+/* Default hyper-parameters: SGD the library's; Batch Manhattan moves every weight by lr (times
+ * the momentum sum) each step whatever the gradient's size, so it wants a much smaller rate. */
+static const asymbp_hyper_params_t sgd_defaults = ASYMBP_HYPER_PARAMS_INIT;
+static const asymbp_hyper_params_t bm_defaults = { sizeof(asymbp_hyper_params_t), 0.0005f, 0.9f, 0, 0.0f, 0, 1e-6f };
+
+static const struct asymbp_update_rule builtin_rules[ASYMBP__UPDATE_BUILTIN_COUNT] = {
+    BUILTIN("sgd", NULL, sgd_step, &sgd_defaults),
+    BUILTIN("bm", &bm_variants[0], bm_step, &bm_defaults),
+    BUILTIN("bm:b", &bm_variants[1], bm_step, &bm_defaults),
+    BUILTIN("bm:c", &bm_variants[2], bm_step, &bm_defaults),
+    BUILTIN("bm:nsc", &bm_variants[3], bm_step, &bm_defaults),
+    BUILTIN("bm:b:nsc", &bm_variants[4], bm_step, &bm_defaults),
+    BUILTIN("bm:c:nsc", &bm_variants[5], bm_step, &bm_defaults),
+};
+
+const asymbp__plugin_t *const asymbp__update_builtins[ASYMBP__UPDATE_BUILTIN_COUNT] = {
+    &builtin_rules[0].base, &builtin_rules[1].base, &builtin_rules[2].base, &builtin_rules[3].base,
+    &builtin_rules[4].base, &builtin_rules[5].base, &builtin_rules[6].base,
+};

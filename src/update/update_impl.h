@@ -8,24 +8,32 @@
 #include "layers/net_hooks.h"
 #include "asymbp/update.h"
 
-#define ASYMBP__RULE_NAME_MAX 64
 #define ASYMBP__HYPER_V1_SIZE (offsetof(asymbp_hyper_params_t, nsc_epsilon) + sizeof(float))
 
+/* One registered rule: the registry head (name, user, built-in flag, users) and the vtable (a
+ * checked copy for user rules, static for the built-ins); vt.name == base.name. */
 struct asymbp_update_rule {
-    asymbp_update_rule_vtable_t vt;       /* the library's copy; vt.name points at name */
-    char name[ASYMBP__RULE_NAME_MAX];
-    void *user;
-    void (*user_free)(void *user);
-    int builtin;
-    size_t users;                         /* optimizers using the rule */
+    asymbp__plugin_t base;
+    asymbp_update_rule_vtable_t vt;       /* vt.default_hyper: NULL, a static table (built-ins)
+                                             or &hp below (user rules that declare defaults) */
+    asymbp_hyper_params_t hp;             /* a user rule's validated copy of its defaults */
 };
 
-/* Built-ins (rules.c), registered by the registry on its first use through
- * asymbp__update_register_builtin (which skips a name already there, for a retry after OOM). */
-asymbp_status_t asymbp__update_register_builtins(asymbp_ctx_t *ctx);
-asymbp_status_t asymbp__update_register_builtin(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user);
-/* Registers the built-ins if needed and returns the registry status (ASYMBP_E_NOMEM). */
-asymbp_status_t asymbp__update_registry_ready(asymbp_ctx_t *ctx);
+/* The rule's default hyper-parameters (ASYMBP_HYPER_PARAMS_INIT when it declares none). */
+void asymbp__rule_defaults(const asymbp_update_rule_t *rule, asymbp_hyper_params_t *out);
+/* Copy a caller's hyper-parameter struct over base (older sizes accepted: the members it lacks
+ * keep base's values) and validate it.  ASYMBP_E_UNSUPPORTED (struct_size smaller than version
+ * 1), ASYMBP_E_INVALID (a bad value; the detail names it), with "who: " in the detail. */
+asymbp_status_t asymbp__hyper_import(asymbp_ctx_t *ctx, const char *who, const asymbp_hyper_params_t *in,
+                                     const asymbp_hyper_params_t *base, asymbp_hyper_params_t *out);
+
+/* The update-rule kind of the plugin registry (registry.c) and its built-ins (rules.c). */
+extern const asymbp__plugin_kind_t asymbp__update_kind;
+#define ASYMBP__UPDATE_BUILTIN_COUNT 7
+extern const asymbp__plugin_t *const asymbp__update_builtins[ASYMBP__UPDATE_BUILTIN_COUNT];
+/* Canonical name of a Batch Manhattan spelling s[0..len) ("BM+nsc+b" -> "bm:b:nsc",
+ * "batch-manhattan" -> "bm"); -1 when s is not one. */
+int asymbp__bm_canonical(const char *s, size_t len, char *out, size_t cap);
 
 /* An optimizer over caller-described parameter tensors instead of a net (value/grad pointers,
  * numel, kind, layer_index, name are copied; the arrays are borrowed and must outlive the
