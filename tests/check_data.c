@@ -1178,7 +1178,7 @@ typedef asymbp_status_t (*oom_op_t)(asymbp_ctx_t *ctx, const char *dir);
 
 static asymbp_status_t oom_load_idx_gz(asymbp_ctx_t *ctx, const char *dir)
 {
-    char a[600], b[600];
+    char a[1200], b[1200];
     asymbp_dataset_t *ds = NULL;
     asymbp_status_t st;
     snprintf(a, sizeof a, "%s/img.gz", dir);

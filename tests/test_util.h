@@ -83,10 +83,17 @@ static inline int test_rm_tree(const char *path)
         struct dirent *e;
         if (!d) return -1;
         while ((e = readdir(d)) != NULL) {
-            char child[4096];
+            size_t len;
+            char *child;
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            len = strlen(path) + strlen(e->d_name) + 2;
+            child = malloc(len);
+            if (!child) continue;
+            memcpy(child, path, strlen(path));
+            child[strlen(path)] = '/';
+            memcpy(child + strlen(path) + 1, e->d_name, strlen(e->d_name) + 1);
             (void)test_rm_tree(child);
+            free(child);
         }
         closedir(d);
         return rmdir(path);

@@ -21,9 +21,10 @@ typedef struct settings {
     const char *data, *train_path, *test_path;
     double val_split;
     /* network and learning rule */
-    const char *net, *feedback, *update, *lr_steps;
+    const char *net, *feedback, *update, *lr_steps, *lr_schedule, *bn_stats;
     int bn;
-    double lr, momentum, wd, lr_gamma;
+    double lr, momentum, wd, lr_gamma, lr_min, warmup;
+    uint64_t bn_recal_samples;
     /* run */
     int epochs, threads, checkpoint_every, diag, quiet;
     uint64_t batch, seed;
@@ -147,9 +148,13 @@ double now_seconds(void);
  * ../data (a build tree) and ../share/asymbp/data (an installation).  Fills roots (up to 4);
  * returns the count.  Strings are static. */
 size_t data_roots(const char **roots);
-/* Load the data the settings name (--data or --train/--test), apply --val-split and standardise
- * with the training set's statistics.  0, or 1 after a message. */
-int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp_dataset_t **test);
+/* Load the data the settings name (--data or --train/--test) and, when val is not NULL, split
+ * --val-split off the training set into *val (NULL when the split is 0).  Then, when scaler is
+ * not NULL: *scaler NULL on entry fits a per-channel standardisation on the (remaining) training
+ * set and applies it to every set, returning it in *scaler (the caller frees it); a scaler given
+ * in *scaler (a model's own) is applied to the test set only.  0, or 1 after a message. */
+int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp_dataset_t **test, asymbp_dataset_t **val,
+              asymbp_scaler_t **scaler);
 /* The default net for a sample shape. */
 const char *default_net(int64_t h, int64_t w);
 

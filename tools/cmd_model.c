@@ -16,6 +16,7 @@ int cmd_eval(int argc, char **argv)
     settings_t s;
     asymbp_ctx_t *ctx = NULL;
     asymbp_dataset_t *train = NULL, *test = NULL;
+    asymbp_scaler_t *scaler = NULL;
     asymbp_net_t *net = NULL;
     asymbp_status_t st;
     const char *model = NULL;
@@ -28,12 +29,14 @@ int cmd_eval(int argc, char **argv)
     if (!model) return cli_usage("eval: no MODEL given");
     rc = 1;
     if (!(ctx = cli_ctx())) goto out;
-    st = asymbp_model_load(ctx, model, &net);
+    /* a model saved with its standardisation is evaluated with it; an older one with the
+     * statistics of the data set's training part, as train computed them */
+    st = asymbp_model_load_with_scaler(ctx, model, &net, &scaler);
     if (st != ASYMBP_OK) {
         cli_fail(ctx, st, model);
         goto out;
     }
-    if (load_data(ctx, &s, &train, &test) != 0) goto out;
+    if (load_data(ctx, &s, &train, &test, NULL, NULL) != 0) goto out;
     {
         /* asymbp_net_evaluate trusts the caller on sizes: a mismatch would read past the data */
         int64_t in[3] = { 0, 0, 0 }, c = 0, h = 0, w = 0;
@@ -48,6 +51,11 @@ int cmd_eval(int argc, char **argv)
             cli_error("eval: %s has %zu classes, the data set %s has %zu", model, k, s.data, asymbp_dataset_classes(test));
             goto out;
         }
+    }
+    st = scaler ? asymbp_scaler_apply(scaler, test) : asymbp_dataset_standardize(train, test, ASYMBP_SCALER_PER_CHANNEL, NULL);
+    if (st != ASYMBP_OK) {
+        cli_fail(ctx, st, scaler ? "standardising the test set with the model's statistics" : "standardising the data");
+        goto out;
     }
     st = asymbp_net_bind(net, (size_t)s.batch);
     if (st == ASYMBP_OK)
@@ -72,6 +80,7 @@ int cmd_eval(int argc, char **argv)
 out:
     sb_free(&b);
     asymbp_net_destroy(net);
+    asymbp_scaler_destroy(scaler);
     asymbp_dataset_destroy(train);
     asymbp_dataset_destroy(test);
     asymbp_ctx_destroy(ctx);
@@ -136,8 +145,9 @@ int cmd_gradcheck(int argc, char **argv)
     int32_t *y = NULL;
     asymbp_status_t st;
     asymbp_gradcheck_params_t gp = ASYMBP_GRADCHECK_PARAMS_INIT;
-    asymbp_gradcheck_report_t rep = ASYMBP_GRADCHECK_REPORT_INIT;
-    char buf[8192], tail;
+    asymbp_gradcheck_result_t res = ASYMBP_GRADCHECK_RESULT_INIT;
+    char *buf = NULL, tail;
+    size_t len;
     size_t n, numel;
     settings_default(&s);
     rc = opts_parse(CMD_GRADCHECK, argc, argv, &s, NULL, 0, NULL);
@@ -179,21 +189,32 @@ int cmd_gradcheck(int argc, char **argv)
     for (size_t k = 0; k < numel; k++) x[k] = asymbp_rng_normal(rng);
     for (i = 0; i < (int)n; i++) y[i] = (int32_t)asymbp_rng_below(rng, (uint32_t)s.classes);
     gp.seed = s.seed;
-    st = asymbp_net_gradcheck(net, x, y, n, &gp, &rep);
+    res.capacity = asymbp_net_layer_count(net);
+    res.layers = calloc(res.capacity ? res.capacity : 1, sizeof *res.layers);
+    if (!res.layers) {
+        cli_error("gradcheck: out of memory for the report");
+        goto out;
+    }
+    st = asymbp_net_gradcheck_v2(net, x, y, n, &gp, &res);
     if (st != ASYMBP_OK) {
         cli_fail(ctx, st, "gradcheck");
         goto out;
     }
-    if (asymbp_gradcheck_report_json(&rep, buf, sizeof buf) >= sizeof buf) {
-        cli_error("gradcheck: the report does not fit its buffer");
+    len = asymbp_gradcheck_result_json(&res, NULL, 0);
+    buf = malloc(len + 1);
+    if (!buf) {
+        cli_error("gradcheck: out of memory for the report");
         goto out;
     }
+    asymbp_gradcheck_result_json(&res, buf, len + 1);
     if (printf("%s\n", buf) < 0 || fflush(stdout) != 0) {
         cli_error("cannot write to standard output");
         goto out;
     }
-    rc = rep.max_rel_error <= 1e-2 ? 0 : 3;
+    rc = res.max_rel_error <= 1e-2 ? 0 : 3;
 out:
+    free(buf);
+    free(res.layers);
     free(x);
     free(y);
     asymbp_rng_destroy(rng);

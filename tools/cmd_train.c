@@ -65,8 +65,9 @@ static void write_row(run_state_t *r, const asymbp_epoch_metrics_t *m, int with_
     FILE *f = r->curves;
     size_t i;
     if (!f || r->curves_failed) return;
-    fprintf(f, "%d,%llu,%.8g,%.8g,%.8g,%.8g,%.8g,%.4f", m->epoch, (unsigned long long)m->step, m->lr, m->train_loss,
-            m->train_accuracy, m->test_loss, m->test_accuracy, m->seconds);
+    fprintf(f, "%d,%llu,%.8g,%.8g,%.8g,%.8g,%.8g,%.4f,%.8g,%.8g,%.8g,%.8g", m->epoch, (unsigned long long)m->step, m->lr,
+            m->train_loss, m->train_accuracy, m->test_loss, m->test_accuracy, m->seconds, m->val_loss, m->val_accuracy,
+            m->test_loss_ema, m->test_accuracy_ema);
     if (r->s->diag)
         for (i = 0; i < r->n_diag; i++) {
             if (with_diag)
@@ -88,14 +89,19 @@ static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
     double now = now_seconds(), rate = m->seconds > 0.0 ? (double)r->n_train / m->seconds : 0.0;
     if (r->s->diag) {
         for (i = 0; i < r->n_diag; i++) {
+            size_t layer = 0;
             r->diag[i].struct_size = sizeof r->diag[i];
-            if (asymbp_net_feedback_diag(r->net, i, &r->diag[i]) != ASYMBP_OK) r->diag[i].delta_norm = NAN;
+            if (asymbp_net_weighted_layer(r->net, (int)i, &layer) != ASYMBP_OK ||
+                asymbp_net_layer_feedback_diag(r->net, layer, &r->diag[i]) != ASYMBP_OK)
+                r->diag[i].delta_norm = NAN;
         }
     }
     if (!r->s->quiet) {
         if (r->tty) fputc('\r', stderr);
-        fprintf(stderr, "epoch %3d/%d  loss %.4g  train acc %.4f  test acc %.4f  lr %.3g  %.1fs  %.0f img/s%s\n", m->epoch,
-                r->s->epochs, m->train_loss, m->train_accuracy, m->test_accuracy, m->lr, m->seconds, rate,
+        char valtxt[32] = "";
+        if (!isnan(m->val_accuracy)) snprintf(valtxt, sizeof valtxt, "  val acc %.4f", m->val_accuracy);
+        fprintf(stderr, "epoch %3d/%d  loss %.4g  train acc %.4f%s  test acc %.4f  lr %.3g  %.1fs  %.0f img/s%s\n", m->epoch,
+                r->s->epochs, m->train_loss, m->train_accuracy, valtxt, m->test_accuracy, m->lr, m->seconds, rate,
                 r->tty ? "          " : "");
         if (r->s->diag)
             for (i = 0; i < r->n_diag; i++)
@@ -110,7 +116,8 @@ static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
 
 static void curves_header(FILE *f, const settings_t *s, size_t n_diag)
 {
-    fputs("epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds", f);
+    fputs("epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds,val_loss,val_accuracy,test_loss_ema,"
+          "test_accuracy_ema", f);
     if (s->diag)
         for (size_t i = 0; i < n_diag; i++) fprintf(f, ",delta_norm_%zu,grad_norm_%zu,sign_concordance_%zu", i, i, i);
     fputc('\n', f);
@@ -196,6 +203,38 @@ static void summary_json(sbuf_t *b, const settings_t *s, const char *net_spec, a
     sb_json_num(b, div ? 1.0 - ta : m ? 1.0 - m->test_accuracy : NAN);
     sb_puts(b, ",\"test_loss\":");
     sb_json_num(b, div ? tl : m ? m->test_loss : NAN);
+    {
+        /* the epoch chosen on validation accuracy (the first of equals), and the test figures there */
+        int best = 0;
+        for (i = 1; i <= done; i++) {
+            const asymbp_epoch_metrics_t *e = asymbp_trainer_metrics(tr, i);
+            if (!isnan(e->val_accuracy) && (best == 0 || e->val_accuracy > asymbp_trainer_metrics(tr, best)->val_accuracy))
+                best = i;
+        }
+        sb_puts(b, ",\"val_split\":");
+        sb_json_num(b, s->val_split);
+        sb_puts(b, ",\"val_accuracy\":");
+        sb_json_num(b, m ? m->val_accuracy : NAN);
+        sb_puts(b, ",\"best_epoch\":");
+        if (best) sb_printf(b, "%d", best);
+        else sb_puts(b, "null");
+        sb_puts(b, ",\"val_accuracy_best\":");
+        sb_json_num(b, best ? asymbp_trainer_metrics(tr, best)->val_accuracy : NAN);
+        sb_puts(b, ",\"test_accuracy_at_best\":");
+        sb_json_num(b, best ? asymbp_trainer_metrics(tr, best)->test_accuracy : NAN);
+        sb_puts(b, ",\"test_error_at_best\":");
+        sb_json_num(b, best ? 1.0 - asymbp_trainer_metrics(tr, best)->test_accuracy : NAN);
+        sb_puts(b, ",\"test_accuracy_ema\":");
+        sb_json_num(b, m && !div ? m->test_accuracy_ema : NAN);
+        sb_puts(b, ",\"bn_stats\":");
+        sb_json_str(b, s->bn ? s->bn_stats : "none");
+        sb_puts(b, ",\"lr_schedule\":");
+        sb_json_str(b, s->lr_schedule);
+        sb_puts(b, ",\"lr_min\":");
+        sb_json_num(b, s->lr_min);
+        sb_puts(b, ",\"warmup\":");
+        sb_json_num(b, s->warmup);
+    }
     sb_printf(b, ",\"seconds\":%.3f,\"diverged\":%s", secs, div ? "true" : "false");
     if (div) {
         sb_puts(b, ",\"diverged_at\":");
@@ -210,12 +249,15 @@ int cmd_train(int argc, char **argv)
 {
     settings_t s;
     asymbp_ctx_t *ctx = NULL;
-    asymbp_dataset_t *train = NULL, *test = NULL;
+    asymbp_dataset_t *train = NULL, *test = NULL, *val = NULL;
+    asymbp_scaler_t *scaler = NULL;
     asymbp_net_t *net = NULL;
     asymbp_optimizer_t *opt = NULL;
     asymbp_trainer_t *tr = NULL;
+    asymbp_update_rule_t *rule = NULL;
     asymbp_status_t st, run_st = ASYMBP_OK;
     asymbp_hyper_params_t hp = ASYMBP_HYPER_PARAMS_INIT;
+    size_t batches;
     asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
     run_state_t rs;
     char ckpt[CLI_PATH_MAX + 32] = "", model[CLI_PATH_MAX + 32] = "", curves[CLI_PATH_MAX + 32] = "";
@@ -278,7 +320,18 @@ int cmd_train(int argc, char **argv)
             fresh_out = 1;
         }
     }
-    if (!opt_given(&s, "--lr")) s.lr = !strncmp(s.update, "bm", 2) ? 0.0005 : 0.01;
+    if (strcmp(s.bn_stats, "ema") != 0 && strcmp(s.bn_stats, "recal") != 0) {
+        rc = cli_usage("--bn-stats: '%s' is neither ema nor recal", s.bn_stats);
+        goto out;
+    }
+    if (strcmp(s.lr_schedule, "step") != 0 && strcmp(s.lr_schedule, "cosine") != 0) {
+        rc = cli_usage("--lr-schedule: '%s' is neither step nor cosine", s.lr_schedule);
+        goto out;
+    }
+    if (!strcmp(s.lr_schedule, "cosine") && *s.lr_steps) {
+        rc = cli_usage("--lr-steps goes with --lr-schedule step, not cosine");
+        goto out;
+    }
 
     if (!(ctx = cli_ctx())) goto out;
     if (asymbp_ctx_set_seed(ctx, s.seed) != ASYMBP_OK || asymbp_ctx_set_threads(ctx, s.threads) != ASYMBP_OK) {
@@ -296,7 +349,21 @@ int cmd_train(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (load_data(ctx, &s, &train, &test) != 0) goto out;
+    /* the rule's own defaults (bm: a smaller step), unless given */
+    st = asymbp_update_rule_find(ctx, s.update, &rule);
+    if (st == ASYMBP_E_NOTFOUND || st == ASYMBP_E_INVALID) {
+        cli_error("--update %s: %s", s.update, asymbp_ctx_last_error(ctx));
+        rc = 2;
+        goto out;
+    }
+    if (st == ASYMBP_OK) st = asymbp_update_rule_default_hyper(rule, &hp);
+    if (st != ASYMBP_OK) {
+        cli_fail(ctx, st, "--update");
+        goto out;
+    }
+    if (!opt_given(&s, "--lr")) s.lr = hp.lr;
+    if (!opt_given(&s, "--momentum")) s.momentum = hp.momentum;
+    if (load_data(ctx, &s, &train, &test, &val, &scaler) != 0) goto out;
     if (asymbp_dataset_shape(train, &c, &h, &w) != ASYMBP_OK) goto out;
     net_spec = s.net ? s.net : default_net(h, w);
     st = asymbp_net_from_spec(ctx, net_spec, c, h, w, (int64_t)asymbp_dataset_classes(train), s.bn, &net);
@@ -313,14 +380,24 @@ int cmd_train(int argc, char **argv)
     hp.momentum = (float)s.momentum;
     hp.weight_decay = (float)s.wd;
     st = asymbp_optimizer_create(net, s.update, &hp, &opt);
-    if (st == ASYMBP_E_NOTFOUND || st == ASYMBP_E_INVALID) {
-        cli_error("--update %s: %s", s.update, asymbp_ctx_last_error(ctx));
-        rc = 2;
-        goto out;
-    }
     if (st != ASYMBP_OK) {
         cli_fail(ctx, st, "--update");
         goto out;
+    }
+    batches = (asymbp_dataset_count(train) + (size_t)s.batch - 1) / (size_t)s.batch;
+    if (!strcmp(s.lr_schedule, "cosine")) {
+        st = asymbp_optimizer_set_schedule_cosine(opt, (uint64_t)s.epochs * batches, (float)s.lr_min);
+        if (st != ASYMBP_OK) {
+            cli_fail(ctx, st, "--lr-schedule");
+            goto out;
+        }
+    }
+    if (s.warmup > 0.0) {
+        st = asymbp_optimizer_set_warmup(opt, (uint64_t)(s.warmup * (double)batches + 0.5));
+        if (st != ASYMBP_OK) {
+            cli_fail(ctx, st, "--warmup");
+            goto out;
+        }
     }
     if (*s.lr_steps) {
         uint64_t m[CLI_MAX_STEPS];
@@ -344,7 +421,11 @@ int cmd_train(int argc, char **argv)
     tp.progress = on_progress;
     tp.on_epoch = on_epoch;
     tp.user = &rs;
+    tp.bn_stats = !strcmp(s.bn_stats, "recal") ? ASYMBP_BN_STATS_RECAL : ASYMBP_BN_STATS_EMA;
+    tp.bn_recal_samples = (size_t)s.bn_recal_samples;
     st = asymbp_trainer_create(net, opt, train, test, &tp, &tr);
+    if (st == ASYMBP_OK) st = asymbp_trainer_set_validation(tr, val);
+    if (st == ASYMBP_OK) st = asymbp_trainer_set_scaler(tr, scaler);
     if (st != ASYMBP_OK) {
         cli_fail(ctx, st, "setting up training");
         goto out;
@@ -441,7 +522,7 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (s.out) {
-        st = asymbp_model_save(net, model);
+        st = asymbp_model_save_with_scaler(net, scaler, model);
         if (st != ASYMBP_OK) {
             cli_fail(ctx, st, "saving the model");
             goto fail_fresh;
@@ -487,6 +568,8 @@ out:
     asymbp_net_destroy(net);
     asymbp_dataset_destroy(train);
     asymbp_dataset_destroy(test);
+    asymbp_dataset_destroy(val);
+    asymbp_scaler_destroy(scaler);
     asymbp_ctx_destroy(ctx);
     settings_free(&s);
     return rc;

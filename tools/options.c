@@ -25,28 +25,41 @@ const cli_opt_t cli_opts[] = {
     { "--test", NULL, "PATH", OT_STR, 0, 0, NULL, "Data", "explicit test file; goes with --train", TR | EV, "test",
       OFF(test_path) },
     { "--val-split", NULL, "F", OT_DOUBLE, 0, 0.9, "0", "Data",
-      "hold out a stratified fraction F of the training set and report it as 'test' (the test set is not used)", TR,
-      "val_split", OFF(val_split) },
+      "hold out a stratified fraction F of the training set as a validation set, evaluated every epoch next to the "
+      "test set (for choosing hyper-parameters and epochs without the test set)", TR, "val_split", OFF(val_split) },
     /* network */
     { "--net", NULL, "SPEC", OT_STR, 0, 0, NULL, "Network",
       "paper-cnn (default for images of 16x16 and more), mlp:H1,H2,... (mlp:128,64 for tables), or a layer list "
       "such as conv5x5x32p2,relu,maxpool3s2,fc64,relu,fc10", TR | GC, "net", OFF(net) },
     { "--bn", NULL, NULL, OT_FLAG, 0, 1, "off", "Network", "batch normalisation after every conv and hidden dense layer",
       TR | GC, "bn", OFF(bn) },
+    { "--bn-stats", NULL, "ema|recal", OT_STR, 0, 0, "recal", "Network",
+      "batch-norm statistics for evaluation and the saved model: recal re-estimates them on the training set at the "
+      "current weights before every evaluation (the test set is also reported with the running averages, as "
+      "test_accuracy_ema); ema uses the running averages (docs/protocol.md)", TR, "bn_stats", OFF(bn_stats) },
+    { "--bn-recal-samples", NULL, "N", OT_U64, 0, 1e9, "10000", "Network",
+      "training samples of each re-estimation (0: all)", TR, "bn_recal_samples", OFF(bn_recal_samples) },
     /* learning rule */
     { "--feedback", NULL, "F", OT_STR, 0, 0, "sym", "Learning rule",
       "sym (backprop), usf, brsf, frsf, partial:P, rndf, signed-init, with options such as frsf:mag=uniform:scale=xavier "
       "(docs/feedback.md)", TR, "feedback", OFF(feedback) },
     { "--update", NULL, "U", OT_STR, 0, 0, "sgd", "Learning rule", "sgd, bm (Batch Manhattan), bm:b, bm:c, bm:nsc", TR,
       "update", OFF(update) },
-    { "--lr", NULL, "X", OT_DOUBLE, 0, 1e6, "0.01 for sgd, 0.0005 for bm rules", "Learning rule", "learning rate", TR, "lr",
-      OFF(lr) },
+    { "--lr", NULL, "X", OT_DOUBLE, 0, 1e6, "the rule's own: 0.01 for sgd, 0.0005 for bm rules", "Learning rule",
+      "learning rate", TR, "lr", OFF(lr) },
     { "--momentum", NULL, "X", OT_DOUBLE, 0, 0.999999, "0.9", "Learning rule", "momentum", TR, "momentum", OFF(momentum) },
     { "--wd", NULL, "X", OT_DOUBLE, 0, 1, "0", "Learning rule", "weight decay (L2)", TR, "wd", OFF(wd) },
     { "--lr-steps", NULL, "E1,E2", OT_STEPS, 1, 100000, "", "Learning rule",
       "multiply the learning rate by --lr-gamma after epochs E1, E2, ...", TR, "lr_steps", OFF(lr_steps) },
     { "--lr-gamma", NULL, "X", OT_DOUBLE, 0, 1, "0.1", "Learning rule", "factor of each --lr-steps decay", TR, "lr_gamma",
       OFF(lr_gamma) },
+    { "--lr-schedule", NULL, "S", OT_STR, 0, 0, "step", "Learning rule",
+      "step (constant, or decays at --lr-steps) or cosine (from --lr down to --lr-min times it at the last step)", TR,
+      "lr_schedule", OFF(lr_schedule) },
+    { "--lr-min", NULL, "F", OT_DOUBLE, 0, 1, "0", "Learning rule", "cosine: the final learning rate as a fraction of --lr",
+      TR, "lr_min", OFF(lr_min) },
+    { "--warmup", NULL, "E", OT_DOUBLE, 0, 1000, "0", "Learning rule",
+      "linear warm-up over the first E epochs (fractions allowed), with any schedule", TR, "warmup", OFF(warmup) },
     /* run */
     { "--epochs", NULL, "N", OT_INT, 1, 100000, "10", "Run", "passes over the training set", TR, "epochs", OFF(epochs) },
     { "--batch", NULL, "N", OT_U64, 1, 1 << 20, "100", "Run", "mini-batch size (the last batch of an epoch may be smaller)",
@@ -180,6 +193,9 @@ void settings_default(settings_t *s)
     s->update = "sgd";
     s->lr_steps = "";
     s->lr_gamma = 0.1;
+    s->lr_schedule = "step";
+    s->bn_stats = "recal";
+    s->bn_recal_samples = 10000;
     s->momentum = 0.9;
     s->epochs = 10;
     s->batch = 100;
@@ -503,5 +519,10 @@ int settings_load(const char *dir, settings_t *s)
     }
     fclose(f);
     if (n_keys == 0) return cli_error("--resume %s: %s holds no settings", dir, path);
+    /* runs from before --bn-stats existed evaluated with the running averages */
+    {
+        int k = opt_find(CMD_TRAIN, "--bn-stats");
+        if (k >= 0 && !s->given[k]) s->bn_stats = "ema";
+    }
     return 0;
 }

@@ -293,9 +293,11 @@ static int load_file(asymbp_ctx_t *ctx, const char *path, asymbp_dataset_t **out
     return st == ASYMBP_OK ? 0 : cli_fail(ctx, st, path);
 }
 
-int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp_dataset_t **test)
+int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp_dataset_t **test, asymbp_dataset_t **val,
+              asymbp_scaler_t **scaler)
 {
     asymbp_status_t st;
+    if (val) *val = NULL;
     if (s->train_path || s->test_path) {
         if (!s->train_path || !s->test_path) return cli_usage("--train and --test go together");
         if (load_file(ctx, s->train_path, train) != 0 || load_file(ctx, s->test_path, test) != 0) return 1;
@@ -314,18 +316,24 @@ int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp
     if (asymbp_dataset_classes(*test) > asymbp_dataset_classes(*train))
         return cli_error("the test set has %zu classes but the training set only %zu", asymbp_dataset_classes(*test),
                          asymbp_dataset_classes(*train));
-    if (s->val_split > 0.0) {
-        asymbp_dataset_t *rest = NULL, *val = NULL;
+    if (val && s->val_split > 0.0) {
+        asymbp_dataset_t *rest = NULL;
         size_t nval = (size_t)(s->val_split * (double)asymbp_dataset_count(*train));
         if (nval < 1) nval = 1;
-        st = asymbp_dataset_split(*train, nval, s->seed, 1, &rest, &val);
+        if (nval >= asymbp_dataset_count(*train)) return cli_error("--val-split %g leaves no training sample", s->val_split);
+        st = asymbp_dataset_split(*train, nval, s->seed, 1, &rest, val);
         if (st != ASYMBP_OK) return cli_fail(ctx, st, "--val-split");
         asymbp_dataset_destroy(*train);
-        asymbp_dataset_destroy(*test);
         *train = rest;
-        *test = val;
     }
-    st = asymbp_dataset_standardize(*train, *test, ASYMBP_SCALER_PER_CHANNEL, NULL);
+    if (!scaler) return 0;
+    if (*scaler) {
+        st = asymbp_scaler_apply(*scaler, *test);
+        if (st != ASYMBP_OK) return cli_fail(ctx, st, "standardising the test set with the model's statistics");
+        return 0;
+    }
+    st = asymbp_dataset_standardize(*train, *test, ASYMBP_SCALER_PER_CHANNEL, scaler);
+    if (st == ASYMBP_OK && val && *val) st = asymbp_scaler_apply(*scaler, *val);
     if (st != ASYMBP_OK) return cli_fail(ctx, st, "standardising the data");
     return 0;
 }

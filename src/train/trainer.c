@@ -575,6 +575,7 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
         asymbp__wbuf_u64(&w, asymbp__net_step(tr->net));
         asymbp__wbuf_u64(&w, tr->rng.state);
         asymbp__wbuf_u64(&w, tr->rng.inc);
+        asymbp__wbuf_u64(&w, tr->recal_seed);
         for (i = 0; i < (int)tr->n; i++) asymbp__wbuf_u64(&w, tr->order[i]);
         for (i = 0; i < tr->epochs_done; i++) {
             const asymbp_epoch_metrics_t *m = &tr->metrics[i];
@@ -607,7 +608,7 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     unsigned char *data = NULL;
     asymbp__rbuf_t area, c;
     asymbp_status_t st;
-    uint64_t n, batch, step, state, inc;
+    uint64_t n, batch, step, state, inc, recal_seed;
     uint32_t version, epochs, done;
     size_t i;
     if (!tr) return ASYMBP_E_INVALID;
@@ -626,6 +627,7 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     step = asymbp__rbuf_u64(&c);
     state = asymbp__rbuf_u64(&c);
     inc = asymbp__rbuf_u64(&c);
+    recal_seed = version >= 2u ? asymbp__rbuf_u64(&c) : tr->recal_seed;
     if (c.failed || (version != 1u && version != TRAINER_FORMAT)) {
         st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s: malformed trainer state", path);
         goto done;
@@ -690,6 +692,7 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     tr->recal_epoch = 0;
     tr->rng.state = state;
     tr->rng.inc = inc | 1u;
+    tr->recal_seed = recal_seed;
     tr->epochs_done = (int)done;
     asymbp__net_set_step(tr->net, step);
     asymbp__log(ctx, ASYMBP_LOG_INFO, "checkpoint loaded from %s: %u epochs done, step %llu", path, done,
