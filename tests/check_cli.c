@@ -1500,6 +1500,113 @@ START_TEST(test_resume_bad_settings)
 }
 END_TEST
 
+
+/* ---- tests: asymbp sweep ----------------------------------------------------------------------- */
+
+static const char *const sweep_grid =
+    "# a tiny grid\n"
+    "name = t\n"
+    "data = iris\n"
+    "net = mlp:8\n"
+    "feedback = sym, usf\n"
+    "regime = bn, bn+bm\n"
+    "seed = 1, 2\n"
+    "epochs = 3\n"
+    "batch = 32\n"
+    "lr.sgd = 0.1, 0.001\n"
+    "lr.bm = 0.001\n"
+    "schedule = cosine\n";
+
+/* Number of data rows of a CSV file, and whether every one of them contains needle. */
+static int csv_rows(const char *path, const char *needle, int *all_have)
+{
+    char *c = read_all(path, NULL), *lines[4096];
+    int n, rows = 0;
+    if (all_have) *all_have = 1;
+    if (!c) return -1;
+    n = split_lines(c, lines, 4096);
+    for (int i = 1; i < n; i++) {
+        if (!*lines[i]) continue;
+        rows++;
+        if (all_have && needle && !strstr(lines[i], needle)) *all_have = 0;
+    }
+    free(c);
+    return rows;
+}
+
+START_TEST(test_sweep)
+{
+    /* The search runs both sgd candidates for seed 1; the better one (on validation accuracy) runs
+     * for seed 2; bm has one candidate.  Rows: 4 search + 2 final (sgd) + 4 (bm) = 10. */
+    cli_run_t r = {0};
+    char *sel, *rows_a, *rows_b;
+    int rows, all;
+    write_text(tp("t.grid"), sweep_grid);
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), "-j", "2", NULL);
+    expect_ok(&r);
+    rows = csv_rows(tp("sw/runs.csv"), NULL, NULL);
+    ck_assert_msg(rows == 10, "runs.csv has %d rows, expected 10:\n%s", rows, r.err);
+    sel = read_all(tp("sw/selection.csv"), NULL);
+    ck_assert_ptr_nonnull(sel);
+    ck_assert_ptr_nonnull(strstr(sel, "chosen"));
+    /* the seed-2 runs of the sgd groups use the chosen learning rate */
+    {
+        const char *line = strstr(sel, "iris|mlp:8|bn|sym\",");
+        char lr[32] = "";
+        const char *chosen = NULL;
+        for (const char *p = sel; (p = strstr(p, "iris|mlp:8|bn|sym\",")) != NULL; p++)
+            if (strstr(p, ",chosen") && (!strchr(p, '\n') || strstr(p, ",chosen") < strchr(p, '\n'))) chosen = p;
+        ck_assert_ptr_nonnull(line);
+        ck_assert_ptr_nonnull(chosen);
+        sscanf(chosen + strlen("iris|mlp:8|bn|sym\","), "%31[^,]", lr);
+        ck_assert_msg(file_exists(tp("sw/runs/iris/mlp_8/sym-bn-lr%s-cosine-s2/summary.json", lr)),
+                      "the seed-2 run of the chosen lr %s is missing", lr);
+    }
+    free(sel);
+    /* run again: nothing to do, no new row */
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 10);
+    /* two shards together make the same rows as one sweep */
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sh"), "--shard", "0/2", NULL);
+    expect_ok(&r);
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sh"), "--shard", "1/2", NULL);
+    expect_ok(&r);
+    rows = csv_rows(tp("sh/runs-shard0-of-2.csv"), NULL, NULL) + csv_rows(tp("sh/runs-shard1-of-2.csv"), NULL, NULL);
+    ck_assert_int_eq(rows, 10);
+    /* rows hold the figures of the runs: every row of the full sweep names the grid */
+    ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), ",t,iris,", &all), 10);
+    ck_assert(all);
+    /* a run that lost its row (killed between its summary and the row) is settled on the next
+     * sweep: remove one row and run again */
+    rows_a = read_all(tp("sw/runs.csv"), NULL);
+    ck_assert_ptr_nonnull(rows_a);
+    *strrchr(rows_a, '\n') = '\0';
+    *(strrchr(rows_a, '\n') + 1) = '\0';
+    write_text(tp("sw/runs.csv"), rows_a);
+    ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 9);
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 10);
+    rows_b = read_all(tp("sw/runs.csv"), NULL);
+    free(rows_a);
+    free(rows_b);
+    /* bad grids */
+    write_text(tp("bad1.grid"), "data = iris\nfeedback = sym\nregime = sgd\ncolour = blue\n");
+    cli(&r, "sweep", tp("bad1.grid"), "--out", tp("b1"), NULL);
+    expect_fail(&r, "line 4", "unknown key 'colour'", NULL);
+    write_text(tp("bad2.grid"), "data = iris\nfeedback = sym\nregime = sideways\nlr = 0.1\n");
+    cli(&r, "sweep", tp("bad2.grid"), "--out", tp("b2"), NULL);
+    expect_fail(&r, "unknown regime 'sideways'", NULL);
+    write_text(tp("bad3.grid"), "data = iris\nfeedback = sym\nregime = sgd\n");
+    cli(&r, "sweep", tp("bad3.grid"), "--out", tp("b3"), NULL);
+    expect_fail(&r, "no learning rate", NULL);
+    cli(&r, "sweep", tp("t.grid"), "--shard", "2/2", NULL);
+    expect_fail(&r, "--shard", NULL);
+    cli_free(&r);
+}
+END_TEST
+
 Suite *asymbp_test_cli_suite(void);
 Suite *asymbp_test_cli_suite(void)
 {
@@ -1535,6 +1642,7 @@ Suite *asymbp_test_cli_suite(void)
     tcase_add_test(bad, test_ranges_and_folders);
     tcase_add_test(good, test_resume_lost_row_and_stale_tmp);
     tcase_add_test(bad, test_resume_bad_settings);
+    tcase_add_test(good, test_sweep);
     suite_add_tcase(s, bad);
     suite_add_tcase(s, good);
     return s;

@@ -26,5 +26,6 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "gradcheck")) return cmd_gradcheck(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "sweep")) return cmd_sweep(argc - 2, argv + 2);
     return cli_usage("unknown command '%s'", argv[1]);
 }

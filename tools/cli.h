@@ -163,5 +163,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

@@ -334,6 +334,8 @@ void print_overview(FILE *f)
             "  info MODEL  describe a saved model (architecture, feedback, parameters)\n"
             "  gradcheck   finite-difference check of the backward pass:\n"
             "              asymbp gradcheck --net SPEC --input CxHxW|N --classes K [--bn] [--seed S]\n"
+            "  sweep GRID  run a grid of trainings with a hyper-parameter search on a validation split\n"
+            "              ('asymbp sweep --help'; docs/protocol.md)\n"
             "  --version   print the version\n"
             "\n"
             "Start with:  asymbp train            (bundled digits8x8, a few seconds)\n"
