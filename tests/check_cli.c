@@ -1335,6 +1335,28 @@ START_TEST(test_diag)
     for (f = lines[2]; *f; f++) fields += *f == ',';
     ck_assert_int_eq(fields, 12 + 3 * 2);
     free(c);
+    /* the exact-backprop probe: a row per weighted layer every N steps, angles in [0, 180] */
+    cli(&r, "train", "--data", "digits8x8", "--net", "mlp:16", "--feedback", "usf", "--update", "bm", "--bn", "--epochs", "2",
+        "--probe-every", "5", "--out", tp("p"), "--quiet", NULL);
+    expect_ok(&r);
+    c = read_all(tp("p/probe.csv"), NULL);
+    ck_assert_ptr_nonnull(c);
+    {
+        char *pl[64];
+        int np = split_lines(c, pl, 64);
+        /* 15 steps per epoch: steps 5, 10, ..., 30; two weighted layers */
+        ck_assert_msg(np == 1 + 6 * 2, "probe.csv has %d lines", np);
+        ck_assert_ptr_nonnull(strstr(pl[0], "delta_angle_bp"));
+        for (int i = 1; i < np; i++) {
+            double step, layer, dn, bdn, ang, gang;
+            ck_assert_int_eq(sscanf(pl[i], "%lf,%lf,%lf,%lf,%lf,%lf", &step, &layer, &dn, &bdn, &ang, &gang), 6);
+            ck_assert(gang >= 0.0 && gang <= 180.0);
+            if (layer > 0) ck_assert_msg(ang > 0.0 && ang < 180.0, "angle %g", ang);   /* uSF: not exact, not opposite */
+        }
+    }
+    free(c);
+    cli(&r, "train", "--epochs", "1", "--probe-every", "5", NULL);
+    expect_fail(&r, "--probe-every needs --out", NULL);
     cli_free(&r);
 }
 END_TEST

@@ -27,7 +27,7 @@ typedef struct settings {
     uint64_t bn_recal_samples;
     /* run */
     int epochs, threads, checkpoint_every, diag, quiet;
-    uint64_t batch, seed;
+    uint64_t batch, seed, probe_every;
     const char *out, *resume;
     /* gradcheck */
     const char *input;

@@ -13,6 +13,7 @@
 #define MODEL_FILE "model.asymbp"
 #define CHECKPOINT_FILE "checkpoint.asymbp"
 #define MAX_DIAG 64
+#define PROBE_HEADER "step,layer,delta_norm,bp_delta_norm,delta_angle_bp,grad_angle_bp,sign_concordance,angle_vw,norm_ratio\n"
 
 typedef struct run_state {
     settings_t *s;
@@ -23,7 +24,7 @@ typedef struct run_state {
     double t_epoch;                 /* when the current epoch started */
     double t_run;                   /* when this invocation's training started */
     int first_epoch;                /* the first epoch this invocation trains */
-    FILE *curves;
+    FILE *curves, *probe;
     int curves_failed;              /* a row could not be written: training stops, the run fails */
     int curves_errno;
     asymbp_feedback_diag_t diag[MAX_DIAG];
@@ -82,6 +83,22 @@ static void write_row(run_state_t *r, const asymbp_epoch_metrics_t *m, int with_
     }
 }
 
+/* probe.csv rows: flushed here, on disk before the checkpoint of their epoch (on_epoch). */
+static int on_probe(void *user, uint64_t step, const asymbp_feedback_diag_t *d, size_t count)
+{
+    run_state_t *r = user;
+    if (!r->probe || r->curves_failed) return r->curves_failed;
+    for (size_t i = 0; i < count; i++)
+        fprintf(r->probe, "%llu,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (unsigned long long)step, d[i].layer_index,
+                d[i].delta_norm, d[i].bp_delta_norm, d[i].delta_angle_bp, d[i].grad_angle_bp, d[i].sign_concordance,
+                d[i].angle_vw, d[i].norm_ratio);
+    if (fflush(r->probe) != 0 || ferror(r->probe)) {
+        r->curves_failed = 1;
+        r->curves_errno = errno ? errno : EIO;
+    }
+    return r->curves_failed;
+}
+
 static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
 {
     run_state_t *r = user;
@@ -109,9 +126,13 @@ static int on_epoch(void *user, const asymbp_epoch_metrics_t *m)
                         r->diag[i].layer_index, r->diag[i].delta_norm, r->diag[i].grad_norm, r->diag[i].sign_concordance,
                         r->diag[i].angle_vw);
     }
+    if (r->probe && !r->curves_failed && (fflush(r->probe) != 0 || fsync(fileno(r->probe)) != 0)) {
+        r->curves_failed = 1;
+        r->curves_errno = errno ? errno : EIO;
+    }
     write_row(r, m, 1);
     r->t_epoch = now;
-    return r->curves_failed;
+    return r->curves_failed ? -1 : 0;   /* a lost row: stop before the checkpoint of this epoch */
 }
 
 static void curves_header(FILE *f, const settings_t *s, size_t n_diag)
@@ -150,11 +171,36 @@ static int trim_curves(const char *dir, int rows)
     return kept < 0 ? 0 : kept;
 }
 
+/* Keep the header and the rows of steps up to max_step of probe.csv (atomically). */
+static int trim_probe(const char *dir, uint64_t max_step)
+{
+    char path[CLI_PATH_MAX + 32], line[4096];
+    FILE *in;
+    sbuf_t b = { 0 };
+    int first = 1, rc;
+    snprintf(path, sizeof path, "%s/probe.csv", dir);
+    in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? 0 : -1;
+    while (fgets(line, sizeof line, in)) {
+        if (!strchr(line, '\n')) break;
+        if (first || strtoull(line, NULL, 10) <= max_step) sb_puts(&b, line);
+        first = 0;
+    }
+    fclose(in);
+    if (b.failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    rc = write_file_atomic(dir, "probe.csv", b.p ? b.p : "", b.len);
+    sb_free(&b);
+    return rc;
+}
+
 /* A fresh run failed part-way: remove what it wrote (the docs promise no file from a failed run),
  * unless a checkpoint exists, in which case everything stays so --resume can continue. */
 static void undo_fresh_run(const char *dir, int created_dir)
 {
-    static const char *const files[] = { "settings.txt", "curves.csv", "summary.json", MODEL_FILE };
+    static const char *const files[] = { "settings.txt", "curves.csv", "probe.csv", "summary.json", MODEL_FILE };
     char path[CLI_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/%s", dir, CHECKPOINT_FILE);
     if (path_exists(path)) {
@@ -423,6 +469,14 @@ int cmd_train(int argc, char **argv)
     tp.user = &rs;
     tp.bn_stats = !strcmp(s.bn_stats, "recal") ? ASYMBP_BN_STATS_RECAL : ASYMBP_BN_STATS_EMA;
     tp.bn_recal_samples = (size_t)s.bn_recal_samples;
+    if (s.probe_every > 0) {
+        if (!s.out) {
+            rc = cli_usage("--probe-every needs --out DIR (its figures go to DIR/probe.csv)");
+            goto out;
+        }
+        tp.probe_every = s.probe_every;
+        tp.on_probe = on_probe;
+    }
     st = asymbp_trainer_create(net, opt, train, test, &tp, &tr);
     if (st == ASYMBP_OK) st = asymbp_trainer_set_validation(tr, val);
     if (st == ASYMBP_OK) st = asymbp_trainer_set_scaler(tr, scaler);
@@ -462,6 +516,20 @@ int cmd_train(int argc, char **argv)
         if (kept == 0 && ftell(rs.curves) == 0) curves_header(rs.curves, &s, rs.n_diag);
         /* rows the file lacks (it was lost or cut) are rebuilt from the checkpoint's metrics */
         for (int e = kept + 1; e <= asymbp_trainer_epochs_done(tr); e++) write_row(&rs, asymbp_trainer_metrics(tr, e), 0);
+        if (s.probe_every > 0) {
+            char pp[CLI_PATH_MAX + 32];
+            if (trim_probe(s.out, asymbp_optimizer_step_count(opt)) != 0) {
+                cli_error("cannot rewrite %s/probe.csv: %s", s.out, strerror(errno));
+                goto out;
+            }
+            snprintf(pp, sizeof pp, "%s/probe.csv", s.out);
+            rs.probe = fopen(pp, "a");
+            if (!rs.probe) {
+                cli_error("cannot write %s: %s", pp, strerror(errno));
+                goto out;
+            }
+            if (ftell(rs.probe) == 0) fputs(PROBE_HEADER, rs.probe);
+        }
     } else if (s.out) {
         if (!path_is_dir(s.out)) {
             if (mkdir(s.out, 0755) != 0) {
@@ -484,6 +552,15 @@ int cmd_train(int argc, char **argv)
         if (fflush(rs.curves) != 0 || fsync(fileno(rs.curves)) != 0) {
             cli_error("cannot write %s: %s", curves, strerror(errno));
             goto fail_fresh;
+        }
+        if (s.probe_every > 0) {
+            char pp[CLI_PATH_MAX + 32];
+            snprintf(pp, sizeof pp, "%s/probe.csv", s.out);
+            rs.probe = fopen(pp, "w");
+            if (!rs.probe || fputs(PROBE_HEADER, rs.probe) == EOF || fflush(rs.probe) != 0) {
+                cli_error("cannot write %s: %s", pp, strerror(errno));
+                goto fail_fresh;
+            }
         }
     }
     if (rs.curves_failed) {
@@ -558,11 +635,16 @@ fail_fresh:
         fclose(rs.curves);
         rs.curves = NULL;
     }
+    if (rs.probe) {
+        fclose(rs.probe);
+        rs.probe = NULL;
+    }
     if (fresh_out) undo_fresh_run(s.out, created_dir);
 out:
     sb_free(&json);
     free(diverged_at);
     if (rs.curves) fclose(rs.curves);
+    if (rs.probe) fclose(rs.probe);
     asymbp_trainer_destroy(tr);
     asymbp_optimizer_destroy(opt);
     asymbp_net_destroy(net);

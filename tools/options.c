@@ -79,6 +79,9 @@ const cli_opt_t cli_opts[] = {
       OFF(resume) },
     { "--diag", NULL, NULL, OT_FLAG, 0, 1, "off", "Run", "per-layer feedback diagnostics each epoch (stderr and curves.csv)",
       TR, "diag", OFF(diag) },
+    { "--probe-every", NULL, "N", OT_U64, 0, 1e9, "0", "Run",
+      "every N steps, compare the error each layer sent down with exact backprop's on the same batch (angles and "
+      "norms into DIR/probe.csv; changes nothing in training)", TR, "probe_every", OFF(probe_every) },
     { "--quiet", "-q", NULL, OT_FLAG, 0, 1, "off", "Run", "no progress output on stderr", TR, NULL, OFF(quiet) },
     /* gradcheck */
     { "--input", NULL, "CxHxW|N", OT_STR, 0, 0, NULL, "Check", "input shape (N: N features)", GC, NULL, OFF(input) },

@@ -207,7 +207,8 @@ int write_file_atomic(const char *dir, const char *name, const char *text, size_
 
 int clean_stale_tmp(const char *dir)
 {
-    static const char *const own[] = { "model.asymbp", "checkpoint.asymbp", "settings.txt", "summary.json", "curves.csv" };
+    static const char *const own[] = { "model.asymbp", "checkpoint.asymbp", "settings.txt", "summary.json", "curves.csv",
+                                       "probe.csv" };
     DIR *d = opendir(dir);
     struct dirent *e;
     int removed = 0;

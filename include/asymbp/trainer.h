@@ -10,6 +10,7 @@
 #include "asymbp/net.h"
 #include "asymbp/update.h"
 #include "asymbp/data.h"
+#include "asymbp/feedback.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,8 +42,16 @@ typedef int (*asymbp_progress_fn)(void *user, int epoch, size_t batch, size_t ba
 /* Called after every epoch with its metrics, before that epoch's checkpoint (if any) is written,
  * so what the callback records is durable before a resume can start after the epoch (since 0.2;
  * 0.1 called it after the checkpoint).  Return non-zero to stop after this epoch (its checkpoint
- * is still written when one is due). */
+ * is still written when one is due); a negative value stops without writing it (since 0.2: for a
+ * callback that failed to record the epoch, so no checkpoint covers an epoch it lost). */
 typedef int (*asymbp_epoch_fn)(void *user, const asymbp_epoch_metrics_t *m);
+
+/* Called with the exact-backprop probe's figures (asymbp_net_feedback_probe) of the `count`
+ * weighted layers, bottom to top, every probe_every optimizer steps: after that step's backward
+ * pass and before its update, so the figures compare the error the step used with the one exact
+ * backprop would have sent.  step: the number of the step (1 on the first).  Return non-zero to
+ * stop after this step.  Since 0.2. */
+typedef int (*asymbp_probe_fn)(void *user, uint64_t step, const asymbp_feedback_diag_t *diag, size_t count);
 
 /* Caller-filled settings; start from ASYMBP_TRAIN_PARAMS_INIT.  Since 0.1. */
 typedef struct asymbp_train_params {
@@ -59,8 +68,11 @@ typedef struct asymbp_train_params {
     /* ---- since 0.2 ---- */
     int bn_stats;                  /* ASYMBP_BN_STATS_EMA (default) or ASYMBP_BN_STATS_RECAL */
     size_t bn_recal_samples;       /* training samples of each recalibration (0: all) */
+    uint64_t probe_every;          /* run the probe every N steps (0: never; needs on_probe); it
+                                      changes nothing in training (an extra backward pass) */
+    asymbp_probe_fn on_probe;
 } asymbp_train_params_t;
-#define ASYMBP_TRAIN_PARAMS_INIT { sizeof(asymbp_train_params_t), 10, 100, 1, 1, 0, 0, 0, 0, 0, 0, 0 }
+#define ASYMBP_TRAIN_PARAMS_INIT { sizeof(asymbp_train_params_t), 10, 100, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* What batch-norm statistics evaluation uses (asymbp_train_params_t.bn_stats).  Since 0.2.
  * EMA: the running averages collected during training (momentum 0.1).

@@ -44,6 +44,8 @@ struct asymbp_trainer {
     uint64_t recal_seed;
     size_t *recal_order;            /* RECAL: scratch of the re-estimation */
     float *recal_x;
+    asymbp_feedback_diag_t *probe;  /* the probe's figures, one per weighted layer */
+    size_t n_probe;
     const asymbp_scaler_t *scaler;   /* borrowed; saved in checkpoints (asymbp_trainer_set_scaler) */
 };
 
@@ -81,6 +83,7 @@ void asymbp_trainer_destroy(asymbp_trainer_t *tr)
     asymbp__free(ctx, tr->bn_recal);
     asymbp__free(ctx, tr->recal_order);
     asymbp__free(ctx, tr->recal_x);
+    asymbp__free(ctx, tr->probe);
     asymbp__free(ctx, tr);
 }
 
@@ -176,6 +179,14 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
         }
     }
     for (i = 0; i < tr->n; i++) tr->order[i] = i;
+    if (tr->p.probe_every > 0 && tr->p.on_probe) {
+        tr->n_probe = asymbp_net_feedback_layer_count(net);
+        tr->probe = asymbp__calloc(ctx, tr->n_probe ? tr->n_probe : 1, sizeof *tr->probe);
+        if (!tr->probe) {
+            asymbp_trainer_destroy(tr);
+            return asymbp__error(ctx, ASYMBP_E_NOMEM, "trainer_create: out of memory");
+        }
+    }
     tr->recal_seed = asymbp__ctx_next_seed(ctx);
     asymbp__rng_seed(&tr->rng, tr->recal_seed, 0x7452u);
     tr->recal_seed ^= 0x52ec41ULL;   /* the re-estimations' sample orders: from the same draw, another stream */
@@ -352,6 +363,15 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
         if (!net_grads_finite(net))
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a gradient is NaN or Inf at epoch %d, step %llu; "
                                  "the weights are those before this step", epoch, (unsigned long long)step);
+        if (tr->probe && step % tr->p.probe_every == 0) {
+            for (size_t q = 0; q < tr->n_probe; q++) {
+                asymbp_feedback_diag_t d0 = ASYMBP_FEEDBACK_DIAG_INIT;
+                tr->probe[q] = d0;
+            }
+            st = asymbp_net_feedback_probe(net, tr->probe, tr->n_probe);
+            if (st != ASYMBP_OK) return st;
+            if (tr->p.on_probe(tr->p.user, step, tr->probe, tr->n_probe)) *stop = 1;
+        }
         params_copy(net, tr->backup, 1);
         st = asymbp_optimizer_step(tr->opt);
         if (st != ASYMBP_OK) return st;
@@ -406,7 +426,11 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
                     m->test_accuracy, m->lr, m->seconds);
         /* The callback runs before the checkpoint that covers its epoch, so whatever it records
          * (a curves row) is saved before a resume could start after this epoch. */
-        if (tr->p.on_epoch && tr->p.on_epoch(tr->p.user, m)) stop = 1;
+        {
+            int r = tr->p.on_epoch ? tr->p.on_epoch(tr->p.user, m) : 0;
+            if (r) stop = 1;
+            if (r < 0) break;   /* the callback could not record the epoch: no checkpoint after it */
+        }
         if (tr->p.checkpoint_every > 0 && (tr->epochs_done % tr->p.checkpoint_every == 0 || tr->epochs_done == tr->p.epochs)) {
             st = asymbp_trainer_save_checkpoint(tr, tr->checkpoint_path);
             if (st != ASYMBP_OK) return st;

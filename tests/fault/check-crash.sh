@@ -20,7 +20,7 @@ bad=0
 # of the lowest layer's feedback draws random numbers, so its order against the checkpoint
 # matters) on digits8x8.
 CONFIGS=("--data iris --net mlp:8 --bn --feedback brsf --update bm --epochs 4 --checkpoint-every 1 --quiet"
-         "--data digits8x8 --net mlp:16 --bn --feedback brsf --update bm:b --epochs 3 --checkpoint-every 1 --diag --quiet")
+         "--data digits8x8 --net mlp:16 --bn --feedback brsf --update bm:b --epochs 3 --checkpoint-every 1 --diag --probe-every 7 --val-split 0.1 --lr-schedule cosine --quiet")
 
 fail() {
     echo "check-crash: $*" >&2
@@ -57,6 +57,7 @@ compare() {   # compare DIR WHAT
     canon "$d" "$TMP/got"
     cmp -s "$TMP/got.summary" "$TMP/ref.summary" || fail "$2: another summary: $(cat "$TMP/got.summary")"
     cmp -s "$TMP/got.curves" "$TMP/ref.curves" || fail "$2: other curves: $(diff "$TMP/got.curves" "$TMP/ref.curves" | head -5)"
+    if [ -e "$REF/probe.csv" ]; then cmp -s "$d/probe.csv" "$REF/probe.csv" || fail "$2: another probe.csv"; fi
 }
 
 kills=0
