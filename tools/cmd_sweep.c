@@ -101,9 +101,15 @@ static int grid_load(const char *path, grid_t *g)
             snprintf(gk->vals[0], TXT, "%s", v);
             gk->n = 1;
         } else {
-            char *save = NULL, *tok;
-            for (tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                char *t = trim(tok);
+            /* values are separated by a comma followed by a blank; a comma inside a value (a net
+             * spec such as mlp:128,64) has none after it */
+            char *tok = v, *t;
+            while (tok) {
+                char *sep = tok;
+                while ((sep = strchr(sep, ',')) != NULL && sep[1] != ' ' && sep[1] != '\t' && sep[1] != '\0') sep++;
+                if (sep) *sep = '\0';
+                t = trim(tok);
+                tok = sep ? sep + 1 : NULL;
                 if (!*t) continue;
                 if (gk->n == MAXV) {
                     fclose(f);
@@ -832,7 +838,7 @@ int cmd_sweep(int argc, char **argv)
         }
         for (int d = 0; d < data->n; d++) {
             const gkey_t *nets = gk(&w->g, "net", data->vals[d], NULL), *fbs = gk(&w->g, "feedback", data->vals[d], NULL);
-            const gkey_t *rg = gk(&w->g, "regime", data->vals[d], NULL);
+            const gkey_t *rg = gk(&w->g, "regime", data->vals[d], NULL), *dseeds = gk(&w->g, "seed", data->vals[d], NULL);
             static const gkey_t auto_net = { "net", "", { "auto" }, 1, 0 };
             if (!nets) nets = &auto_net;
             if (!rg || rg->qual[0] == '\0' || strcmp(rg->qual, data->vals[d]) != 0) rg = regs;
@@ -859,9 +865,9 @@ int cmd_sweep(int argc, char **argv)
                     for (int fi = 0; fi < fbs->n; fi++)
                         for (int li = 0; li < lrs->n; li++)
                             for (int si = 0; si < scheds->n; si++)
-                                for (int s = 0; s < (seeds ? seeds->n : 1); s++) {
+                                for (int s = 0; s < (dseeds ? dseeds->n : 1); s++) {
                                     cell_t *c = add_cell(w, data->vals[d], net, fbs->vals[fi], rg->vals[r], lrs->vals[li],
-                                                         scheds->vals[si], seeds ? seeds->vals[s] : "1");
+                                                         scheds->vals[si], dseeds ? dseeds->vals[s] : "1");
                                     int multi = lrs->n * scheds->n > 1;
                                     if (!c) {
                                         cli_error("sweep: out of memory");
