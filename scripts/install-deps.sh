@@ -9,7 +9,7 @@
 #   ci         test + what .ci/run uses: the reference CBLAS, valgrind, libabigail, clang, CMake
 #   packaging  test + the Debian package build and its install test: debhelper, lintian,
 #              fakeroot, the generic BLAS, CMake
-#   results    gnuplot, for the plots of scripts/results.sh
+#   results    gnuplot and python3, for docs/results.md and its plots (scripts/report.py)
 #
 # --check only reports: exits 1 (with the apt-get line) when something is missing, never installs.
 # Only `make check`, `make demo` and .ci/run call this script; `make` and `make install` never do.
@@ -30,7 +30,7 @@ BUILD="make gcc pkg-config libopenblas-dev zlib1g-dev"
 TEST="$BUILD check g++"
 CI="$TEST libblas-dev valgrind abigail-tools clang cmake"
 PACKAGING="$TEST libblas-dev dpkg-dev debhelper lintian fakeroot cmake"
-RESULTS="gnuplot-nox"
+RESULTS="gnuplot-nox python3"
 pkgs=""
 for s in $sets; do
     case $s in
