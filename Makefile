@@ -26,6 +26,7 @@ BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/asymbp/data
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR ?= $(LIBDIR)/cmake/asymbp
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 # Build output folders (tests and sanitizer builds use their own).
@@ -257,16 +258,22 @@ DATA_TOP := data/README.md data/LICENSES.md data/SHA256SUMS data/manifest.tsv
 INSTALLED_FILES = $(addprefix $(DESTDIR)$(INCLUDEDIR)/asymbp/,$(notdir $(HEADERS))) \
     $(addprefix $(DESTDIR)$(LIBDIR)/,libasymbp.a libasymbp.so.$(VERSION) $(SONAME) libasymbp.so) \
     $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc $(addprefix $(DESTDIR)$(CMAKEDIR)/,$(notdir $(CMAKE_FILES))) \
-    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)/asymbp) \
+    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)/asymbp $(DESTDIR)$(MANDIR)/man1/asymbp.1) \
     $(addprefix $(DESTDIR)$(DATADIR)/,$(notdir $(DATA_TOP)) $(patsubst data/%,%,$(filter-out data/fetched/%,$(wildcard data/*/*))))
 # Folders `make install` created (did not exist before), removed by `make uninstall` once empty.
 # The list is kept in the build folder: after `make clean`, uninstall removes only the asymbp-named
 # folders (include/asymbp, CMAKEDIR, the data sets).
 INSTALL_DIRS_LOG ?= $(OBJDIR)/installed-dirs
 INSTALL_DIRS = $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR) \
-    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)) $(DESTDIR)$(DATADIR) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS))
+    $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1) $(DESTDIR)$(DATADIR) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS))
 
-install: all $(PC) $(CMAKE_FILES)
+# The man page asymbp(1), made by the tool from its option table (so it cannot drift from --help).
+MANPAGE := $(OBJDIR)/asymbp.1
+$(MANPAGE): $(CLI)
+	@mkdir -p $(dir $@)
+	$(CLI) --man > $@.tmp && mv $@.tmp $@
+
+install: all $(PC) $(CMAKE_FILES) $(if $(TOOL_SRC),$(MANPAGE))
 	@mkdir -p $(OBJDIR)
 	@for d in $(INSTALL_DIRS); do p=$$d; while [ ! -d "$$p" ]; do echo "$$p" >> $(INSTALL_DIRS_LOG); p=$$(dirname "$$p"); done; \
 	    install -d "$$d" || exit 1; done
@@ -278,6 +285,7 @@ install: all $(PC) $(CMAKE_FILES)
 	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/asymbp.pc
 	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
 	$(if $(TOOL_SRC),install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/asymbp)
+	$(if $(TOOL_SRC),install -m 644 $(MANPAGE) $(DESTDIR)$(MANDIR)/man1/asymbp.1)
 	install -m 644 $(DATA_TOP) $(DESTDIR)$(DATADIR)/
 	$(foreach d,$(DATA_SETS),install -m 644 $(wildcard data/$(d)/*) $(DESTDIR)$(DATADIR)/$(d)/ &&) true
 

@@ -650,6 +650,43 @@ START_TEST(test_help)
     cli(&r, "--version", NULL);
     expect_ok(&r);
     ck_assert_ptr_nonnull(strstr(r.out, ASYMBP_VERSION_STRING));
+    /* the man page and --help come from one option table: every option a command's --help lists
+     * is in the man page (roff writes "--" as "\-\-"), under its command's section */
+    {
+        static const char *const cmds[] = { "train", "eval", "gradcheck", "sweep" };
+        static const char *const sections[] = { ".SH TRAIN OPTIONS", ".SH EVAL OPTIONS", ".SH GRADCHECK OPTIONS", ".SH SWEEP OPTIONS" };
+        cli_run_t m = {0};
+        cli(&m, "--man", NULL);
+        expect_ok(&m);
+        ck_assert_ptr_nonnull(strstr(m.out, ".TH ASYMBP 1"));
+        for (i = 0; i < 4; i++) {
+            const char *sec = strstr(m.out, sections[i]), *end, *p;
+            int seen = 0;
+            ck_assert_msg(sec != NULL, "man page lacks %s", sections[i]);
+            end = strstr(sec + 4, ".SH ");
+            cli(&r, cmds[i], "--help", NULL);
+            expect_ok(&r);
+            for (p = r.out; (p = strstr(p, "\n  -")) != NULL; p++) {
+                char opt[64], roff[160], *q = roff;
+                size_t k = 0;
+                p += 3;
+                while (p[k] && p[k] != ' ' && p[k] != ',' && p[k] != '\n' && k + 1 < sizeof opt) { opt[k] = p[k]; k++; }
+                opt[k] = '\0';
+                for (k = 0; opt[k]; k++) {
+                    if (opt[k] == '-') { *q++ = '\\'; *q++ = '-'; } else *q++ = opt[k];
+                }
+                *q = '\0';
+                {
+                    const char *hit = strstr(sec, roff);
+                    ck_assert_msg(hit && (!end || hit < end), "%s --help lists %s, the man page's %s does not", cmds[i], opt,
+                                  sections[i]);
+                }
+                seen++;
+            }
+            ck_assert_msg(seen >= 4, "%s --help lists %d options", cmds[i], seen);
+        }
+        cli_free(&m);
+    }
     /* no command: the overview, but a failure status (scripts must not mistake it for a run) */
     cli(&r, NULL);
     ck_assert_int_ne(r.status, 0);

@@ -32,6 +32,9 @@ typedef struct settings {
     /* gradcheck */
     const char *input;
     uint64_t classes, gc_batch;
+    /* sweep */
+    const char *sweep_out, *shard;
+    int jobs, dry_run;
     /* which options were given on the command line (or read from settings.txt), by table index */
     unsigned char given[64];
     /* strings read from a settings file, freed by settings_free */
@@ -43,6 +46,7 @@ typedef struct settings {
 #define CMD_TRAIN 0x1u
 #define CMD_EVAL 0x2u
 #define CMD_GRADCHECK 0x4u
+#define CMD_SWEEP 0x8u
 
 typedef enum opt_type {
     OT_FLAG,     /* no value: sets an int to 1 */

@@ -756,64 +756,28 @@ static int parse_shard(const char *v, int *i, int *n)
     return 0;
 }
 
-static void sweep_help(void)
-{
-    printf("usage: asymbp sweep GRID [--out DIR] [-j N] [--shard I/N] [--dry-run]\n\n"
-           "Runs the grid of GRID (data sets x nets x feedback settings x regimes x seeds x hyper-parameter\n"
-           "candidates; format in docs/protocol.md): first the hyper-parameter search on the validation split,\n"
-           "then the chosen candidate for every seed.  Each run is an 'asymbp train' process writing into\n"
-           "DIR/runs/...; one row per finished run is appended to DIR/runs.csv and the choices go to\n"
-           "DIR/selection.csv.  Finished runs are skipped and interrupted ones resume from their checkpoint,\n"
-           "so the sweep can be stopped and started again.\n\n"
-           "  --out DIR     results folder (default results/NAME, NAME from the grid)\n"
-           "  -j N          N runs at once (default 1)\n"
-           "  --shard I/N   only the tuning groups whose hash is I modulo N (0 <= I < N), for job arrays\n"
-           "  --dry-run     print the runs' commands, run nothing\n");
-}
-
 int cmd_sweep(int argc, char **argv)
 {
-    sweep_t *w = calloc(1, sizeof *w);
+    sweep_t *w;
     asymbp_ctx_t *ctx = NULL;
-    const char *grid = NULL, *out = NULL;
-    int rc = 1;
+    const char *grid = NULL, *out;
+    settings_t st;
+    int rc, n_pos = 0;
     ssize_t k;
+    settings_default(&st);
+    rc = opts_parse(CMD_SWEEP, argc, argv, &st, &grid, 1, &n_pos);
+    if (rc != 0) return rc < 0 ? 0 : rc;
+    if (!grid) return cli_usage("sweep: no GRID file given");
+    w = calloc(1, sizeof *w);
     if (!w) return cli_error("sweep: out of memory");
-    w->jobs = 1;
+    rc = 1;
+    w->jobs = st.jobs;
     w->nshards = 1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            sweep_help();
-            free(w);
-            return 0;
-        } else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "-j") && i + 1 < argc) {
-            char *e;
-            long j = strtol(argv[++i], &e, 10);
-            if (*e || j < 1 || j > 256) {
-                free(w);
-                return cli_usage("sweep: -j '%s' is not an integer in [1, 256]", argv[i]);
-            }
-            w->jobs = (int)j;
-        } else if (!strcmp(a, "--shard") && i + 1 < argc) {
-            if (parse_shard(argv[++i], &w->shard, &w->nshards) != 0) {
-                free(w);
-                return cli_usage("sweep: --shard '%s' is not I/N with 0 <= I < N", argv[i]);
-            }
-        } else if (!strcmp(a, "--dry-run")) w->dry = 1;
-        else if (a[0] == '-') {
-            free(w);
-            return cli_usage("sweep: unknown option '%s'", a);
-        } else if (!grid) grid = a;
-        else {
-            free(w);
-            return cli_usage("sweep: more than one grid given ('%s')", a);
-        }
-    }
-    if (!grid) {
+    w->dry = st.dry_run;
+    out = st.sweep_out;
+    if (st.shard && parse_shard(st.shard, &w->shard, &w->nshards) != 0) {
         free(w);
-        return cli_usage("sweep: no GRID file given");
+        return cli_usage("sweep: --shard '%s' is not I/N with 0 <= I < N", st.shard);
     }
     if (grid_load(grid, &w->g) != 0) goto done;
     k = readlink("/proc/self/exe", w->exe, sizeof w->exe - 1);

@@ -11,6 +11,7 @@
 #define TR CMD_TRAIN
 #define EV CMD_EVAL
 #define GC CMD_GRADCHECK
+#define SW CMD_SWEEP
 
 /* Each option once.  A value a run needs to be resumed has a settings.txt key. */
 const cli_opt_t cli_opts[] = {
@@ -87,6 +88,14 @@ const cli_opt_t cli_opts[] = {
     { "--input", NULL, "CxHxW|N", OT_STR, 0, 0, NULL, "Check", "input shape (N: N features)", GC, NULL, OFF(input) },
     { "--classes", NULL, "K", OT_U64, 2, 100000, NULL, "Check", "number of classes", GC, NULL, OFF(classes) },
     { "--batch", NULL, "N", OT_U64, 1, 64, "4", "Check", "samples of the random batch", GC, NULL, OFF(gc_batch) },
+    /* sweep */
+    { "--out", NULL, "DIR", OT_STR, 0, 0, "results/NAME", "Sweep", "results folder (NAME: the grid's name)", SW, NULL,
+      OFF(sweep_out) },
+    { "-j", NULL, "N", OT_INT, 1, 256, "1", "Sweep", "runs at once (each an asymbp train process)", SW, NULL, OFF(jobs) },
+    { "--shard", NULL, "I/N", OT_STR, 0, 0, NULL, "Sweep",
+      "only the tuning groups whose hash is I modulo N (0 <= I < N), for job arrays", SW, NULL, OFF(shard) },
+    { "--dry-run", NULL, NULL, OT_FLAG, 0, 1, "off", "Sweep", "print the runs' commands, run nothing", SW, NULL,
+      OFF(dry_run) },
 };
 const size_t cli_opt_count = sizeof cli_opts / sizeof cli_opts[0];
 
@@ -205,11 +214,17 @@ void settings_default(settings_t *s)
     s->seed = 1;
     s->threads = 1;
     s->gc_batch = 4;
+    s->jobs = 1;
 }
 
 void settings_free(settings_t *s)
 {
     while (s->n_owned > 0) free(s->owned[--s->n_owned]);
+}
+
+static const char *cmd_name(unsigned cmd)
+{
+    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval" : cmd == CMD_SWEEP ? "sweep" : "gradcheck";
 }
 
 int opts_parse(unsigned cmd, int argc, char **argv, settings_t *s, const char **pos, int pos_cap, int *n_pos)
@@ -233,8 +248,7 @@ int opts_parse(unsigned cmd, int argc, char **argv, settings_t *s, const char **
         }
         idx = opt_find(cmd, a);
         if (idx < 0) {
-            const char *c = cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval" : "gradcheck";
-            return cli_usage("%s: unknown option '%s'", c, a);
+            return cli_usage("%s: unknown option '%s'", cmd_name(cmd), a);
         }
         if (cli_opts[idx].type == OT_FLAG) {
             (void)opt_set(s, idx, NULL, why, sizeof why);
@@ -248,10 +262,6 @@ int opts_parse(unsigned cmd, int argc, char **argv, settings_t *s, const char **
 
 /* ---- help and man page -------------------------------------------------------------------- */
 
-static const char *cmd_name(unsigned cmd)
-{
-    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval" : "gradcheck";
-}
 
 static const char *cmd_usage(unsigned cmd)
 {
@@ -260,6 +270,14 @@ static const char *cmd_usage(unsigned cmd)
         return "usage: asymbp train [options]\n\n"
                "Train one network with one feedback setting and one update rule, and print a JSON summary\n"
                "as the last line of standard output.  With no options: the bundled digits8x8 data set.\n";
+    case CMD_SWEEP:
+        return "usage: asymbp sweep GRID [--out DIR] [-j N] [--shard I/N] [--dry-run]\n\n"
+               "Runs the grid of GRID (data sets x nets x feedback settings x regimes x seeds x hyper-parameter\n"
+               "candidates; docs/protocol.md): first the hyper-parameter search on the validation split, then\n"
+               "the chosen candidate for every seed.  Each run is an 'asymbp train' process writing into\n"
+               "DIR/runs/...; one row per finished run goes to DIR/runs.csv and the choices to\n"
+               "DIR/selection.csv.  Finished runs are skipped and interrupted ones resume from their\n"
+               "checkpoint, so a sweep can be stopped and started again.\n";
     case CMD_EVAL:
         return "usage: asymbp eval MODEL [--data NAME|DIR | --train PATH --test PATH] [--batch N]\n\n"
                "Evaluates MODEL on the test set; features are standardised with the training set's\n"
@@ -359,18 +377,19 @@ static void roff(FILE *f, const char *s)
 
 void print_man(FILE *f)
 {
-    static const unsigned cmds[] = { CMD_TRAIN, CMD_EVAL, CMD_GRADCHECK };
+    static const unsigned cmds[] = { CMD_TRAIN, CMD_EVAL, CMD_GRADCHECK, CMD_SWEEP };
     fprintf(f, ".TH ASYMBP 1 \"\" \"asymbp %s\" \"User Commands\"\n", asymbp_version_string());
     fputs(".SH NAME\nasymbp \\- asymmetric backpropagation: train, evaluate and check networks\n"
           ".SH SYNOPSIS\n.B asymbp train\n[\\fIoptions\\fR]\n.br\n.B asymbp eval\n\\fIMODEL\\fR [\\fIoptions\\fR]\n.br\n"
           ".B asymbp info\n\\fIMODEL\\fR\n.br\n.B asymbp gradcheck\n\\-\\-net \\fISPEC\\fR \\-\\-input \\fICxHxW\\fR "
-          "\\-\\-classes \\fIK\\fR [\\fIoptions\\fR]\n.br\n.B asymbp\n\\-\\-help | \\-\\-version\n"
+          "\\-\\-classes \\fIK\\fR [\\fIoptions\\fR]\n.br\n.B asymbp sweep\n\\fIGRID\\fR [\\fIoptions\\fR]\n.br\n"
+          ".B asymbp\n\\-\\-help | \\-\\-version | \\-\\-man\n"
           ".SH DESCRIPTION\nasymbp trains neural networks whose error is sent down through feedback weights that differ "
           "from the forward weights (Liao, Leibo and Poggio, AAAI 2016), with sign-concordant, random and learned feedback, "
           "SGD and Batch Manhattan updates, and reports a JSON summary on standard output.\n"
           "The \\fBinfo\\fR command describes a model or checkpoint file.\n", f);
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
-        fprintf(f, ".SH %s OPTIONS\n", cmds[c] == CMD_TRAIN ? "TRAIN" : cmds[c] == CMD_EVAL ? "EVAL" : "GRADCHECK");
+        fprintf(f, ".SH %s OPTIONS\n", cmds[c] == CMD_TRAIN ? "TRAIN" : cmds[c] == CMD_EVAL ? "EVAL" : cmds[c] == CMD_SWEEP ? "SWEEP" : "GRADCHECK");
         for (size_t i = 0; i < cli_opt_count; i++) {
             const cli_opt_t *o = &cli_opts[i];
             if (!(o->cmds & cmds[c])) continue;
@@ -395,7 +414,6 @@ void print_man(FILE *f)
             if (o->type == OT_INT || o->type == OT_U64 || o->type == OT_DOUBLE) fprintf(f, "; range [%g, %g]", o->lo, o->hi);
             fputs(".\n", f);
         }
-        (void)cmd_name;
     }
     fputs(".SH ENVIRONMENT\n.TP\n.B ASYMBP_DATA_DIR\nA folder searched first for data sets given by name; then "
           "\\fIdata\\fR beside the executable's folder (a build tree) and \\fI../share/asymbp/data\\fR from it (an "
