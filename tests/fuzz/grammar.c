@@ -6,7 +6,7 @@
  * Properties checked (a violation aborts): every refusal carries a message; an accepted spec
  * prints a normal form that builds the same net again; the accepted combination binds, runs
  * forward, loss, backward and one optimizer step with a status (never a crash), and nothing is
- * left allocated.  Allocations above 64 MiB are refused like an out-of-memory, so a spec asking
+ * left allocated.  Allocations above 16 MiB are refused like an out-of-memory, so a spec asking
  * for huge layers exercises the NOMEM paths.  Build as data_csv.c says. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const int64_t shapes[8][3] = { { 4, 1, 1 }, { 1, 8, 8 }, { 3, 16, 16 }, { 2, 5, 7 },
                                           { 1, 20, 20 }, { 16, 1, 1 }, { 1, 1, 9 }, { 2, 3, 3 } };
-    track_t t = { 0, (size_t)64 << 20 };
+    track_t t = { 0, (size_t)16 << 20 };
     asymbp_allocator_t a = ASYMBP_ALLOCATOR_INIT;
     asymbp_ctx_t *ctx = NULL;
     asymbp_net_t *net = NULL, *again = NULL;
