@@ -162,18 +162,24 @@ static asymbp_status_t never_called(void *user, void *state, const asymbp_feedba
     return ASYMBP_E_PLUGIN;
 }
 static void never_fini(void *user, void *state) { (void)user; (void)state; ck_abort_msg("fini beyond struct_size called"); }
+static size_t never_scratch(void *user, const asymbp_feedback_args_t *a)
+{
+    (void)user; (void)a;
+    ck_abort_msg("scratch_size beyond struct_size called");
+    return 0;
+}
 
 START_TEST(test_registry)
 {
     asymbp_ctx_t *ctx = test_ctx();
     asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
-    const char *builtins[] = {"sym", "usf", "brsf", "frsf", "partial", "rndf", "signed-init"};
+    const char *builtins[] = {"sym", "usf", "brsf", "frsf", "partial", "rndf", "signed-init", "dfa", "kp", "mirror"};
     size_t n0, i;
     count_user_free_calls = 0;
     n0 = asymbp_feedback_count(ctx);
-    ck_assert_uint_eq(n0, 7);
-    for (i = 0; i < 7; i++) ck_assert_str_eq(asymbp_feedback_name_at(ctx, i), builtins[i]);
-    ck_assert_ptr_null(asymbp_feedback_name_at(ctx, 7));
+    ck_assert_uint_eq(n0, 10);
+    for (i = 0; i < 10; i++) ck_assert_str_eq(asymbp_feedback_name_at(ctx, i), builtins[i]);
+    ck_assert_ptr_null(asymbp_feedback_name_at(ctx, 10));
     ck_assert_uint_eq(asymbp_feedback_count(NULL), 0);
 
     vt.name = "mine";
@@ -202,7 +208,22 @@ START_TEST(test_registry)
     vt.init = count_init;
     vt.flags = 0x80;
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_UNSUPPORTED);
+    /* symmetric and direct (or wanting W before the step) at once; deliver without direct */
+    vt.flags = ASYMBP_FEEDBACK_SYMMETRIC | ASYMBP_FEEDBACK_DIRECT;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.flags = ASYMBP_FEEDBACK_SYMMETRIC | ASYMBP_FEEDBACK_W_BEFORE;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
     vt.flags = 0;
+    vt.deliver = never_called;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "deliver"));
+    vt.deliver = NULL;
+    /* names of the new built-ins are taken */
+    vt.name = "DFA";
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.name = "Mirror";
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.name = "empty";
     ck_assert_int_eq(asymbp_feedback_register(NULL, &vt, NULL, NULL), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_feedback_register(ctx, NULL, NULL, NULL), ASYMBP_E_INVALID);
     ck_assert_int_eq(count_user_free_calls, 0);
@@ -212,11 +233,13 @@ START_TEST(test_registry)
     vt.struct_size = (uint32_t)ASYMBP_FEEDBACK_VTABLE_MIN_SIZE;
     vt.after_update = never_called;
     vt.fini = never_fini;
+    vt.deliver = never_called;
+    vt.scratch_size = never_scratch;
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_OK);
     vt.name = "Short";
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, NULL), ASYMBP_E_INVALID);
-    ck_assert_uint_eq(asymbp_feedback_count(ctx), 8);
-    ck_assert_str_eq(asymbp_feedback_name_at(ctx, 7), "short");
+    ck_assert_uint_eq(asymbp_feedback_count(ctx), 11);
+    ck_assert_str_eq(asymbp_feedback_name_at(ctx, 10), "short");
 
     /* unregister: built-ins refused, unknown names reported, user_free exactly once */
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "usf"), ASYMBP_E_INVALID);
@@ -224,7 +247,7 @@ START_TEST(test_registry)
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "SHORT"), ASYMBP_OK);
     ck_assert_int_eq(count_user_free_calls, 1);
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "short"), ASYMBP_E_NOTFOUND);
-    ck_assert_uint_eq(asymbp_feedback_count(ctx), 7);
+    ck_assert_uint_eq(asymbp_feedback_count(ctx), 10);
     register_count(ctx);
     asymbp_ctx_destroy(ctx);
     ck_assert_int_eq(count_user_free_calls, 2);
@@ -754,7 +777,7 @@ START_TEST(test_refresh_timing)
             for (size_t l = 0; l < nw; l++) {
                 asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, l);
                 ck_assert_msg(same_floats(Vprev[l], wl->V, wl->numel), "%s changed V within a step", settings[k]);
-                if (!asymbp__net_wlayer_sends_delta(net, wl)) {
+                if (!asymbp__net_wlayer_reads_feedback(net, wl)) {
                     /* the lowest layer sends no delta: its V is not refreshed (lazy), it stays
                      * what init wrote until something reads it (test_lazy_refresh) */
                     ck_assert_uint_eq(l, 0);
@@ -866,8 +889,8 @@ START_TEST(test_lazy_refresh)
         asymbp_feedback_diag_t d[3] = {ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT};
         asymbp_feedback_diag_t one = ASYMBP_FEEDBACK_DIAG_INIT;
         ck_assert_int_eq(asymbp_net_set_feedback(net, "count:k=-2"), ASYMBP_OK);
-        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 0)), 0);
-        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 1)), 1);
+        ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, asymbp__net_wlayer_at(net, 0)), 0);
+        ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, asymbp__net_wlayer_at(net, 1)), 1);
         /* a probe that fails (no backward yet) refreshes nothing */
         ck_assert_int_eq(asymbp_net_feedback_probe(net, d, 3), ASYMBP_E_STATE);
         ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
