@@ -2095,6 +2095,72 @@ START_TEST(test_dfa_mixed)
 }
 END_TEST
 
+/* dfa assigned while the net's top was fc10 (whose instance is then inert), then relu and fc4
+ * added: the old top keeps its inert instance (it receives from fc4 through fc4's V), and a
+ * saved net loads with that layer inert again and continues bit for bit. */
+START_TEST(test_dfa_layer_added_later)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *a = NULL, *b = NULL;
+    asymbp_optimizer_t *oa, *ob;
+    asymbp__wbuf_t w;
+    asymbp__rbuf_t r;
+    float x[NB * ND];
+    int32_t y[NB];
+    make_blobs(x, y, NB, ND, 4, 38);
+    ck_assert_int_eq(asymbp_net_create(ctx, ND, 1, 1, 4, &a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 12, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_relu(a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 10, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(a, "dfa"), ASYMBP_OK);
+    ck_assert(((asymbp__fb_inst_t *)asymbp__net_wlayer_at(a, 1)->fb)->inert);
+    ck_assert_int_eq(asymbp_net_add_relu(a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 4, 1), ASYMBP_OK);
+    ck_assert_uint_eq(asymbp__net_wlayer_at(a, 1)->block_size, 10);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(a, 1)->B);        /* still inert */
+    ck_assert_ptr_nonnull(asymbp__net_wlayer_at(a, 0)->B);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(a, 2)->fb);       /* the added layer starts symmetric */
+    ck_assert_int_eq(asymbp_net_bind(a, NB), ASYMBP_OK);
+    oa = mk_opt(a, "sgd", 0.05f, 0.9f);
+    for (int s = 0; s < 2; s++) {
+        fwd_bwd(a, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+    }
+    asymbp__wbuf_init(&w, ctx);
+    ck_assert_int_eq(asymbp__net_write(a, &w), ASYMBP_OK);
+    ck_assert_int_eq(asymbp__feedback_write(a, &w), ASYMBP_OK);
+    memset(&r, 0, sizeof r);
+    r.p = w.p;
+    r.len = w.len;
+    ck_assert_int_eq(asymbp__net_read(ctx, &r, &b), ASYMBP_OK);
+    ck_assert_msg(asymbp__feedback_read(b, &r) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+    ck_assert(((asymbp__fb_inst_t *)asymbp__net_wlayer_at(b, 1)->fb)->inert);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(b, 1)->B);
+    ck_assert(same_floats(asymbp__net_wlayer_at(a, 0)->B, asymbp__net_wlayer_at(b, 0)->B, 4 * 10));
+    asymbp__net_set_step(b, 2);
+    ck_assert_int_eq(asymbp_net_bind(b, NB), ASYMBP_OK);
+    ob = mk_opt(b, "sgd", 0.05f, 0.0f);
+    asymbp_optimizer_destroy(oa);
+    oa = mk_opt(a, "sgd", 0.05f, 0.0f);   /* no momentum state to carry over */
+    for (int s = 0; s < 2; s++) {
+        fwd_bwd(a, x, y, NB, NULL);
+        fwd_bwd(b, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_optimizer_step(ob), ASYMBP_OK);
+    }
+    for (size_t i = 0; i < asymbp__net_param_count(a); i++) {
+        asymbp__param_t *pa = asymbp__net_param_at(a, i), *pb = asymbp__net_param_at(b, i);
+        ck_assert_msg(same_floats(pa->value, pb->value, pa->numel), "%s differs", pa->name);
+    }
+    asymbp__wbuf_free(&w);
+    asymbp_optimizer_destroy(oa);
+    asymbp_optimizer_destroy(ob);
+    asymbp_net_destroy(a);
+    asymbp_net_destroy(b);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
 /* ---- learned feedback: Kolen-Pollack and the weight mirror -------------------------------------- */
 
 /* digits8x8 from the repository's data folder, standardised per feature. */
@@ -2697,6 +2763,7 @@ Suite *asymbp_test_feedback_suite(void)
     tcase_add_test(tc, test_dfa_by_hand);
     tcase_add_test(tc, test_dfa_user_variant);
     tcase_add_test(tc, test_dfa_mixed);
+    tcase_add_test(tc, test_dfa_layer_added_later);
     tcase_add_test(tc, test_math_kp);
     tcase_add_test(tc, test_math_mirror);
     tcase_add_test(tc, test_kp_aligns);

@@ -80,6 +80,12 @@ static asymbp_status_t cb_failed(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e,
 asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
                                        uint64_t seed, uint64_t steps_done, asymbp__fb_inst_t **out)
 {
+    return asymbp__fb_inst_create_as(ctx, wl, setting, seed, steps_done, 0, out);
+}
+
+asymbp_status_t asymbp__fb_inst_create_as(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
+                                          uint64_t seed, uint64_t steps_done, int force_inert, asymbp__fb_inst_t **out)
+{
     const asymbp__fb_entry_t *e;
     asymbp__fb_inst_t *inst;
     asymbp_feedback_args_t a;
@@ -103,7 +109,7 @@ asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t
     direct = (e->vt.flags & ASYMBP_FEEDBACK_DIRECT) != 0;
     numel = wl->numel;
     if (direct) {
-        if (wl->block_size == 0 || wl->classes < 1) {
+        if (force_inert || wl->block_size == 0 || wl->classes < 1) {
             inert = 1;
             numel = 0;
         } else if (asymbp__mul_size((size_t)wl->classes, wl->block_size, &numel) != 0) {

@@ -56,6 +56,11 @@ asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_ent
  * not attach it to wl.  *out is NULL for the plain built-in "sym" (no instance needed). */
 asymbp_status_t asymbp__fb_inst_create(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
                                        uint64_t seed, uint64_t steps_done, asymbp__fb_inst_t **out);
+/* The same; force_inert 1 makes a direct policy's instance inert whatever wl's block (loading an
+ * instance that was created inert on the then highest weighted layer, before a weighted layer
+ * was added above it).  Ignored for other policies. */
+asymbp_status_t asymbp__fb_inst_create_as(asymbp_ctx_t *ctx, const asymbp__wlayer_t *wl, const char *setting,
+                                          uint64_t seed, uint64_t steps_done, int force_inert, asymbp__fb_inst_t **out);
 /* Point wl at inst (NULL: symmetric): wl->fb, wl->V, wl->V_store.  Does not free the old one. */
 void asymbp__fb_inst_attach(asymbp__wlayer_t *wl, asymbp__fb_inst_t *inst);
 /* fini, drop the reference to the entry and free.  NULL accepted. */
@@ -95,7 +100,8 @@ void *asymbp__fb_net_scratch(asymbp_net_t *net, size_t n);
  * lazily refreshed layer is saved stale, with its bookkeeping).  Payload (little-endian):
  *   u32 format version (1), u32 number of weighted layers, then per weighted layer:
  *   u32 kind (0: plain sym, no instance; 1: an instance), and for an instance:
- *   str setting, u64 numel, u64 rng state, u64 rng inc, u64 last_step, u32 refreshed,
+ *   str setting, u64 numel (of the policy's tensor: W's, a direct B's, 0 when inert), u64 rng state,
+ *   u64 rng inc, u64 last_step, u32 refreshed,
  *   u64 state_size + raw state bytes, u64 buffer floats + f32s, u64 V floats + f32s.
  * asymbp__feedback_read takes the chunk area of a file (as asymbp__file_read returns it), finds
  * "FDBK" and re-creates every layer's policy by name from the context's registry (the policies a

@@ -69,7 +69,9 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     refreshed = asymbp__rbuf_u32(r);
     if (r->failed) goto trunc;
     if (!(rinc & 1u)) return asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: bad RNG state", i);
-    rc = asymbp__fb_inst_create(ctx, wl, setting, 0, asymbp__net_step(net), &inst);
+    /* a direct policy saved without a tensor was inert (created on the then highest weighted
+     * layer): it stays so */
+    rc = asymbp__fb_inst_create_as(ctx, wl, setting, 0, asymbp__net_step(net), numel == 0, &inst);
     if (rc != ASYMBP_OK) {
         asymbp__error_prefix(ctx, "loading feedback of weighted layer %zu", i);
         return rc;
