@@ -1,9 +1,11 @@
 /* custom_feedback.c - a feedback policy of one's own, registered through the plugin vtable.
  *
- * The policy "mirror" sends the error down through V = |A| o sign(W), where A is a slowly learned
- * copy of the forward weights: after every optimizer step A <- A + rate (W - A) (a "weight mirror"
- * in the spirit of Akrout et al. 2019, but keeping the sign of W as Liao et al. do).  A starts
- * from random Xavier-sized magnitudes, so at first V carries only the signs of W.
+ * The policy "sign-mirror" sends the error down through V = |A| o sign(W), where A is a slowly
+ * learned copy of the forward weights: after every optimizer step A <- A + rate (W - A) (a
+ * "weight mirror" in the spirit of Akrout et al. 2019, but keeping the sign of W as Liao et al.
+ * do).  A starts from random Xavier-sized magnitudes, so at first V carries only the signs of W.
+ * (The library's own weight mirror, learned from noise sent through the layer, is the built-in
+ * "mirror"; Kolen-Pollack is "kp" and direct feedback alignment "dfa": docs/feedback.md.)
  *
  * It trains a small MLP with batch normalisation on a synthetic 2-D task (four noisy clusters in
  * an XOR arrangement plus a ring) and exits non-zero if the net fails to learn it.
@@ -60,7 +62,7 @@ static asymbp_status_t mirror_after_update(void *user, void *state, const asymbp
 
 static void mirror_free(void *user)
 {
-    printf("mirror policy unregistered (%s)\n", (const char *)user);
+    printf("sign-mirror policy unregistered (%s)\n", (const char *)user);
 }
 
 /* ---- a synthetic task -------------------------------------------------------------------------- */
@@ -123,7 +125,7 @@ int main(void)
     if (asymbp_ctx_create(NULL, &ctx) != ASYMBP_OK) return EXIT_FAILURE;
     CHECK(asymbp_ctx_set_seed(ctx, 2016));
 
-    vt.name = "mirror";
+    vt.name = "sign-mirror";
     vt.state_size = sizeof(mirror_state_t);
     vt.buffer_count = 1;                 /* A, the learned copy of W */
     vt.init = mirror_init;
@@ -135,7 +137,7 @@ int main(void)
     make_data(xte, yte, N_TEST, 2);
     CHECK(asymbp_net_from_spec(ctx, "mlp:32,32", 2, 1, 1, CLASSES, 1, &net));
     CHECK(asymbp_net_bind(net, batch));
-    CHECK(asymbp_net_set_feedback(net, "mirror:rate=0.02"));
+    CHECK(asymbp_net_set_feedback(net, "sign-mirror:rate=0.02"));
     printf("net %s, feedback of the first layer: %s\n", asymbp_net_spec(net), asymbp_net_get_layer_feedback(net, 0));
 
     hp.lr = 0.05f;

@@ -9,7 +9,8 @@
 
 int main(int argc, char **argv)
 {
-    static const char *feedback[] = {"sym", "usf", "brsf", "frsf", "partial:0.75", "partial:0.5", "rndf", "signed-init"};
+    static const char *feedback[] = {"sym", "usf", "brsf", "frsf", "partial:0.75", "partial:0.5", "rndf", "signed-init",
+                                     "dfa", "kp", "mirror"};
     static const char *update[] = {"sgd", "bm", "bm:b", "bm:c", "bm:nsc"};
     const char *roots[1] = {argc > 1 ? argv[1] : "data"};
     asymbp_ctx_t *ctx = NULL;

@@ -11,6 +11,7 @@
 #include "asymbp/feedback.h"
 #include "feedback/feedback_impl.h"
 #include "layers/net_impl.h"
+#include "update/update_impl.h"
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -162,18 +163,24 @@ static asymbp_status_t never_called(void *user, void *state, const asymbp_feedba
     return ASYMBP_E_PLUGIN;
 }
 static void never_fini(void *user, void *state) { (void)user; (void)state; ck_abort_msg("fini beyond struct_size called"); }
+static size_t never_scratch(void *user, const asymbp_feedback_args_t *a)
+{
+    (void)user; (void)a;
+    ck_abort_msg("scratch_size beyond struct_size called");
+    return 0;
+}
 
 START_TEST(test_registry)
 {
     asymbp_ctx_t *ctx = test_ctx();
     asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
-    const char *builtins[] = {"sym", "usf", "brsf", "frsf", "partial", "rndf", "signed-init"};
+    const char *builtins[] = {"sym", "usf", "brsf", "frsf", "partial", "rndf", "signed-init", "dfa", "kp", "mirror"};
     size_t n0, i;
     count_user_free_calls = 0;
     n0 = asymbp_feedback_count(ctx);
-    ck_assert_uint_eq(n0, 7);
-    for (i = 0; i < 7; i++) ck_assert_str_eq(asymbp_feedback_name_at(ctx, i), builtins[i]);
-    ck_assert_ptr_null(asymbp_feedback_name_at(ctx, 7));
+    ck_assert_uint_eq(n0, 10);
+    for (i = 0; i < 10; i++) ck_assert_str_eq(asymbp_feedback_name_at(ctx, i), builtins[i]);
+    ck_assert_ptr_null(asymbp_feedback_name_at(ctx, 10));
     ck_assert_uint_eq(asymbp_feedback_count(NULL), 0);
 
     vt.name = "mine";
@@ -202,7 +209,22 @@ START_TEST(test_registry)
     vt.init = count_init;
     vt.flags = 0x80;
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_UNSUPPORTED);
+    /* symmetric and direct (or wanting W before the step) at once; deliver without direct */
+    vt.flags = ASYMBP_FEEDBACK_SYMMETRIC | ASYMBP_FEEDBACK_DIRECT;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.flags = ASYMBP_FEEDBACK_SYMMETRIC | ASYMBP_FEEDBACK_W_BEFORE;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
     vt.flags = 0;
+    vt.deliver = never_called;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "deliver"));
+    vt.deliver = NULL;
+    /* names of the new built-ins are taken */
+    vt.name = "DFA";
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.name = "Mirror";
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_E_INVALID);
+    vt.name = "empty";
     ck_assert_int_eq(asymbp_feedback_register(NULL, &vt, NULL, NULL), ASYMBP_E_INVALID);
     ck_assert_int_eq(asymbp_feedback_register(ctx, NULL, NULL, NULL), ASYMBP_E_INVALID);
     ck_assert_int_eq(count_user_free_calls, 0);
@@ -212,11 +234,13 @@ START_TEST(test_registry)
     vt.struct_size = (uint32_t)ASYMBP_FEEDBACK_VTABLE_MIN_SIZE;
     vt.after_update = never_called;
     vt.fini = never_fini;
+    vt.deliver = never_called;
+    vt.scratch_size = never_scratch;
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, count_free), ASYMBP_OK);
     vt.name = "Short";
     ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, NULL, NULL), ASYMBP_E_INVALID);
-    ck_assert_uint_eq(asymbp_feedback_count(ctx), 8);
-    ck_assert_str_eq(asymbp_feedback_name_at(ctx, 7), "short");
+    ck_assert_uint_eq(asymbp_feedback_count(ctx), 11);
+    ck_assert_str_eq(asymbp_feedback_name_at(ctx, 10), "short");
 
     /* unregister: built-ins refused, unknown names reported, user_free exactly once */
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "usf"), ASYMBP_E_INVALID);
@@ -224,7 +248,7 @@ START_TEST(test_registry)
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "SHORT"), ASYMBP_OK);
     ck_assert_int_eq(count_user_free_calls, 1);
     ck_assert_int_eq(asymbp_feedback_unregister(ctx, "short"), ASYMBP_E_NOTFOUND);
-    ck_assert_uint_eq(asymbp_feedback_count(ctx), 7);
+    ck_assert_uint_eq(asymbp_feedback_count(ctx), 10);
     register_count(ctx);
     asymbp_ctx_destroy(ctx);
     ck_assert_int_eq(count_user_free_calls, 2);
@@ -754,7 +778,7 @@ START_TEST(test_refresh_timing)
             for (size_t l = 0; l < nw; l++) {
                 asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, l);
                 ck_assert_msg(same_floats(Vprev[l], wl->V, wl->numel), "%s changed V within a step", settings[k]);
-                if (!asymbp__net_wlayer_sends_delta(net, wl)) {
+                if (!asymbp__net_wlayer_reads_feedback(net, wl)) {
                     /* the lowest layer sends no delta: its V is not refreshed (lazy), it stays
                      * what init wrote until something reads it (test_lazy_refresh) */
                     ck_assert_uint_eq(l, 0);
@@ -866,8 +890,8 @@ START_TEST(test_lazy_refresh)
         asymbp_feedback_diag_t d[3] = {ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT, ASYMBP_FEEDBACK_DIAG_INIT};
         asymbp_feedback_diag_t one = ASYMBP_FEEDBACK_DIAG_INIT;
         ck_assert_int_eq(asymbp_net_set_feedback(net, "count:k=-2"), ASYMBP_OK);
-        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 0)), 0);
-        ck_assert_int_eq(asymbp__net_wlayer_sends_delta(net, asymbp__net_wlayer_at(net, 1)), 1);
+        ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, asymbp__net_wlayer_at(net, 0)), 0);
+        ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, asymbp__net_wlayer_at(net, 1)), 1);
         /* a probe that fails (no backward yet) refreshes nothing */
         ck_assert_int_eq(asymbp_net_feedback_probe(net, d, 3), ASYMBP_E_STATE);
         ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
@@ -1552,6 +1576,1161 @@ START_TEST(test_refresh_on_threads)
 }
 END_TEST
 
+/* ---- direct feedback alignment ------------------------------------------------------------------ */
+
+/* Read a whole read-out of a layer into a fresh buffer (caller frees); NULL with *n 0 when the
+ * read-out fails with `expect`. */
+static float *read_out(asymbp_net_t *net, size_t layer, asymbp_readout_t what, size_t *n)
+{
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
+    float *b;
+    ck_assert_msg(asymbp_net_read_layer(net, layer, what, NULL, 0, n) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+    b = malloc((*n ? *n : 1) * sizeof *b);
+    ck_assert_int_eq(asymbp_net_read_layer(net, layer, what, b, *n, NULL), ASYMBP_OK);
+    return b;
+}
+
+/* B of every hidden weighted layer has the shape classes x (input size of the next weighted
+ * layer), the highest weighted layer has none; B never changes while the weights train; the
+ * hidden layers send the error down through W (V is not used); the setting text stays. */
+START_TEST(test_dfa_shape_fixed)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    float x[NB * 36];
+    int32_t y[NB];
+    const char *specs[2] = {"fc6,bn,relu,fc5,relu,fc4", "conv3x3x4p1,relu,maxpool2s2,conv3x3x3p1,relu,fc4"};
+    /* per spec: layer index and block size of each weighted layer (0: the highest) */
+    const size_t layers[2][3] = {{0, 3, 5}, {0, 3, 5}}, sizes[2][3] = {{6, 5, 0}, {36, 27, 0}};
+    for (int s = 0; s < 2; s++) {
+        int64_t c = s == 0 ? ND : 1, hw = s == 0 ? 1 : 6;
+        asymbp_net_t *net = mk_net(ctx, specs[s], c, hw, hw, 0, NB);
+        asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.1f, 0.9f);
+        float *B0[2], *W0;
+        size_t n, nw = 0;
+        make_blobs(x, y, NB, s == 0 ? ND : 36, 4, 30);
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "dfa"), ASYMBP_OK);
+        for (int l = 0; l < 3; l++) {
+            asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, (size_t)l);
+            ck_assert_int_eq(wl->layer_index, (int)layers[s][l]);
+            ck_assert_uint_eq(wl->block_size, sizes[s][l]);
+            ck_assert_str_eq(asymbp_net_get_layer_feedback(net, (int)layers[s][l]), "dfa");
+            ck_assert_ptr_null(wl->V);   /* what the layer sends down goes through W */
+            if (l < 2) {
+                double mean = 0.0, var = 0.0, lim = sqrt(3.0) * sqrt(2.0 / (double)(4 + sizes[s][l]));
+                ck_assert_ptr_nonnull(wl->B);
+                B0[l] = read_out(net, layers[s][l], ASYMBP_READ_DIRECT_FEEDBACK, &n);
+                ck_assert_uint_eq(n, 4 * sizes[s][l]);
+                ck_assert_uint_eq(((asymbp__fb_inst_t *)wl->fb)->numel, n);
+                /* R of rndf: uniform on +-sqrt(3) xavier, fan_in the block size, fan_out classes */
+                for (size_t i = 0; i < n; i++) {
+                    ck_assert(fabs(B0[l][i]) <= lim);
+                    mean += B0[l][i];
+                    var += (double)B0[l][i] * B0[l][i];
+                }
+                ck_assert(fabs(mean / (double)n) < 0.5 * lim);
+                ck_assert(var / (double)n > 0.1 * lim * lim);
+            } else {
+                ck_assert_ptr_null(wl->B);
+                ck_assert(((asymbp__fb_inst_t *)wl->fb)->inert);
+                ck_assert_int_eq(asymbp_net_read_layer(net, layers[s][l], ASYMBP_READ_DIRECT_FEEDBACK, NULL, 0, &n),
+                                 ASYMBP_E_STATE);
+            }
+        }
+        /* a layer without weights has no B; sym has none */
+        ck_assert_int_eq(asymbp_net_read_layer(net, 1, ASYMBP_READ_DIRECT_FEEDBACK, NULL, 0, &n), ASYMBP_E_INVALID);
+        W0 = read_out(net, 0, ASYMBP_READ_WEIGHTS, &nw);
+        for (int step = 0; step < 5; step++) {
+            fwd_bwd(net, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        }
+        for (int l = 0; l < 2; l++) {
+            float *B1 = read_out(net, layers[s][l], ASYMBP_READ_DIRECT_FEEDBACK, &n);
+            ck_assert_msg(same_floats(B0[l], B1, n), "B of layer %zu changed", layers[s][l]);
+            free(B1);
+            free(B0[l]);
+        }
+        {   /* the weights did train */
+            float *W1 = read_out(net, 0, ASYMBP_READ_WEIGHTS, &nw);
+            ck_assert(!same_floats(W0, W1, nw));
+            free(W1);
+        }
+        free(W0);
+        ck_assert_int_eq(asymbp_net_set_layer_feedback(net, 0, "sym"), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_read_layer(net, 0, ASYMBP_READ_DIRECT_FEEDBACK, NULL, 0, &n), ASYMBP_E_STATE);
+        ck_assert_ptr_null(asymbp__net_wlayer_at(net, 0)->B);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+    }
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Softmax cross-entropy's error by hand: e = (softmax(z) - onehot(y)) / n. */
+static void hand_error(const double *z, const int32_t *y, size_t n, size_t K, double *e)
+{
+    for (size_t s = 0; s < n; s++) {
+        double mx = z[s * K], sum = 0.0;
+        for (size_t k = 1; k < K; k++) if (z[s * K + k] > mx) mx = z[s * K + k];
+        for (size_t k = 0; k < K; k++) sum += exp(z[s * K + k] - mx);
+        for (size_t k = 0; k < K; k++) e[s * K + k] = (exp(z[s * K + k] - mx) / sum - (k == (size_t)y[s])) / (double)n;
+    }
+}
+
+/* out (n x m) = e (n x K) B (K x m) */
+static void times_b(const double *e, const float *B, size_t n, size_t K, size_t m, double *out)
+{
+    for (size_t s = 0; s < n; s++)
+        for (size_t j = 0; j < m; j++) {
+            double a = 0.0;
+            for (size_t k = 0; k < K; k++) a += e[s * K + k] * B[k * m + j];
+            out[s * m + j] = a;
+        }
+}
+
+/* got within 1e-4 of the largest |want| (or of scale, when larger: a bias followed by batch norm
+ * has a true gradient of 0 and a float one of rounding size). */
+static void expect_close_scaled(const float *got, const double *want, size_t n, double scale, const char *what)
+{
+    double mx = scale;
+    for (size_t i = 0; i < n; i++) if (fabs(want[i]) > mx) mx = fabs(want[i]);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-4 * mx + 1e-6 * fabs(want[i]), "%s[%zu]: %g, by hand %g", what, i,
+                      got[i], want[i]);
+}
+
+static void expect_close(const float *got, const double *want, size_t n, const char *what)
+{
+    double mx = 1e-30;
+    for (size_t i = 0; i < n; i++) if (fabs(want[i]) > mx) mx = fabs(want[i]);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-4 * mx + 1e-6 * fabs(want[i]), "%s[%zu]: %g, by hand %g", what, i,
+                      got[i], want[i]);
+}
+
+/* The hidden layers' errors are B e passed down through their own block, checked against a
+ * computation by hand in double: a dense net with batch norm, and a conv net with max pooling. */
+START_TEST(test_dfa_by_hand)
+{
+    enum { N = 8, H0 = 6, H1 = 5, K = 4 };
+    asymbp_ctx_t *ctx = test_ctx();
+    float x[N * ND];
+    int32_t y[N];
+    /* layers: fc0 (6x8) bn1 relu2 fc3 (5x6) relu4 fc5 (4x5) */
+    asymbp_net_t *net = mk_net(ctx, "fc6,bn,relu,fc5,relu,fc4", ND, 1, 1, 0, N);
+    const float *W0 = asymbp__net_param_at(net, 0)->value, *b0 = asymbp__net_param_at(net, 1)->value;
+    const float *gam = asymbp__net_param_at(net, 2)->value, *bet = asymbp__net_param_at(net, 3)->value;
+    const float *W3 = asymbp__net_param_at(net, 4)->value, *b3 = asymbp__net_param_at(net, 5)->value;
+    const float *W5 = asymbp__net_param_at(net, 6)->value, *b5 = asymbp__net_param_at(net, 7)->value;
+    static double h0[N][H0], xh[N][H0], z[N][H0], a2[N][H0], h3[N][H1], a4[N][H1], lo[N][K], e[N][K];
+    static double top0[N][H0], top3[N][H1], d0[N][H0], d3[N][H1], dW0[H0 * ND], db0[H0], dgam[H0], dbet[H0];
+    static double dW3[H1 * H0], db3[H1], dW5[K * H1], db5[K];
+    double sd[H0];
+    float *B0, *B3, *got;
+    size_t n;
+    make_blobs(x, y, N, ND, K, 31);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "dfa"), ASYMBP_OK);
+    fwd_bwd(net, x, y, N, NULL);
+    B0 = read_out(net, 0, ASYMBP_READ_DIRECT_FEEDBACK, &n);
+    ck_assert_uint_eq(n, K * H0);
+    B3 = read_out(net, 3, ASYMBP_READ_DIRECT_FEEDBACK, &n);
+    ck_assert_uint_eq(n, K * H1);
+    /* forward */
+    for (int j = 0; j < H0; j++) {
+        double mu = 0.0, var = 0.0;
+        for (int s = 0; s < N; s++) {
+            h0[s][j] = b0[j];
+            for (int i = 0; i < ND; i++) h0[s][j] += (double)W0[j * ND + i] * x[s * ND + i];
+            mu += h0[s][j] / N;
+        }
+        for (int s = 0; s < N; s++) var += (h0[s][j] - mu) * (h0[s][j] - mu) / N;
+        sd[j] = sqrt(var + 1e-5);
+        for (int s = 0; s < N; s++) {
+            xh[s][j] = (h0[s][j] - mu) / sd[j];
+            z[s][j] = gam[j] * xh[s][j] + bet[j];
+            a2[s][j] = z[s][j] > 0 ? z[s][j] : 0.0;
+        }
+    }
+    for (int s = 0; s < N; s++) {
+        for (int j = 0; j < H1; j++) {
+            h3[s][j] = b3[j];
+            for (int i = 0; i < H0; i++) h3[s][j] += (double)W3[j * H0 + i] * a2[s][i];
+            a4[s][j] = h3[s][j] > 0 ? h3[s][j] : 0.0;
+        }
+        for (int k = 0; k < K; k++) {
+            lo[s][k] = b5[k];
+            for (int i = 0; i < H1; i++) lo[s][k] += (double)W5[k * H1 + i] * a4[s][i];
+        }
+    }
+    hand_error(&lo[0][0], y, N, K, &e[0][0]);
+    /* backward: the top layer exactly, each hidden block from e B */
+    times_b(&e[0][0], B3, N, K, H1, &top3[0][0]);
+    times_b(&e[0][0], B0, N, K, H0, &top0[0][0]);
+    for (int s = 0; s < N; s++) {
+        for (int k = 0; k < K; k++) {
+            db5[k] += e[s][k];
+            for (int i = 0; i < H1; i++) dW5[k * H1 + i] += e[s][k] * a4[s][i];
+        }
+        for (int j = 0; j < H1; j++) {
+            d3[s][j] = h3[s][j] > 0 ? top3[s][j] : 0.0;
+            db3[j] += d3[s][j];
+            for (int i = 0; i < H0; i++) dW3[j * H0 + i] += d3[s][j] * a2[s][i];
+        }
+    }
+    for (int j = 0; j < H0; j++) {   /* ReLU, then batch norm's backward in train mode */
+        double sdx = 0.0, sdxx = 0.0, dz[N], dxh[N];
+        for (int s = 0; s < N; s++) {
+            dz[s] = z[s][j] > 0 ? top0[s][j] : 0.0;
+            dgam[j] += dz[s] * xh[s][j];
+            dbet[j] += dz[s];
+            dxh[s] = dz[s] * gam[j];
+            sdx += dxh[s];
+            sdxx += dxh[s] * xh[s][j];
+        }
+        for (int s = 0; s < N; s++) d0[s][j] = (N * dxh[s] - sdx - xh[s][j] * sdxx) / (N * sd[j]);
+    }
+    for (int s = 0; s < N; s++)
+        for (int j = 0; j < H0; j++) {
+            db0[j] += d0[s][j];
+            for (int i = 0; i < ND; i++) dW0[j * ND + i] += d0[s][j] * x[s * ND + i];
+        }
+    /* the errors delivered to the block tops (relu4's and relu2's received deltas) and what the
+     * layers above them report as sent */
+    got = read_out(net, 4, ASYMBP_READ_DELTA_RECEIVED, &n);
+    ck_assert_uint_eq(n, N * H1);
+    expect_close(got, &top3[0][0], n, "e B3");
+    free(got);
+    got = read_out(net, 5, ASYMBP_READ_DELTA_SENT, &n);
+    expect_close(got, &top3[0][0], n, "fc5 sent");
+    ck_assert_double_eq_tol(asymbp__net_wlayer_at(net, 2)->delta_norm, fnorm(got, n), 1e-6 * fnorm(got, n));
+    free(got);
+    got = read_out(net, 2, ASYMBP_READ_DELTA_RECEIVED, &n);
+    expect_close(got, &top0[0][0], n, "e B0");
+    ck_assert_double_eq_tol(asymbp__net_wlayer_at(net, 1)->delta_norm, fnorm(got, n), 1e-6 * fnorm(got, n));
+    free(got);
+    got = read_out(net, 0, ASYMBP_READ_DELTA_RECEIVED, &n);
+    expect_close(got, &d0[0][0], n, "fc0 received");
+    free(got);
+    /* every gradient */
+    expect_close(asymbp__net_param_at(net, 0)->grad, dW0, H0 * ND, "dW0");
+    expect_close_scaled(asymbp__net_param_at(net, 1)->grad, db0, H0, fabs(dbet[0]) + fabs(dgam[0]), "db0 (0 before BN)");
+    expect_close(asymbp__net_param_at(net, 2)->grad, dgam, H0, "dgamma");
+    expect_close(asymbp__net_param_at(net, 3)->grad, dbet, H0, "dbeta");
+    expect_close(asymbp__net_param_at(net, 4)->grad, dW3, H1 * H0, "dW3");
+    expect_close(asymbp__net_param_at(net, 5)->grad, db3, H1, "db3");
+    expect_close(asymbp__net_param_at(net, 6)->grad, dW5, K * H1, "dW5 (exact)");
+    expect_close(asymbp__net_param_at(net, 7)->grad, db5, K, "db5 (exact)");
+    free(B0);
+    free(B3);
+    asymbp_net_destroy(net);
+
+    /* conv0 (2 filters 3x3, pad 1) relu1 maxpool2 (2x2 s2) fc3: e B through the pooling */
+    {
+        enum { S = 4, C = 2, P = 2, M = C * P * P, NS = 3 };
+        float xc[NS * S * S];
+        int32_t yc[NS] = {0, 3, 1};
+        static double co[NS][C][S][S], pool[NS][M], lc[NS][K], ec[NS][K], topc[NS][M], dco[NS][C][S][S];
+        static double dWc[C * 9], dbc[C];
+        const float *Wc, *bc, *Wf, *bf;
+        float *Bc;
+        uint64_t sd2 = 77;
+        net = mk_net(ctx, "conv3x3x2p1,relu,maxpool2s2,fc4", 1, S, S, 0, NS);
+        Wc = asymbp__net_param_at(net, 0)->value;
+        bc = asymbp__net_param_at(net, 1)->value;
+        Wf = asymbp__net_param_at(net, 2)->value;
+        bf = asymbp__net_param_at(net, 3)->value;
+        for (size_t i = 0; i < sizeof xc / sizeof xc[0]; i++) xc[i] = 2.0f * lcg_unif(&sd2) - 1.0f;
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "dfa"), ASYMBP_OK);
+        fwd_bwd(net, xc, yc, NS, NULL);
+        Bc = read_out(net, 0, ASYMBP_READ_DIRECT_FEEDBACK, &n);
+        ck_assert_uint_eq(n, K * M);
+        for (int s = 0; s < NS; s++) {
+            for (int o = 0; o < C; o++)
+                for (int i = 0; i < S; i++)
+                    for (int j = 0; j < S; j++) {
+                        double a = bc[o];
+                        for (int ki = 0; ki < 3; ki++)
+                            for (int kj = 0; kj < 3; kj++) {
+                                int ii = i + ki - 1, jj = j + kj - 1;
+                                if (ii >= 0 && ii < S && jj >= 0 && jj < S) a += (double)Wc[o * 9 + ki * 3 + kj] * xc[s * S * S + ii * S + jj];
+                            }
+                        co[s][o][i][j] = a;
+                    }
+            for (int o = 0; o < C; o++)
+                for (int pi = 0; pi < P; pi++)
+                    for (int pj = 0; pj < P; pj++) {
+                        double mx = -1e30;
+                        for (int di = 0; di < 2; di++)
+                            for (int dj = 0; dj < 2; dj++) {
+                                double v = co[s][o][2 * pi + di][2 * pj + dj];
+                                if (v < 0) v = 0;
+                                if (v > mx) mx = v;
+                            }
+                        pool[s][o * P * P + pi * P + pj] = mx;
+                    }
+            for (int k = 0; k < K; k++) {
+                lc[s][k] = bf[k];
+                for (int i = 0; i < M; i++) lc[s][k] += (double)Wf[k * M + i] * pool[s][i];
+            }
+        }
+        hand_error(&lc[0][0], yc, NS, K, &ec[0][0]);
+        times_b(&ec[0][0], Bc, NS, K, M, &topc[0][0]);
+        got = read_out(net, 2, ASYMBP_READ_DELTA_RECEIVED, &n);   /* the block top: maxpool's output */
+        expect_close(got, &topc[0][0], n, "e B (conv)");
+        free(got);
+        /* each window's error to its first maximum (row-major), through the ReLU mask */
+        for (int s = 0; s < NS; s++)
+            for (int o = 0; o < C; o++)
+                for (int pi = 0; pi < P; pi++)
+                    for (int pj = 0; pj < P; pj++) {
+                        int bi = 0, bj = 0;
+                        double mx = -1e30;
+                        for (int di = 0; di < 2; di++)
+                            for (int dj = 0; dj < 2; dj++) {
+                                double v = co[s][o][2 * pi + di][2 * pj + dj];
+                                if (v < 0) v = 0;
+                                if (v > mx) { mx = v; bi = 2 * pi + di; bj = 2 * pj + dj; }
+                            }
+                        if (co[s][o][bi][bj] > 0) dco[s][o][bi][bj] += topc[s][o * P * P + pi * P + pj];
+                    }
+        for (int s = 0; s < NS; s++)
+            for (int o = 0; o < C; o++)
+                for (int i = 0; i < S; i++)
+                    for (int j = 0; j < S; j++) {
+                        dbc[o] += dco[s][o][i][j];
+                        for (int ki = 0; ki < 3; ki++)
+                            for (int kj = 0; kj < 3; kj++) {
+                                int ii = i + ki - 1, jj = j + kj - 1;
+                                if (ii >= 0 && ii < S && jj >= 0 && jj < S)
+                                    dWc[o * 9 + ki * 3 + kj] += dco[s][o][i][j] * xc[s * S * S + ii * S + jj];
+                            }
+                    }
+        got = read_out(net, 0, ASYMBP_READ_DELTA_RECEIVED, &n);
+        expect_close(got, &dco[0][0][0][0], n, "conv0 received");
+        free(got);
+        expect_close(asymbp__net_param_at(net, 0)->grad, dWc, C * 9, "dW conv");
+        expect_close(asymbp__net_param_at(net, 1)->grad, dbc, C, "db conv");
+        free(Bc);
+        asymbp_net_destroy(net);
+    }
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A DFA variant as a plugin: direct random target projection (Frenkel et al. 2021) sends the
+ * one-hot targets instead of the error, -onehot(y) / n through a fixed random B.  Its init
+ * checks the shapes the library promises; its deliver checks what it is handed. */
+typedef struct drtp_seen {
+    int inits, delivers, bad;
+    size_t last_samples;
+} drtp_seen_t;
+
+static asymbp_status_t drtp_init(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    drtp_seen_t *seen = user;
+    (void)state;
+    seen->inits++;
+    if (a->struct_size < sizeof *a || !a->direct || a->ndim != 2 || a->shape[0] != a->classes ||
+        (size_t)a->shape[1] != a->block_size || a->numel != (size_t)a->classes * a->block_size ||
+        a->fan_in != a->block_size || a->fan_out != (size_t)a->classes || !a->V || !a->W || a->w_numel == 0 ||
+        a->w_ndim != 2 || (size_t)(a->w_shape[0] * a->w_shape[1]) != a->w_numel || a->error || a->delta)
+        seen->bad++;
+    for (size_t i = 0; i < a->numel; i++) a->V[i] = asymbp_rng_uniform(a->rng) - 0.5f;
+    return ASYMBP_OK;
+}
+
+static asymbp_status_t drtp_deliver(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    drtp_seen_t *seen = user;
+    size_t K = (size_t)a->classes, m = a->block_size;
+    (void)state;
+    seen->delivers++;
+    seen->last_samples = a->samples;
+    if (!a->error || !a->labels || !a->delta || a->samples == 0) return ASYMBP_E_INVALID;
+    for (size_t s = 0; s < a->samples; s++) {
+        double rowsum = 0.0;   /* softmax minus one-hot: each row of the error sums to 0 */
+        for (size_t k = 0; k < K; k++) rowsum += a->error[s * K + k];
+        if (fabs(rowsum) > 1e-5 || a->labels[s] < 0 || (size_t)a->labels[s] >= K || a->error[s * K + (size_t)a->labels[s]] > 0)
+            seen->bad++;
+        for (size_t j = 0; j < m; j++) a->delta[s * m + j] = -a->V[(size_t)a->labels[s] * m + j] / (float)a->samples;
+    }
+    return ASYMBP_OK;
+}
+
+static asymbp_status_t failing_deliver(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    (void)user; (void)state; (void)a;
+    return ASYMBP_E_RANGE;
+}
+
+START_TEST(test_dfa_user_variant)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
+    drtp_seen_t seen = {0, 0, 0, 0};
+    float x[64 * ND], first, last, *B, *top;
+    int32_t y[64];
+    size_t n, m = 16;
+    asymbp_net_t *net;
+    asymbp_optimizer_t *opt;
+    make_blobs(x, y, 64, ND, 4, 32);
+    vt.name = "drtp";
+    vt.flags = ASYMBP_FEEDBACK_DIRECT;
+    vt.init = drtp_init;
+    vt.deliver = drtp_deliver;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, &seen, NULL), ASYMBP_OK);
+    /* layers: fc0 bn1 relu2 fc3 bn4 relu5 fc6 */
+    net = mk_net(ctx, "mlp:16,16", ND, 1, 1, 1, 64);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "drtp"), ASYMBP_OK);
+    ck_assert_int_eq(seen.inits, 2);   /* not on the highest weighted layer */
+    ck_assert_int_eq(seen.bad, 0);
+    fwd_bwd(net, x, y, 64, NULL);
+    ck_assert_int_eq(seen.delivers, 2);
+    ck_assert_uint_eq(seen.last_samples, 64);
+    ck_assert_int_eq(seen.bad, 0);
+    /* what reached the top of fc3's block is -onehot(y) B / n, whatever the error was */
+    B = read_out(net, 3, ASYMBP_READ_DIRECT_FEEDBACK, &n);
+    ck_assert_uint_eq(n, 4 * m);
+    top = read_out(net, 5, ASYMBP_READ_DELTA_RECEIVED, &n);
+    for (size_t s = 0; s < 64; s++)
+        for (size_t j = 0; j < m; j++) ck_assert_float_eq(top[s * m + j], -B[(size_t)y[s] * m + j] / 64.0f);
+    free(B);
+    free(top);
+    opt = mk_opt(net, "sgd", 0.05f, 0.9f);
+    train(net, opt, x, y, 64, test_quick() ? 25 : 50, &first, &last);
+    ck_assert_msg(last < 0.5f * first, "DRTP: loss %g -> %g", first, last);
+    ck_assert_int_eq(seen.bad, 0);
+    asymbp_optimizer_destroy(opt);
+    /* a failing deliver fails the backward pass with the plugin's name */
+    vt.name = "bad-deliver";
+    vt.deliver = failing_deliver;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, &seen, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "bad-deliver"), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_forward(net, x, 64, 1, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(net, y, 64, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_E_PLUGIN);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "'bad-deliver'"));
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "deliver"));
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Direct and layer policies mixed: a layer policy above a direct layer is not refreshed (its V
+ * sends nothing) until something reads it; a direct layer under a layer-policy layer sends its
+ * error down through W; a direct policy on the highest weighted layer is inert (exact). */
+START_TEST(test_dfa_mixed)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    float x[NB * ND];
+    int32_t y[NB];
+    asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB), *ref;
+    asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.05f, 0.0f);
+    asymbp_feedback_diag_t d = ASYMBP_FEEDBACK_DIAG_INIT;
+    size_t nr;
+    float *gref, *g;
+    make_blobs(x, y, NB, ND, 4, 33);
+    register_count(ctx);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "count:k=2"), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_layer_feedback(net, 2, "dfa"), ASYMBP_OK);
+    for (int s = 0; s < 3; s++) {
+        fwd_bwd(net, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+    }
+    /* fc4 sends nothing (fc2 is direct): never refreshed; fc2 sends to fc0 through W: fc0's
+     * count policy is the lowest layer, not refreshed either */
+    ck_assert_uint_eq(count_st(net, 2)->refreshes, 0);
+    ck_assert_uint_eq(count_st(net, 0)->refreshes, 0);
+    ck_assert_uint_eq(count_st(net, 2)->updates, 3);
+    ck_assert_int_eq(asymbp_net_feedback_diag(net, 2, &d), ASYMBP_OK);   /* read: brought up to date */
+    ck_assert_uint_eq(count_st(net, 2)->refreshes, 1);
+    ck_assert_double_eq(d.norm_ratio, 2.0);
+    ck_assert_int_eq(asymbp_net_feedback_diag(net, 1, &d), ASYMBP_OK);  /* the direct layer: no V-W figures */
+    ck_assert(isnan(d.sign_concordance) && isnan(d.angle_vw) && isnan(d.norm_ratio));
+    /* fc2 (direct) sends fc0 its received error through W: with fc0 sym instead of count the
+     * gradients are those of a net whose fc2 -> fc0 step is exact */
+    ck_assert_int_eq(asymbp_net_set_layer_feedback(net, 0, "sym"), ASYMBP_OK);
+    fwd_bwd(net, x, y, NB, NULL);
+    {
+        size_t nrec, nsent, nw2;
+        float *rec = read_out(net, 2, ASYMBP_READ_DELTA_RECEIVED, &nrec);
+        float *sent = read_out(net, 2, ASYMBP_READ_DELTA_SENT, &nsent);
+        float *W2 = read_out(net, 2, ASYMBP_READ_WEIGHTS, &nw2);
+        float *V2 = read_out(net, 2, ASYMBP_READ_FEEDBACK, &nw2);
+        ck_assert_uint_eq(nrec, NB * 10);
+        ck_assert_uint_eq(nsent, NB * 12);
+        ck_assert(same_floats(W2, V2, nw2));   /* a direct layer's V read-out is W */
+        for (size_t s = 0; s < NB; s++)
+            for (size_t i = 0; i < 12; i++) {
+                double a = 0.0;
+                for (size_t j = 0; j < 10; j++) a += (double)W2[j * 12 + i] * rec[s * 10 + j];
+                ck_assert(fabs(sent[s * 12 + i] - a) <= 1e-5 * (fabs(a) + 1e-3));
+            }
+        free(rec);
+        free(sent);
+        free(W2);
+        free(V2);
+    }
+    /* the highest weighted layer under a direct policy: exact, as sym */
+    ref = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+    fwd_bwd(ref, x, y, NB, NULL);
+    gref = grads_copy(ref, &nr);
+    {
+        asymbp_net_t *top = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        ck_assert_int_eq(asymbp_net_set_layer_feedback(top, 4, "dfa"), ASYMBP_OK);
+        ck_assert_str_eq(asymbp_net_get_layer_feedback(top, 4), "dfa");
+        ck_assert_ptr_null(asymbp__net_wlayer_at(top, 2)->B);
+        fwd_bwd(top, x, y, NB, NULL);
+        g = grads_copy(top, &nr);
+        ck_assert(same_floats(g, gref, nr));
+        ck_assert_int_eq(asymbp_net_feedback_diag(top, 2, &d), ASYMBP_OK);
+        ck_assert_double_eq(d.angle_vw, 0.0);
+        free(g);
+        asymbp_net_destroy(top);
+    }
+    free(gref);
+    asymbp_net_destroy(ref);
+    asymbp_optimizer_destroy(opt);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* dfa assigned while the net's top was fc10 (whose instance is then inert), then relu and fc4
+ * added: the old top keeps its inert instance (it receives from fc4 through fc4's V), and a
+ * saved net loads with that layer inert again and continues bit for bit. */
+START_TEST(test_dfa_layer_added_later)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *a = NULL, *b = NULL;
+    asymbp_optimizer_t *oa, *ob;
+    asymbp__wbuf_t w;
+    asymbp__rbuf_t r;
+    float x[NB * ND];
+    int32_t y[NB];
+    make_blobs(x, y, NB, ND, 4, 38);
+    ck_assert_int_eq(asymbp_net_create(ctx, ND, 1, 1, 4, &a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 12, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_relu(a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 10, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(a, "dfa"), ASYMBP_OK);
+    ck_assert(((asymbp__fb_inst_t *)asymbp__net_wlayer_at(a, 1)->fb)->inert);
+    ck_assert_int_eq(asymbp_net_add_relu(a), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_add_dense(a, 4, 1), ASYMBP_OK);
+    ck_assert_uint_eq(asymbp__net_wlayer_at(a, 1)->block_size, 10);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(a, 1)->B);        /* still inert */
+    ck_assert_ptr_nonnull(asymbp__net_wlayer_at(a, 0)->B);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(a, 2)->fb);       /* the added layer starts symmetric */
+    ck_assert_int_eq(asymbp_net_bind(a, NB), ASYMBP_OK);
+    oa = mk_opt(a, "sgd", 0.05f, 0.9f);
+    for (int s = 0; s < 2; s++) {
+        fwd_bwd(a, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+    }
+    asymbp__wbuf_init(&w, ctx);
+    ck_assert_int_eq(asymbp__net_write(a, &w), ASYMBP_OK);
+    ck_assert_int_eq(asymbp__feedback_write(a, &w), ASYMBP_OK);
+    memset(&r, 0, sizeof r);
+    r.p = w.p;
+    r.len = w.len;
+    ck_assert_int_eq(asymbp__net_read(ctx, &r, &b), ASYMBP_OK);
+    ck_assert_msg(asymbp__feedback_read(b, &r) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+    ck_assert(((asymbp__fb_inst_t *)asymbp__net_wlayer_at(b, 1)->fb)->inert);
+    ck_assert_ptr_null(asymbp__net_wlayer_at(b, 1)->B);
+    ck_assert(same_floats(asymbp__net_wlayer_at(a, 0)->B, asymbp__net_wlayer_at(b, 0)->B, 4 * 10));
+    asymbp__net_set_step(b, 2);
+    ck_assert_int_eq(asymbp_net_bind(b, NB), ASYMBP_OK);
+    ob = mk_opt(b, "sgd", 0.05f, 0.0f);
+    asymbp_optimizer_destroy(oa);
+    oa = mk_opt(a, "sgd", 0.05f, 0.0f);   /* no momentum state to carry over */
+    for (int s = 0; s < 2; s++) {
+        fwd_bwd(a, x, y, NB, NULL);
+        fwd_bwd(b, x, y, NB, NULL);
+        ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_optimizer_step(ob), ASYMBP_OK);
+    }
+    for (size_t i = 0; i < asymbp__net_param_count(a); i++) {
+        asymbp__param_t *pa = asymbp__net_param_at(a, i), *pb = asymbp__net_param_at(b, i);
+        ck_assert_msg(same_floats(pa->value, pb->value, pa->numel), "%s differs", pa->name);
+    }
+    asymbp__wbuf_free(&w);
+    asymbp_optimizer_destroy(oa);
+    asymbp_optimizer_destroy(ob);
+    asymbp_net_destroy(a);
+    asymbp_net_destroy(b);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* ---- learned feedback: Kolen-Pollack and the weight mirror -------------------------------------- */
+
+/* digits8x8 from the repository's data folder, standardised per feature. */
+static void load_digits(asymbp_ctx_t *ctx, asymbp_dataset_t **tr, asymbp_dataset_t **te)
+{
+    char root[1100];
+    const char *src = getenv("ASYMBP_SRCDIR"), *roots[1];
+    snprintf(root, sizeof root, "%s/data", src && *src ? src : ".");
+    roots[0] = root;
+    ck_assert_msg(asymbp_dataset_load_named(ctx, "digits8x8", roots, 1, tr, te) == ASYMBP_OK, "%s",
+                  asymbp_ctx_last_error(ctx));
+    ck_assert_int_eq(asymbp_dataset_standardize(*tr, *te, ASYMBP_SCALER_PER_FEATURE, NULL), ASYMBP_OK);
+}
+
+/* The V-W angle of every weighted layer (degrees) into ang[]. */
+static void vw_angles(asymbp_net_t *net, double *ang)
+{
+    for (size_t l = 0; l < asymbp_net_feedback_layer_count(net); l++) {
+        asymbp_feedback_diag_t d = ASYMBP_FEEDBACK_DIAG_INIT;
+        ck_assert_int_eq(asymbp_net_feedback_diag(net, l, &d), ASYMBP_OK);
+        ang[l] = d.angle_vw;
+    }
+}
+
+/* Train on digits8x8 (batch 32, shuffled with a fixed stream) for `epochs`; the test accuracy. */
+static float digits_train(asymbp_net_t *net, asymbp_optimizer_t *opt, const asymbp_dataset_t *tr,
+                          const asymbp_dataset_t *te, int epochs)
+{
+    asymbp_ctx_t *ctx = asymbp__net_ctx(net);
+    size_t n = asymbp_dataset_count(tr), d = asymbp_dataset_sample_size(tr), B = 32;
+    size_t *idx = malloc(n * sizeof *idx);
+    float *x = malloc(B * d * sizeof *x), acc = 0.0f;
+    int32_t y[32];
+    asymbp_rng_t *rng = NULL;
+    ck_assert_int_eq(asymbp_rng_create(ctx, 5, 1, &rng), ASYMBP_OK);
+    for (int e = 0; e < epochs; e++) {
+        ck_assert_int_eq(asymbp_data_permutation(rng, idx, n), ASYMBP_OK);
+        for (size_t s = 0; s + B <= n; s += B) {
+            ck_assert_int_eq(asymbp_dataset_gather(tr, idx + s, B, x, y), ASYMBP_OK);
+            fwd_bwd(net, x, y, B, NULL);
+            ck_assert_msg(asymbp_optimizer_step(opt) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+        }
+    }
+    ck_assert_int_eq(asymbp_net_evaluate(net, asymbp_dataset_features(te), asymbp_dataset_labels(te),
+                                         asymbp_dataset_count(te), NULL, &acc), ASYMBP_OK);
+    asymbp_rng_destroy(rng);
+    free(idx);
+    free(x);
+    return acc;
+}
+
+/* A user update rule the feedback knows nothing about: RMSprop (per-element running mean of g^2). */
+static asymbp_status_t rms_step(void *user, void *state, const asymbp_update_args_t *a)
+{
+    float *ms = state;
+    (void)user;
+    for (size_t i = 0; i < a->n; i++) {
+        ms[i] = 0.9f * ms[i] + 0.1f * a->g[i] * a->g[i];
+        a->w[i] -= a->lr * a->g[i] / (sqrtf(ms[i]) + 1e-3f);
+    }
+    return ASYMBP_OK;
+}
+
+/* Kolen-Pollack by hand on one layer: after a step, V = W + (1 - decay) (V - W_before), i.e. V
+ * received W's change and V - W shrank by (1 - decay); with decay 0, V - W stays. */
+START_TEST(test_math_kp)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    enum { O = 6, I = 10 };
+    float W[O * I], V0[O * I], Wb[O * I];
+    asymbp__wlayer_t wl;
+    asymbp__fb_inst_t *inst = NULL;
+    fill_weights(W, O * I, 3);
+    mk_wl(&wl, W, O, I);
+    for (int k = 0; k < 2; k++) {
+        float keep = k == 0 ? 0.75f : 1.0f;
+        ck_assert_int_eq(asymbp__fb_inst_create(ctx, &wl, k == 0 ? "kp:decay=0.25" : "kp:decay=0", 1, 0, &inst), ASYMBP_OK);
+        ck_assert_ptr_nonnull(inst->w_before);   /* the library keeps W before the step */
+        ck_assert_ptr_null(inst->buf);
+        memcpy(V0, inst->V, sizeof V0);
+        ck_assert_double_gt(fnorm(V0, O * I), 0.0);
+        memcpy(inst->w_before, W, sizeof W);   /* as the net's before_update hook does */
+        memcpy(Wb, W, sizeof W);
+        for (int i = 0; i < O * I; i++) W[i] += 0.01f * (float)(i % 5) - 0.02f;   /* "the rule's step" */
+        ck_assert_int_eq(asymbp__fb_inst_after_update(ctx, &wl, inst, 1), ASYMBP_OK);
+        for (int i = 0; i < O * I; i++) {
+            ck_assert_float_eq(inst->V[i], W[i] + keep * (V0[i] - Wb[i]));
+            if (k == 1) ck_assert(fabsf((inst->V[i] - V0[i]) - (W[i] - Wb[i])) < 1e-6f);
+        }
+        asymbp__fb_inst_destroy(ctx, inst);
+    }
+    /* options */
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "kp:decay=1.5"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "kp:lr=0.1"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "kp:0.5"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "kp:decay=0.1:scale=he:dist=normal"), ASYMBP_OK);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The mirror by hand on one layer, W fixed: V -> (lr noise^2 / decay) W, aligned within a few
+ * degrees after a few hundred mirror steps; a conv layer is mirrored as its [oc][ic kh kw] matrix. */
+START_TEST(test_math_mirror)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    enum { O = 6, I = 10 };
+    float W[O * I];
+    asymbp__wlayer_t wl;
+    asymbp__fb_inst_t *inst = NULL;
+    const char *settings[3] = {"mirror:lr=0.05:decay=0.05", "mirror:lr=0.05:decay=0.05:noise=2:steps=3:batch=32",
+                               "mirror:lr=0.05:decay=0.05"};
+    const double ratio[3] = {1.0, 4.0, 1.0};
+    fill_weights(W, O * I, 4);
+    for (int k = 0; k < 3; k++) {
+        double vw = 0.0, vv = 0.0, ww = 0.0, ang;
+        mk_wl(&wl, W, O, I);
+        if (k == 2) {   /* as conv 6 x 10 x 1 x 1... shaped 6 x 2 x 5 x 1 */
+            wl.ndim = 4;
+            wl.is_conv = 1;
+            wl.shape[1] = 2; wl.shape[2] = 5; wl.shape[3] = 1;
+            wl.fan_in = 10;
+            wl.fan_out = 30;
+        }
+        ck_assert_int_eq(asymbp__fb_inst_create(ctx, &wl, settings[k], 1, 0, &inst), ASYMBP_OK);
+        ck_assert_uint_eq(inst->scratch_floats, (k == 1 ? 32 : 64) * (size_t)(O + I));
+        ck_assert_ptr_null(inst->w_before);
+        for (int s = 0; s < (k == 1 ? 150 : 400); s++) ck_assert_int_eq(asymbp__fb_inst_after_update(ctx, &wl, inst, (uint64_t)s + 1), ASYMBP_OK);
+        for (int i = 0; i < O * I; i++) {
+            vw += (double)inst->V[i] * W[i];
+            vv += (double)inst->V[i] * inst->V[i];
+            ww += (double)W[i] * W[i];
+        }
+        ang = acos(vw / sqrt(vv * ww)) * 57.29577951308232;
+        ck_assert_msg(ang < 8.0, "%s: angle %g", settings[k], ang);
+        ck_assert_msg(fabs(sqrt(vv / ww) / ratio[k] - 1.0) < 0.15, "%s: |V|/|W| %g, expected %g", settings[k],
+                      sqrt(vv / ww), ratio[k]);
+        asymbp__fb_inst_destroy(ctx, inst);
+    }
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "mirror:steps=0"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "mirror:batch=2.5"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "mirror:noise=0"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "mirror:lr=-1"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "mirror:lr=0.1:decay=0.1:noise=0.5:steps=2:batch=8"), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "dfa:decay=0.1"), ASYMBP_E_FORMAT);
+    ck_assert_int_eq(asymbp_feedback_check_setting(ctx, "dfa:scale=he:dist=normal"), ASYMBP_OK);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Kolen-Pollack on digits8x8: V starts random (about 90 degrees from W) and ends within 10
+ * degrees of W on every layer, whatever the update rule: SGD with momentum, Batch Manhattan with
+ * batch norm, and a user rule (RMSprop) with batch norm. */
+START_TEST(test_kp_aligns)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_dataset_t *tr = NULL, *te = NULL;
+    asymbp_update_rule_vtable_t uvt = ASYMBP_UPDATE_RULE_VTABLE_INIT;
+    const char *rules[3] = {"sgd", "bm", "rms"};
+    const float lrs[3] = {0.02f, 0.001f, 0.001f};
+    load_digits(ctx, &tr, &te);
+    uvt.name = "rms";
+    uvt.state_size = sizeof(float);
+    uvt.step = rms_step;
+    ck_assert_int_eq(asymbp_update_rule_register(ctx, &uvt, NULL, NULL, NULL), ASYMBP_OK);
+    for (int k = 0; k < 3; k++) {
+        asymbp_net_t *net = NULL;
+        asymbp_optimizer_t *opt;
+        double before[3], after[3];
+        float acc;
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "mlp:128,64", 1, 8, 8, 10, k > 0, &net), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_bind(net, 32), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "kp"), ASYMBP_OK);
+        opt = mk_opt(net, rules[k], lrs[k], k == 2 ? 0.0f : 0.9f);
+        vw_angles(net, before);
+        acc = digits_train(net, opt, tr, te, 6);
+        vw_angles(net, after);
+        printf("kp + %s%s on digits8x8: V-W angles %.1f %.1f %.1f -> %.1f %.1f %.1f degrees, test accuracy %.3f\n",
+               rules[k], k ? " + bn" : "", before[0], before[1], before[2], after[0], after[1], after[2], acc);
+        for (int l = 0; l < 3; l++) {
+            ck_assert_msg(before[l] > 60.0, "kp + %s: layer %d starts at %g degrees", rules[k], l, before[l]);
+            ck_assert_msg(after[l] < 10.0, "kp + %s: layer %d ends at %g degrees", rules[k], l, after[l]);
+        }
+        ck_assert_float_gt(acc, 0.9f);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+    }
+    asymbp_dataset_destroy(tr);
+    asymbp_dataset_destroy(te);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The weight mirror on digits8x8: the V-W angle falls from about 90 to below 10 degrees. */
+START_TEST(test_mirror_aligns)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_dataset_t *tr = NULL, *te = NULL;
+    asymbp_net_t *net = NULL;
+    asymbp_optimizer_t *opt;
+    double before[3], after[3];
+    float acc;
+    load_digits(ctx, &tr, &te);
+    ck_assert_int_eq(asymbp_net_from_spec(ctx, "mlp:128,64", 1, 8, 8, 10, 0, &net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_bind(net, 32), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "mirror"), ASYMBP_OK);
+    opt = mk_opt(net, "sgd", 0.02f, 0.9f);
+    vw_angles(net, before);
+    acc = digits_train(net, opt, tr, te, 8);
+    vw_angles(net, after);
+    printf("mirror + sgd on digits8x8: V-W angles %.1f %.1f %.1f -> %.1f %.1f %.1f degrees, test accuracy %.3f\n",
+           before[0], before[1], before[2], after[0], after[1], after[2], acc);
+    for (int l = 0; l < 3; l++) {
+        ck_assert_msg(before[l] > 60.0, "mirror: layer %d starts at %g degrees", l, before[l]);
+        ck_assert_msg(after[l] < 10.0, "mirror: layer %d ends at %g degrees", l, after[l]);
+    }
+    ck_assert_float_gt(acc, 0.9f);
+    asymbp_optimizer_destroy(opt);
+    asymbp_net_destroy(net);
+    asymbp_dataset_destroy(tr);
+    asymbp_dataset_destroy(te);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A user policy with ASYMBP_FEEDBACK_W_BEFORE sees W before and after each optimizer step (the
+ * difference is the rule's step, here SGD's -lr g); one with scratch_size gets its scratch. */
+typedef struct wb_seen {
+    const float *expect_before;   /* the test's copy of W before the step */
+    int calls, bad;
+    size_t scratch;
+} wb_seen_t;
+
+static asymbp_status_t wb_init(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    wb_seen_t *seen = user;
+    (void)state;
+    if (a->W_before || a->scratch_floats != seen->scratch || (seen->scratch && !a->scratch)) seen->bad++;
+    memcpy(a->V, a->W, a->numel * sizeof(float));
+    return ASYMBP_OK;
+}
+
+static asymbp_status_t wb_after(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    wb_seen_t *seen = user;
+    (void)state;
+    seen->calls++;
+    if (!a->W_before || a->W_before == a->W || a->w_numel != a->numel || a->scratch_floats != seen->scratch) {
+        seen->bad++;
+        return ASYMBP_OK;
+    }
+    if (seen->expect_before && a->layer_index == 0 && memcmp(a->W_before, seen->expect_before, a->numel * sizeof(float)))
+        seen->bad++;
+    if (seen->scratch) memset(a->scratch, 0xff, seen->scratch * sizeof(float));   /* it is ours to write */
+    /* a KP of one's own: V follows W's change */
+    for (size_t i = 0; i < a->numel; i++) a->V[i] += a->W[i] - a->W_before[i];
+    return ASYMBP_OK;
+}
+
+static size_t wb_scratch(void *user, const asymbp_feedback_args_t *a)
+{
+    wb_seen_t *seen = user;
+    (void)a;
+    return seen->scratch;
+}
+
+START_TEST(test_w_before_and_scratch)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_feedback_vtable_t vt = ASYMBP_FEEDBACK_VTABLE_INIT;
+    wb_seen_t seen = {NULL, 0, 0, 0};
+    float x[NB * ND], W0[12 * ND], g0[12 * ND];
+    int32_t y[NB];
+    asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc4", ND, 1, 1, 0, NB);
+    asymbp_optimizer_t *opt = mk_opt(net, "sgd", 0.1f, 0.0f);
+    asymbp__wlayer_t *wl0 = asymbp__net_wlayer_at(net, 0);
+    make_blobs(x, y, NB, ND, 4, 34);
+    vt.name = "follow";
+    vt.flags = ASYMBP_FEEDBACK_W_BEFORE;
+    vt.init = wb_init;
+    vt.after_update = wb_after;
+    vt.scratch_size = wb_scratch;
+    ck_assert_int_eq(asymbp_feedback_register(ctx, &vt, &seen, NULL), ASYMBP_OK);
+    seen.scratch = 40;
+    ck_assert_int_eq(asymbp_net_set_feedback(net, "follow"), ASYMBP_OK);
+    ck_assert_uint_eq(((asymbp__fb_inst_t *)wl0->fb)->scratch_floats, 40);
+    for (int s = 0; s < 3; s++) {
+        fwd_bwd(net, x, y, NB, NULL);
+        memcpy(W0, wl0->W, sizeof W0);
+        memcpy(g0, asymbp__net_param_at(net, 0)->grad, sizeof g0);
+        seen.expect_before = W0;
+        ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        for (size_t i = 0; i < 12 * ND; i++) ck_assert_float_eq(wl0->W[i], W0[i] - 0.1f * g0[i]);
+    }
+    ck_assert_int_eq(seen.calls, 6);
+    ck_assert_int_eq(seen.bad, 0);
+    /* V followed W: V - W stays what it was at init (0 up to rounding) */
+    for (size_t i = 0; i < 12 * ND; i++) ck_assert(fabsf(wl0->V[i] - wl0->W[i]) < 1e-6f);
+    asymbp_optimizer_destroy(opt);
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Save after 3 steps, continue 3; load into a fresh net, continue 3: the weights and every
+ * policy's tensor (B, learned V) end bit for bit the same, for dfa, kp and mirror, with batch
+ * norm and Batch Manhattan with momentum (its state saved too, as the trainer does). */
+START_TEST(test_learned_round_trip)
+{
+    const char *settings[4] = {"dfa", "kp:decay=0.05", "mirror:steps=2:batch=16", "kp"};
+    float x[NB * ND];
+    int32_t y[NB];
+    make_blobs(x, y, NB, ND, 4, 35);
+    for (int k = 0; k < 4; k++) {
+        asymbp_ctx_t *ctx = test_ctx();
+        asymbp__wbuf_t w;
+        asymbp__rbuf_t r, chunk;
+        asymbp_net_t *a = mk_net(ctx, "mlp:12,10", ND, 1, 1, 1, NB), *b = NULL;
+        asymbp_optimizer_t *oa, *ob;
+        size_t pos;
+        ck_assert_int_eq(asymbp_net_set_feedback(a, settings[k]), ASYMBP_OK);
+        if (k == 3) ck_assert_int_eq(asymbp_net_set_layer_feedback(a, 3, "dfa"), ASYMBP_OK);   /* mixed */
+        oa = mk_opt(a, "bm", 0.003f, 0.9f);
+        for (int s = 0; s < 3; s++) {
+            fwd_bwd(a, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+        }
+        asymbp__wbuf_init(&w, ctx);
+        ck_assert_int_eq(asymbp__net_write(a, &w), ASYMBP_OK);
+        ck_assert_int_eq(asymbp__feedback_write(a, &w), ASYMBP_OK);
+        pos = asymbp__wbuf_chunk_begin(&w, ASYMBP__CHUNK_OPTIMIZER);
+        ck_assert_int_eq(asymbp__optimizer_write(oa, &w), ASYMBP_OK);
+        asymbp__wbuf_chunk_end(&w, pos);
+        for (int s = 0; s < 3; s++) {
+            fwd_bwd(a, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(oa), ASYMBP_OK);
+        }
+        memset(&r, 0, sizeof r);
+        r.p = w.p;
+        r.len = w.len;
+        ck_assert_int_eq(asymbp_ctx_set_seed(ctx, 999), ASYMBP_OK);   /* loading must not depend on it */
+        ck_assert_int_eq(asymbp__net_read(ctx, &r, &b), ASYMBP_OK);
+        ck_assert_msg(asymbp__feedback_read(b, &r) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+        asymbp__net_set_step(b, 3);
+        ck_assert_int_eq(asymbp_net_bind(b, NB), ASYMBP_OK);
+        ob = mk_opt(b, "bm", 0.003f, 0.9f);
+        ck_assert_int_eq(asymbp__rbuf_chunk(&r, ASYMBP__CHUNK_OPTIMIZER, &chunk), 0);
+        ck_assert_int_eq(asymbp__optimizer_read(ob, &chunk), ASYMBP_OK);
+        ck_assert_str_eq(asymbp_net_get_layer_feedback(b, 0), settings[k]);
+        for (int s = 0; s < 3; s++) {
+            fwd_bwd(b, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(ob), ASYMBP_OK);
+        }
+        for (size_t i = 0; i < asymbp__net_param_count(a); i++) {
+            asymbp__param_t *pa = asymbp__net_param_at(a, i), *pb = asymbp__net_param_at(b, i);
+            ck_assert_msg(same_floats(pa->value, pb->value, pa->numel), "%s: %s differs after resume", settings[k], pa->name);
+        }
+        for (size_t l = 0; l < 3; l++) {
+            asymbp__fb_inst_t *ia = asymbp__net_wlayer_at(a, l)->fb, *ib = asymbp__net_wlayer_at(b, l)->fb;
+            ck_assert_uint_eq(ia->numel, ib->numel);
+            ck_assert_int_eq(ia->inert, ib->inert);
+            if (ia->V) ck_assert_msg(same_floats(ia->V, ib->V, ia->numel), "%s: layer %zu's tensor differs", settings[k], l);
+            ck_assert_uint_eq(ia->rng.state, ib->rng.state);
+        }
+        /* without the saved state the run would differ (the check above can fail) */
+        if (k == 2) {
+            asymbp_net_t *c = NULL;
+            r.pos = 0;
+            ck_assert_int_eq(asymbp__net_read(ctx, &r, &c), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_set_feedback(c, settings[k]), ASYMBP_OK);
+            ck_assert(!same_floats(((asymbp__fb_inst_t *)asymbp__net_wlayer_at(c, 1)->fb)->V,
+                                   ((asymbp__fb_inst_t *)asymbp__net_wlayer_at(a, 1)->fb)->V,
+                                   asymbp__net_wlayer_at(c, 1)->numel));
+            asymbp_net_destroy(c);
+        }
+        asymbp__wbuf_free(&w);
+        asymbp_optimizer_destroy(oa);
+        asymbp_optimizer_destroy(ob);
+        asymbp_net_destroy(a);
+        asymbp_net_destroy(b);
+        asymbp_ctx_destroy(ctx);
+    }
+}
+END_TEST
+
+/* Angle in degrees between two float vectors, in double. */
+static double vec_angle(const float *a, const float *b, size_t n)
+{
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return acos(fmax(-1.0, fmin(1.0, ab / sqrt(aa * bb)))) * 57.29577951308232;
+}
+
+/* The probe for the three: recv_angle_bp is the angle between the error each layer received and
+ * the one exact backprop gives (checked against a twin net with sym, same weights), 0 on the
+ * exact top layer; for dfa, delta_angle_bp of the layer above a direct one compares the error
+ * delivered there; the V-W figures of kp and mirror, NaN for a direct B.  The probe leaves the
+ * gradients and deltas as they were. */
+START_TEST(test_learned_probe)
+{
+    const char *settings[4] = {"dfa", "kp", "mirror", "rndf"};
+    float x[NB * ND];
+    int32_t y[NB];
+    make_blobs(x, y, NB, ND, 4, 36);
+    for (int k = 0; k < 4; k++) {
+        asymbp_ctx_t *ctx = test_ctx();
+        /* layers: fc0 relu1 fc2 relu3 fc4; the same seed gives the twins the same weights */
+        asymbp_net_t *net = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_net_t *bp = mk_net(ctx, "fc12,relu,fc10,relu,fc4", ND, 1, 1, 0, NB);
+        asymbp_feedback_diag_t d[3];
+        size_t ng, ng2, n1, n2;
+        float *g0, *g1, *r0, *r1;
+        ck_assert_int_eq(asymbp_net_set_feedback(net, settings[k]), ASYMBP_OK);
+        fwd_bwd(net, x, y, NB, NULL);
+        fwd_bwd(bp, x, y, NB, NULL);
+        g0 = grads_copy(net, &ng);
+        r0 = read_out(net, 1, ASYMBP_READ_DELTA_RECEIVED, &n1);
+        for (int l = 0; l < 3; l++) d[l] = (asymbp_feedback_diag_t)ASYMBP_FEEDBACK_DIAG_INIT;
+        ck_assert_msg(asymbp_net_feedback_probe(net, d, 3) == ASYMBP_OK, "%s", asymbp_ctx_last_error(ctx));
+        g1 = grads_copy(net, &ng2);
+        ck_assert(same_floats(g0, g1, ng));
+        r1 = read_out(net, 1, ASYMBP_READ_DELTA_RECEIVED, &n2);
+        ck_assert(same_floats(r0, r1, n1));
+        free(r0);
+        free(r1);
+        free(g0);
+        free(g1);
+        /* the top layer receives the exact error */
+        ck_assert_double_eq(d[2].recv_angle_bp, 0.0);
+        ck_assert_double_eq(d[2].recv_norm, d[2].bp_recv_norm);
+        ck_assert_double_lt(d[2].grad_angle_bp, 1e-3);
+        for (int l = 0; l < 2; l++) {
+            size_t layer = (size_t)d[l].layer_index, na, nb;
+            float *ra = read_out(net, layer, ASYMBP_READ_DELTA_RECEIVED, &na);
+            float *rb = read_out(bp, layer, ASYMBP_READ_DELTA_RECEIVED, &nb);
+            double want = vec_angle(ra, rb, na);
+            ck_assert_msg(fabs(d[l].recv_angle_bp - want) < 1e-6 * (1.0 + want), "%s layer %zu: recv angle %g, twin %g",
+                          settings[k], layer, d[l].recv_angle_bp, want);
+            ck_assert(want > 1.0 && want < 179.0);
+            ck_assert_double_eq_tol(d[l].recv_norm, fnorm(ra, na), 1e-9 * fnorm(ra, na));
+            ck_assert_double_eq_tol(d[l].bp_recv_norm, fnorm(rb, nb), 1e-6 * fnorm(rb, nb));
+            free(ra);
+            free(rb);
+            /* what arrived below layers 2 and 4 (sent, or delivered under dfa) against backprop */
+            ra = read_out(net, (size_t)d[l + 1].layer_index, ASYMBP_READ_DELTA_SENT, &na);
+            rb = read_out(bp, (size_t)d[l + 1].layer_index, ASYMBP_READ_DELTA_SENT, &nb);
+            want = vec_angle(ra, rb, na);
+            ck_assert_msg(fabs(d[l + 1].delta_angle_bp - want) < 1e-6 * (1.0 + want), "%s layer %d: delta angle %g, twin %g",
+                          settings[k], d[l + 1].layer_index, d[l + 1].delta_angle_bp, want);
+            ck_assert_double_eq_tol(d[l + 1].delta_norm, fnorm(ra, na), 1e-6 * fnorm(ra, na));
+            free(ra);
+            free(rb);
+            if (k == 0) {
+                ck_assert(isnan(d[l].sign_concordance) && isnan(d[l].angle_vw) && isnan(d[l].norm_ratio));
+            } else {
+                ck_assert(d[l].angle_vw > 45.0 && d[l].angle_vw < 135.0);   /* random V at first */
+                ck_assert(d[l].sign_concordance > 0.2 && d[l].sign_concordance < 0.8);
+            }
+        }
+        asymbp_net_destroy(net);
+        asymbp_net_destroy(bp);
+        asymbp_ctx_destroy(ctx);
+    }
+}
+END_TEST
+
+/* kp and mirror split their work over the context's threads (layers large enough): the same V
+ * as on one thread (kp: elementwise, bit for bit given the same W; mirror: within rounding). */
+static void learned_threads_V(int threads, const char *setting, float *out, size_t *count)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = NULL;
+    asymbp__wlayer_t *wl;
+    asymbp__fb_inst_t *inst;
+    uint64_t seed = 9;
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_from_spec(ctx, "fc300,relu,fc260,relu,fc10", 32, 1, 1, 10, 0, &net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_feedback(net, setting), ASYMBP_OK);
+    wl = asymbp__net_wlayer_at(net, 1);
+    inst = wl->fb;
+    for (int step = 1; step <= 3; step++) {
+        /* a fixed "rule step" on W, then the policy's after_update */
+        memcpy(inst->w_before ? inst->w_before : out, wl->W, wl->numel * sizeof(float));
+        for (size_t i = 0; i < wl->numel; i++) wl->W[i] += 0.001f * (float)((int)(lcg(&seed) % 7) - 3);
+        ck_assert_int_eq(asymbp__fb_inst_after_update(ctx, wl, inst, (uint64_t)step), ASYMBP_OK);
+    }
+    memcpy(out, wl->V, wl->numel * sizeof(float));
+    *count = wl->numel;
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+
+START_TEST(test_learned_on_threads)
+{
+    static float ref[300 * 260], got[300 * 260];
+    const char *settings[2] = {"kp:decay=0.1", "mirror:steps=2"};
+    for (int k = 0; k < 2; k++) {
+        size_t nref, ngot;
+        learned_threads_V(1, settings[k], ref, &nref);
+        ck_assert_uint_eq(nref, 300 * 260);
+        for (int T = 2; T <= 3; T++) {
+            learned_threads_V(T, settings[k], got, &ngot);
+            ck_assert_uint_eq(ngot, nref);
+            if (k == 0) {
+                ck_assert_msg(memcmp(ref, got, nref * sizeof(float)) == 0, "%s: V differs between 1 and %d threads",
+                              settings[k], T);
+            } else {
+                double mx = 0.0, sc = 0.0;
+                for (size_t i = 0; i < nref; i++) {
+                    if (fabs(ref[i] - got[i]) > mx) mx = fabs(ref[i] - got[i]);
+                    if (fabs(ref[i]) > sc) sc = fabs(ref[i]);
+                }
+                ck_assert_msg(mx <= 1e-5 * sc, "%s: V differs between 1 and %d threads by %g (scale %g)", settings[k], T, mx, sc);
+            }
+        }
+    }
+}
+END_TEST
+
+/* Every allocation of assigning dfa, kp or mirror can fail: NOMEM, the old feedback stays,
+ * nothing leaks; then training steps allocate nothing. */
+START_TEST(test_learned_oom)
+{
+    const char *settings[3] = {"dfa", "kp", "mirror:batch=8"};
+    for (int s = 0; s < 3; s++) {
+        test_alloc_t ta = {0, 0, 0};
+        asymbp_allocator_t al = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_net_t *net = NULL;
+        asymbp_optimizer_t *opt = NULL;
+        float x[NB * ND];
+        int32_t y[NB];
+        long calls;
+        int ok = 0;
+        make_blobs(x, y, NB, ND, 4, 37);
+        ck_assert_int_eq(asymbp_ctx_create(&al, &ctx), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "mlp:12,10", ND, 1, 1, 4, 1, &net), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_bind(net, NB), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_set_feedback(net, "usf"), ASYMBP_OK);
+        for (long k = 1; k < 200 && !ok; k++) {
+            long live = ta.live;
+            asymbp_status_t st;
+            ta.fail_at = ta.calls + k;
+            st = asymbp_net_set_feedback(net, settings[s]);
+            ta.fail_at = 0;
+            if (st == ASYMBP_OK) { ok = 1; break; }
+            ck_assert_int_eq(st, ASYMBP_E_NOMEM);
+            ck_assert_int_eq(ta.live, live);
+            ck_assert_str_eq(asymbp_net_get_layer_feedback(net, 0), "usf");
+        }
+        ck_assert(ok);
+        ck_assert_str_eq(asymbp_net_get_layer_feedback(net, 0), settings[s]);
+        ck_assert_int_eq(asymbp_optimizer_create(net, "sgd", NULL, &opt), ASYMBP_OK);
+        calls = ta.calls;
+        for (int it = 0; it < 3; it++) {
+            fwd_bwd(net, x, y, NB, NULL);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        }
+        ck_assert_int_eq(ta.calls, calls);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(ta.live, 0);
+    }
+}
+END_TEST
+
 Suite *asymbp_test_feedback_suite(void);
 Suite *asymbp_test_feedback_suite(void)
 {
@@ -1580,6 +2759,20 @@ Suite *asymbp_test_feedback_suite(void)
     tcase_add_test(tc, test_user_policy_trains);
     tcase_add_test(tc, test_combinations);
     tcase_add_test(tc, test_refresh_on_threads);
+    tcase_add_test(tc, test_dfa_shape_fixed);
+    tcase_add_test(tc, test_dfa_by_hand);
+    tcase_add_test(tc, test_dfa_user_variant);
+    tcase_add_test(tc, test_dfa_mixed);
+    tcase_add_test(tc, test_dfa_layer_added_later);
+    tcase_add_test(tc, test_math_kp);
+    tcase_add_test(tc, test_math_mirror);
+    tcase_add_test(tc, test_kp_aligns);
+    tcase_add_test(tc, test_mirror_aligns);
+    tcase_add_test(tc, test_w_before_and_scratch);
+    tcase_add_test(tc, test_learned_round_trip);
+    tcase_add_test(tc, test_learned_probe);
+    tcase_add_test(tc, test_learned_on_threads);
+    tcase_add_test(tc, test_learned_oom);
     suite_add_tcase(s, tc);
     return s;
 }

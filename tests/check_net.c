@@ -611,6 +611,156 @@ START_TEST(test_threads_changed_after_bind)
 }
 END_TEST
 
+/* Direct feedback in the backward loop (layers/ alone, a hand-written deliver hook): the layer
+ * above a direct one sends nothing and the hook's error arrives at the top of the direct layer's
+ * block, from where the block's own ReLU passes it down; the classifier's gradient stays exact;
+ * force-symmetric ignores B; the optimizer's step_begin runs before_update. */
+typedef struct dl_count { int deliver, before, fail; float scale; } dl_count_t;
+static asymbp_status_t h_deliver(asymbp_net_t *net, void *s, asymbp__wlayer_t *wl, const float *error, const int32_t *labels,
+                                 size_t n, float *dst)
+{
+    dl_count_t *c = s;
+    size_t K = (size_t)wl->classes, m = wl->block_size;
+    (void)net;
+    c->deliver++;
+    if (c->fail) return ASYMBP_E_PLUGIN;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < m; j++) dst[i * m + j] = c->scale * error[i * K + j % K] + 0.01f * (float)labels[i];
+    return ASYMBP_OK;
+}
+static asymbp_status_t h_before(asymbp_net_t *net, void *s) { (void)net; ((dl_count_t *)s)->before++; return ASYMBP_OK; }
+
+START_TEST(test_direct_delivery)
+{
+    asymbp_ctx_t *ctx = test_ctx();
+    asymbp_net_t *net = NULL;
+    dl_count_t dc = { 0, 0, 0, 3.0f };
+    asymbp__net_fb_hooks_t h;
+    enum { N = 8, I = 6, H = 5, K = 3 };
+    float x[N * I], dWtop[K * H], dW0sym[H * I], Bdummy[K * H];
+    int32_t y[N] = { 0, 1, 2, 0, 1, 2, 0, 1 };
+    asymbp__layer_t *L0, *L1, *L2;
+    ck_assert_int_eq(asymbp_net_from_spec(ctx, "fc5,relu,fc3", I, 1, 1, K, 0, &net), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_bind(net, N), ASYMBP_OK);
+    fill(x, sizeof x / sizeof x[0], 23, -1, 1);
+    L0 = net->layers[0];
+    L1 = net->layers[1];
+    L2 = net->layers[2];
+    /* the blocks: fc0's ends below fc2 (5 values per sample), fc2's is the top */
+    ck_assert_uint_eq(L0->wl.block_size, H);
+    ck_assert_uint_eq(L2->wl.block_size, 0);
+    ck_assert_int_eq(L0->wl.classes, K);
+    ck_assert_int_eq(L2->wl_below, 0);
+    ck_assert_int_eq(L0->wl_below, -1);
+    /* plain backprop first */
+    ck_assert_int_eq(asymbp_net_forward(net, x, N, 1, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(net, y, N, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+    memcpy(dWtop, L2->dW, sizeof dWtop);
+    memcpy(dW0sym, L0->dW, sizeof dW0sym);
+    ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, &L2->wl), 1);
+    ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, &L0->wl), 0);   /* the lowest sends nothing */
+    /* fc0 direct */
+    memset(&h, 0, sizeof h);
+    h.state = &dc;
+    h.deliver = h_deliver;
+    h.before_update = h_before;
+    asymbp__net_set_fb_hooks(net, &h);
+    memset(Bdummy, 0, sizeof Bdummy);
+    L0->wl.B = Bdummy;
+    ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, &L0->wl), 1);
+    ck_assert_int_eq(asymbp__net_wlayer_reads_feedback(net, &L2->wl), 0);   /* sends nothing now */
+    ck_assert_int_eq(asymbp_net_loss(net, y, N, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+    ck_assert_int_eq(dc.deliver, 1);
+    {
+        const float *e = L2->dout;
+        double dW0[H * I] = { 0 }, nn = 0.0;
+        for (int s = 0; s < N; s++)
+            for (int j = 0; j < H; j++) {
+                float want = dc.scale * e[s * K + j % K] + 0.01f * (float)y[s];
+                double d = L0->out[s * H + j] > 0 ? want : 0.0;   /* the block's ReLU */
+                ck_assert_float_eq(L1->dout[s * H + j], want);
+                nn += (double)want * want;
+                for (int i = 0; i < I; i++) dW0[j * I + i] += d * x[s * I + i];
+            }
+        for (int i = 0; i < H * I; i++) ck_assert(fabs(L0->dW[i] - dW0[i]) <= 1e-5 * (1.0 + fabs(dW0[i])));
+        ck_assert_double_eq_tol(L2->wl.delta_norm, sqrt(nn), 1e-6 * sqrt(nn));
+    }
+    for (int i = 0; i < K * H; i++) ck_assert_float_eq(L2->dW[i], dWtop[i]);   /* exact classifier */
+    /* force-symmetric (probe, gradient check): no delivery, exact gradients */
+    asymbp__net_force_symmetric(net, 1);
+    ck_assert_int_eq(asymbp_net_loss(net, y, N, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+    ck_assert_int_eq(dc.deliver, 1);
+    for (int i = 0; i < H * I; i++) ck_assert_float_eq(L0->dW[i], dW0sym[i]);
+    asymbp__net_force_symmetric(net, 0);
+    /* a failing delivery fails the pass and names the layer */
+    dc.fail = 1;
+    ck_assert_int_eq(asymbp_net_loss(net, y, N, NULL), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_E_PLUGIN);
+    ck_assert_ptr_nonnull(strstr(asymbp_ctx_last_error(ctx), "direct feedback of layer 0"));
+    dc.fail = 0;
+    ck_assert_int_eq(asymbp__net_step_begin(net), ASYMBP_OK);
+    ck_assert_int_eq(dc.before, 1);
+    L0->wl.B = NULL;
+    asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* With dfa, kp or mirror assigned (and trained a little), the gradient check against exact
+ * backprop still passes (the feedback is replaced by W), while the one through the feedback
+ * does not match finite differences; training steps allocate nothing. */
+START_TEST(test_gradcheck_learned_policies)
+{
+    const char *settings[3] = { "dfa", "kp", "mirror" };
+    for (int k = 0; k < 3; k++) {
+        test_alloc_t ta = { 0, 0, 0 };
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_net_t *net = NULL;
+        asymbp_optimizer_t *opt = NULL;
+        asymbp_gradcheck_params_t p = ASYMBP_GRADCHECK_PARAMS_INIT;
+        asymbp_gradcheck_result_t r = ASYMBP_GRADCHECK_RESULT_INIT;
+        asymbp_gradcheck_entry_t ent[8];
+        enum { N = 3 };
+        float x[N * 36];
+        int32_t y[N] = { 1, 3, 0 };
+        long calls;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_ctx_set_seed(ctx, 5), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "conv3x3x3p1,bn,relu,maxpool2s2,fc6,relu,fc4", 1, 6, 6, 4, 0, &net),
+                         ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_bind(net, N), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_net_set_feedback(net, settings[k]), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_optimizer_create(net, "sgd", NULL, &opt), ASYMBP_OK);
+        fill(x, sizeof x / sizeof x[0], 29, -1, 1);
+        calls = ta.calls;
+        for (int it = 0; it < 2; it++) {
+            ck_assert_int_eq(asymbp_net_forward(net, x, N, 1, NULL), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_loss(net, y, N, NULL), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_optimizer_step(opt), ASYMBP_OK);
+        }
+        ck_assert_int_eq(ta.calls, calls);
+        r.layers = ent;
+        r.capacity = 8;
+        p.max_entries_per_param = test_quick() ? 4 : 12;
+        ck_assert_int_eq(asymbp_net_gradcheck_v2(net, x, y, N, &p, &r), ASYMBP_OK);
+        printf("gradcheck with %s replaced by backprop: max relative error %.3g\n", settings[k], r.max_rel_error);
+        ck_assert_double_le(r.max_rel_error, 1e-2);
+        p.use_feedback = 1;
+        ck_assert_int_eq(asymbp_net_gradcheck_v2(net, x, y, N, &p, &r), ASYMBP_OK);
+        ck_assert_msg(r.max_rel_error > 0.1, "%s: the feedback's gradients match backprop (%g)", settings[k], r.max_rel_error);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+        asymbp_ctx_destroy(ctx);
+        ck_assert_int_eq(ta.live, 0);
+    }
+}
+END_TEST
+
 Suite *asymbp_test_net_suite(void);
 Suite *asymbp_test_net_suite(void)
 {
@@ -629,6 +779,8 @@ Suite *asymbp_test_net_suite(void)
     tcase_add_test(tc, test_training_sanity);
     tcase_add_test(tc, test_threads_match_one_thread);
     tcase_add_test(tc, test_threads_changed_after_bind);
+    tcase_add_test(tc, test_direct_delivery);
+    tcase_add_test(tc, test_gradcheck_learned_policies);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -619,6 +619,70 @@ START_TEST(test_divergence_restores_bn_stats)
 }
 END_TEST
 
+/* Every feedback tensor of a net in one buffer: V (the read-out) and, where there is one, the
+ * direct B; returns the floats written. */
+static size_t feedback_snapshot(asymbp_net_t *net, float *buf, size_t cap)
+{
+    size_t off = 0;
+    for (size_t l = 0; l < asymbp_net_layer_count(net); l++) {
+        size_t n = 0;
+        if (asymbp_net_layer_kind(net, l) != ASYMBP_LAYER_DENSE) continue;
+        ck_assert_int_eq(asymbp_net_read_layer(net, l, ASYMBP_READ_FEEDBACK, buf + off, cap - off, &n), ASYMBP_OK);
+        off += n;
+        if (asymbp_net_read_layer(net, l, ASYMBP_READ_DIRECT_FEEDBACK, NULL, 0, &n) == ASYMBP_OK) {
+            ck_assert_int_eq(asymbp_net_read_layer(net, l, ASYMBP_READ_DIRECT_FEEDBACK, buf + off, cap - off, &n), ASYMBP_OK);
+            off += n;
+        }
+    }
+    return off;
+}
+
+/* dfa, kp and mirror: a run of 4 epochs and a run stopped after 2 and resumed from its checkpoint
+ * into fresh objects end with the same weights and feedback tensors (B, learned V), bit for bit
+ * (batch norm, Batch Manhattan with momentum, dropout). */
+START_TEST(test_trainer_resume_learned_feedback)
+{
+    const char *settings[3] = { "dfa", "kp:decay=0.05", "mirror:steps=2:batch=8" };
+    const char *fb = settings[_i];
+    char dir[1024], ck_full[1100], ck_half[1100];
+    setup_t a, b;
+    size_t n, nfa, nfb;
+    float *wa, *wb, *fa, *fbuf;
+    test_tmpdir_make(dir, sizeof dir, "train");
+    snprintf(ck_full, sizeof ck_full, "%s/full.ckpt", dir);
+    snprintf(ck_half, sizeof ck_half, "%s/half.ckpt", dir);
+    setup_make(&a, "fc16,bn,relu,dropout0.2,fc12,relu", 0, fb, "bm", 0.003f, 4, ck_full, 1);
+    ck_assert_int_eq(asymbp_trainer_run(a.tr), ASYMBP_OK);
+    setup_make(&b, "fc16,bn,relu,dropout0.2,fc12,relu", 0, fb, "bm", 0.003f, 2, ck_half, 1);
+    ck_assert_int_eq(asymbp_trainer_run(b.tr), ASYMBP_OK);
+    setup_free(&b);
+    setup_make(&b, "fc16,bn,relu,dropout0.2,fc12,relu", 0, "sym", "bm", 0.003f, 4, NULL, 0);
+    ck_assert_int_eq(asymbp_trainer_load_checkpoint(b.tr, ck_half), ASYMBP_OK);
+    ck_assert_str_eq(asymbp_net_get_layer_feedback(b.net, 0), fb);
+    ck_assert_int_eq(asymbp_trainer_run(b.tr), ASYMBP_OK);
+    n = asymbp_net_weight_count(a.net);
+    wa = malloc(n * sizeof *wa);
+    wb = malloc(n * sizeof *wb);
+    params_snapshot(a.net, wa, n);
+    params_snapshot(b.net, wb, n);
+    ck_assert_msg(memcmp(wa, wb, n * sizeof *wa) == 0, "%s: the resumed run's weights differ", fb);
+    fa = malloc(4096 * sizeof *fa);
+    fbuf = malloc(4096 * sizeof *fbuf);
+    nfa = feedback_snapshot(a.net, fa, 4096);
+    nfb = feedback_snapshot(b.net, fbuf, 4096);
+    ck_assert_uint_eq(nfa, nfb);
+    ck_assert_msg(memcmp(fa, fbuf, nfa * sizeof *fa) == 0, "%s: the resumed run's feedback differs", fb);
+    ck_assert_double_eq(asymbp_trainer_metrics(a.tr, 4)->test_accuracy, asymbp_trainer_metrics(b.tr, 4)->test_accuracy);
+    free(wa);
+    free(wb);
+    free(fa);
+    free(fbuf);
+    setup_free(&a);
+    setup_free(&b);
+    test_tmpdir_remove(dir);
+}
+END_TEST
+
 Suite *asymbp_test_train_suite(void);
 Suite *asymbp_test_train_suite(void)
 {
@@ -628,6 +692,7 @@ Suite *asymbp_test_train_suite(void)
     tcase_add_test(tc, test_trainer_learns);
     tcase_add_test(tc, test_trainer_callbacks);
     tcase_add_loop_test(tc, test_trainer_resume_bit_identical, 0, 2);
+    tcase_add_loop_test(tc, test_trainer_resume_learned_feedback, 0, 3);
     tcase_add_test(tc, test_trainer_checkpoint_mismatch);
     tcase_add_test(tc, test_trainer_divergence);
     tcase_add_test(tc, test_model_save_load);

@@ -42,7 +42,7 @@ const cli_opt_t cli_opts[] = {
       "training samples of each re-estimation (0: all)", TR, "bn_recal_samples", OFF(bn_recal_samples) },
     /* learning rule */
     { "--feedback", NULL, "F", OT_STR, 0, 0, "sym", "Learning rule",
-      "sym (backprop), usf, brsf, frsf, partial:P, rndf, signed-init, with options such as frsf:mag=uniform:scale=xavier "
+      "sym (backprop), usf, brsf, frsf, partial:P, rndf, signed-init, dfa, kp, mirror, with options such as frsf:mag=uniform:scale=xavier "
       "(docs/feedback.md)", TR, "feedback", OFF(feedback) },
     { "--update", NULL, "U", OT_STR, 0, 0, "sgd", "Learning rule", "sgd, bm (Batch Manhattan), bm:b, bm:c, bm:nsc", TR,
       "update", OFF(update) },

@@ -13,6 +13,13 @@
  *   partial:P       V = s M o sign(W) o S, S a +/-1 mask with P(S = +1) = P (0 <= P <= 1).
  *   rndf (alias fa) V = R, zero-mean random, drawn once, independent of W (feedback alignment).
  *   signed-init     V = s M o sign(W0), W0 the weights when the policy was assigned.
+ *   dfa             direct feedback alignment (Nokland 2016): the output error e is sent straight
+ *                   to the top of the layer's block through a fixed random B (a direct policy,
+ *                   see ASYMBP_FEEDBACK_DIRECT); the highest weighted layer gets the exact error.
+ *   kp              Kolen-Pollack (Akrout et al. 2019): V starts random and receives every step
+ *                   the change the update rule made to W, while V - W shrinks by (1 - decay).
+ *   mirror          weight mirror (Akrout et al. 2019): after every step, noise x is sent through
+ *                   the layer (y = W x) and V <- (1 - decay) V + lr mean(y x^T), so V -> W.
  *
  * sign(0) = 0: a weight that is exactly 0 gets a feedback weight of 0.  M is drawn from |N(0,1)|
  * (default) or U(0,1) and s is 1 unless a scale option says otherwise.  The setting grammar:
@@ -28,6 +35,10 @@
  *   mask=fixed|redraw        partial: S drawn once (default) or each optimizer step
  *                            (bare "fixed" / "redraw" also accepted)
  *   m=fixed|step             partial: M drawn once (default) or each optimizer step
+ *   decay=X                  kp, mirror: decay per step (kp) or per mirror step (mirror), in [0, 1]
+ *   lr=X, noise=X, steps=N, batch=N   mirror: learning rate, noise standard deviation, mirror
+ *                            steps per optimizer step, noise samples per mirror step
+ *   (dfa, kp and mirror also take scale= and dist= for the random initial B or V, as rndf)
  *
  * A registered user policy is used by its name; the text after "name:" reaches its init as
  * args->options, unparsed.  "Once per optimizer step" means: before the first backward pass of
@@ -64,6 +75,26 @@ extern "C" {
 
 /* Flags of a policy (vt->flags).  Since 0.1. */
 #define ASYMBP_FEEDBACK_SYMMETRIC 0x1u  /* V = W: no V tensor; refresh and after_update never run */
+/* A direct policy (direct feedback alignment and its relatives).  Since 0.2.  Its tensor is not
+ * a V of the shape of W but B, classes x block_size floats ([classes][block_size], as the weights
+ * of a dense layer from the top of the block to the outputs), where block_size is the size per
+ * sample of the error arriving at the top of the layer's block: the input of the next weighted
+ * layer above (features for dense, C*H*W for conv2d).  In every backward pass the net sends the
+ * output error e = dL/dlogits (samples x classes) through B to the top of the block (e B, or the
+ * policy's deliver callback), from where it passes down through the block's own pooling, ReLU,
+ * dropout and batch norm exactly to the weighted layer; the weighted layer above then sends no
+ * error down.  A layer with a direct policy sends an error down itself (to a layer with a layer
+ * policy below it, or for the input gradient) through its W.  On the highest weighted layer a
+ * direct policy has no tensor (block_size 0; its callbacks are never called): the classifier
+ * receives the exact error.  args->V is B; args->numel, ndim (2), shape {classes, block_size},
+ * fan_in (block_size) and fan_out (classes) describe B and the buffers are buffer_count B-sized
+ * blocks; args->W is still the layer's weights (args->w_numel floats).  Not with SYMMETRIC. */
+#define ASYMBP_FEEDBACK_DIRECT 0x2u
+/* after_update receives the weights as they were before the optimizer step (args->W_before), so
+ * a policy sees what the update rule did to W (W - W_before) whatever the rule is.  The library
+ * keeps the copy: w_numel floats per instance, refreshed before every optimizer step, not saved.
+ * Since 0.2. */
+#define ASYMBP_FEEDBACK_W_BEFORE 0x4u
 
 /* Arguments of every callback, filled by the library (borrowed for the call).  Members are only
  * appended; struct_size tells a plugin which ones exist.  Since 0.1. */
@@ -88,6 +119,27 @@ typedef struct asymbp_feedback_args {
     uint64_t step;               /* init: optimizer steps completed so far; refresh: number of
                                     the step about to run (1 on the first); after_update: number
                                     of the step just completed (1 on the first) */
+    /* ---- Since 0.2 (check struct_size before reading) ---- */
+    size_t w_numel;              /* floats of W (= numel, except for a direct policy) */
+    int w_ndim;                  /* W's ndim and shape (= ndim, shape, except for a direct policy) */
+    int64_t w_shape[4];
+    int direct;                  /* 1 for a direct policy (ASYMBP_FEEDBACK_DIRECT): V is B */
+    int64_t classes;             /* the net's number of classes (0 outside a net) */
+    size_t block_size;           /* floats per sample of the error at the top of the layer's block
+                                    (the input of the next weighted layer); 0 for the highest
+                                    weighted layer and outside a net */
+    const float *W_before;       /* after_update of a policy with ASYMBP_FEEDBACK_W_BEFORE: W as it
+                                    was before the optimizer step just completed (w_numel
+                                    floats); NULL otherwise */
+    float *scratch;              /* vt->scratch_size floats of per-instance scratch (not saved,
+                                    contents undefined on entry); NULL when none */
+    size_t scratch_floats;
+    /* deliver only (NULL / 0 in the other callbacks): */
+    const float *error;          /* samples x classes: dL/dlogits set by the last asymbp_net_loss */
+    const int32_t *labels;       /* the samples labels given to the last asymbp_net_loss */
+    size_t samples;              /* samples in the backward pass */
+    float *delta;                /* samples x block_size floats to write: the error delivered to
+                                    the top of the layer's block */
 } asymbp_feedback_args_t;
 
 /* A feedback-policy vtable.  Fill it starting from ASYMBP_FEEDBACK_VTABLE_INIT.  Callbacks get
@@ -120,13 +172,25 @@ typedef struct asymbp_feedback_vtable {
     /* (optional) Release what init acquired; runs once per instance whose init succeeded. */
     void            (*fini)(void *user, void *state);
     /* ---- end of version 1: append new members below, never reorder ---- */
+    /* (optional; direct policies only) Write args->delta, the error delivered to the top of the
+     * layer's block for this backward pass, from args->error (and args->labels: e.g. direct
+     * random target projection) and B (args->V).  NULL: the library writes error B (DFA).  Called
+     * in every backward pass that uses the feedback (never in the exact-backprop probe's pass or
+     * a gradient check against exact backprop), after refresh.  Must not allocate.  Since 0.2. */
+    asymbp_status_t (*deliver)(void *user, void *state, const asymbp_feedback_args_t *args);
+    /* (optional) Floats of scratch memory an instance needs (a mirror's noise batch), from args
+     * as init will get them (options, shapes; V and buf not yet written).  Called once when the
+     * policy is assigned, before init; the library allocates the scratch with the instance
+     * (never during training) and passes it as args->scratch to every callback; it is not saved.
+     * NULL or 0: none.  Since 0.2. */
+    size_t          (*scratch_size)(void *user, const asymbp_feedback_args_t *args);
 } asymbp_feedback_vtable_t;
 /* The smallest struct_size the library accepts: a vtable may end after `refresh` (the optional
  * after_update and fini then read as NULL).  Since 0.1. */
 #define ASYMBP_FEEDBACK_VTABLE_MIN_SIZE \
     (offsetof(asymbp_feedback_vtable_t, refresh) + sizeof(asymbp_status_t (*)(void)))
 #define ASYMBP_FEEDBACK_VTABLE_INIT \
-    { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0, 0 }
+    { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* A registered policy: a borrowed handle owned by the context (built-ins: by the library),
  * valid until its registration ends.  Since 0.2. */
@@ -218,22 +282,37 @@ typedef struct asymbp_feedback_diag {
     size_t struct_size;
     int layer_index;            /* index of the layer in the net */
     double delta_norm;          /* ||error the layer sent down|| in the last backward pass
-                                   (0 for the first layer, which sends nothing) */
+                                   (0 for the first layer, which sends nothing); when the weighted
+                                   layer below has a direct policy (since 0.2): the norm of the
+                                   error delivered there in its place, from the output error */
     double grad_norm;           /* ||dW|| of the last backward pass */
     double sign_concordance;    /* fraction of the weights W != 0 with sign(V) == sign(W)
-                                   (1 for sym; NaN when every weight is 0) */
-    double angle_vw;            /* angle in degrees between V and W as flat vectors (0 for sym) */
-    double norm_ratio;          /* ||V|| / ||W|| (1 for sym) */
+                                   (1 for sym; NaN when every weight is 0; NaN for a layer
+                                   with a direct policy's B, which has another shape) */
+    double angle_vw;            /* angle in degrees between V and W as flat vectors (0 for sym;
+                                   NaN for a direct policy's B) */
+    double norm_ratio;          /* ||V|| / ||W|| (1 for sym; NaN for a direct policy's B) */
     /* Filled only by asymbp_net_feedback_probe (NaN otherwise): */
     double grad_angle_bp;       /* angle between this layer's dW and the dW exact backprop gives
                                    for the same batch */
     double bp_delta_norm;       /* ||error exact backprop sends down from this layer|| */
     double bp_grad_norm;        /* ||dW|| under exact backprop */
-    double delta_angle_bp;      /* angle in degrees between the error this layer sent down and
-                                   the one exact backprop sends for the same batch (NaN for
-                                   the lowest weighted layer, which sends none).  Since 0.1. */
+    double delta_angle_bp;      /* angle in degrees between the error this layer sent down (or,
+                                   under a direct policy of the weighted layer below, the error
+                                   delivered there) and the one exact backprop sends for the
+                                   same batch (NaN for the lowest weighted layer, which sends
+                                   none).  Since 0.1. */
+    /* Since 0.2, filled only by asymbp_net_feedback_probe (NaN otherwise): */
+    double recv_angle_bp;       /* angle in degrees between the error this layer received at its
+                                   output (dL/d its output, what its dW and bias gradient are
+                                   computed from) and the one exact backprop gives for the same
+                                   batch: the per-layer "angle to the backprop error" for every
+                                   policy, direct ones included (0 for the highest weighted
+                                   layer of a net whose top is exact) */
+    double recv_norm;           /* ||error received at the output|| in the last backward pass */
+    double bp_recv_norm;        /* the same under exact backprop */
 } asymbp_feedback_diag_t;
-#define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define ASYMBP_FEEDBACK_DIAG_INIT { sizeof(asymbp_feedback_diag_t), -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Which moment the diagnostics report (asymbp_net_feedback_diag, the probe, and the V read-out
  * asymbp_net_read_layer(ASYMBP_READ_FEEDBACK)): every layer alike, V is the feedback tensor of

@@ -129,8 +129,8 @@ asymbp_net_loss(asymbp_net_t *net, const int32_t *labels, size_t n, float *loss)
 /* Backward pass from the delta set by asymbp_net_loss: overwrites every parameter's gradient.
  * Weighted layers send the error down through their feedback tensor (see feedback.h; plain
  * backprop when none is set).  Never allocates.  Returns ASYMBP_OK, ASYMBP_E_INVALID,
- * ASYMBP_E_STATE (no loss since the last forward), ASYMBP_E_PLUGIN (a feedback refresh failed).
- * Since 0.1. */
+ * ASYMBP_E_STATE (no loss since the last forward), ASYMBP_E_PLUGIN (a feedback refresh or a
+ * direct policy's deliver callback failed).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_net_backward(asymbp_net_t *net);
 /* Predicted class (first maximal logit) of each of n samples (any n >= 1: processed in chunks of
  * the bound batch, eval mode) into pred (n int32).  Returns ASYMBP_OK, ASYMBP_E_INVALID,
@@ -191,13 +191,19 @@ typedef enum asymbp_readout {
     ASYMBP_READ_WEIGHTS = 0,        /* W of a dense or conv2d layer: dense [out][in], conv2d
                                        [oc][ic][kh][kw] */
     ASYMBP_READ_FEEDBACK = 1,       /* V, the tensor its backward multiplies the error by (W when
-                                       the feedback is symmetric), at the moment feedback.h's
+                                       the feedback is symmetric or direct), at the moment feedback.h's
                                        diagnostics describe (read after asymbp_optimizer_step:
                                        the next backward's V, made from the current W) */
     ASYMBP_READ_DELTA_RECEIVED = 2, /* the error the layer received in the last backward pass,
                                        dL/d(its output): n x (C*H*W of its output) */
-    ASYMBP_READ_DELTA_SENT = 3      /* the error it sent to the layer below, n x (C*H*W of its
-                                       input); layer 0's is dL/dinput (asymbp_net_set_input_grad) */
+    ASYMBP_READ_DELTA_SENT = 3,     /* the error it sent to the layer below, n x (C*H*W of its
+                                       input); layer 0's is dL/dinput (asymbp_net_set_input_grad);
+                                       under a direct policy of the weighted layer below (see
+                                       feedback.h), the error delivered there in its place */
+    ASYMBP_READ_DIRECT_FEEDBACK = 4 /* B of a layer with a direct feedback policy (feedback.h,
+                                       ASYMBP_FEEDBACK_DIRECT): classes x block_size floats,
+                                       [classes][block_size]; ASYMBP_E_STATE when the layer has
+                                       no such tensor.  Since 0.2. */
 } asymbp_readout_t;
 
 /* Copy a layer's W, V or a delta of the last backward pass into the caller's buf (cap floats);
@@ -210,9 +216,9 @@ typedef enum asymbp_readout {
  * delta (ASYMBP_E_STATE).  Reading V may run the policy's refresh (see feedback.h).  No
  * allocation.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL net, layer out of range, a weight
  * read-out of a layer without weights, unknown what, buf NULL with cap > 0), ASYMBP_E_STATE (no
- * such delta in the last backward pass, or no backward pass since the last loss), ASYMBP_E_SHAPE
- * (cap smaller than count: nothing is written), ASYMBP_E_PLUGIN (V's refresh failed).
- * Since 0.2. */
+ * such delta in the last backward pass, or no backward pass since the last loss; no direct
+ * feedback tensor), ASYMBP_E_SHAPE (cap smaller than count: nothing is written),
+ * ASYMBP_E_PLUGIN (V's refresh failed).  Since 0.2. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_net_read_layer(asymbp_net_t *net, size_t layer, asymbp_readout_t what, float *buf, size_t cap, size_t *count);
 

@@ -1,12 +1,13 @@
-/* The built-in feedback policies (METHOD.md section 2), a static table of the registry's feedback
- * kind called through the public vtable: sym, usf, brsf, frsf, partial, rndf, signed-init; and
- * the parser of their options. */
+/* The built-in feedback policies (METHOD.md section 2, and section 7's relatives), a static table
+ * of the registry's feedback kind called through the public vtable: sym, usf, brsf, frsf,
+ * partial, rndf, signed-init; dfa (a direct policy), kp and mirror (learned V); and the parser
+ * of their options. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "feedback/feedback_impl.h"
 
-enum { P_SYM, P_USF, P_BRSF, P_FRSF, P_PARTIAL, P_RNDF, P_SIGNED_INIT, P_COUNT };
+enum { P_SYM, P_USF, P_BRSF, P_FRSF, P_PARTIAL, P_RNDF, P_SIGNED_INIT, P_DFA, P_KP, P_MIRROR, P_COUNT };
 enum { MAG_NORMAL = 0, MAG_UNIFORM = 1, MAG_ONE = 2 };
 enum { SCALE_NONE = 0, SCALE_XAVIER = 1, SCALE_HE = 2, SCALE_VALUE = 3 };
 
@@ -17,6 +18,11 @@ enum { SCALE_NONE = 0, SCALE_XAVIER = 1, SCALE_HE = 2, SCALE_VALUE = 3 };
 #define OPT_MASK 0x8u
 #define OPT_M 0x10u
 #define OPT_DIST 0x20u
+#define OPT_DECAY 0x40u
+#define OPT_LR 0x80u
+#define OPT_NOISE 0x100u
+#define OPT_STEPS 0x200u
+#define OPT_BATCH 0x400u
 
 typedef struct policy_desc {
     int id;
@@ -32,7 +38,24 @@ static const policy_desc_t descs[P_COUNT] = {
     {P_PARTIAL, "partial", OPT_MAG | OPT_SCALE | OPT_P | OPT_MASK | OPT_M},
     {P_RNDF, "rndf", OPT_SCALE | OPT_DIST},
     {P_SIGNED_INIT, "signed-init", OPT_MAG | OPT_SCALE},
+    {P_DFA, "dfa", OPT_SCALE | OPT_DIST},
+    {P_KP, "kp", OPT_SCALE | OPT_DIST | OPT_DECAY},
+    {P_MIRROR, "mirror", OPT_SCALE | OPT_DIST | OPT_DECAY | OPT_LR | OPT_NOISE | OPT_STEPS | OPT_BATCH},
 };
+
+/* Defaults of the learned policies' options. */
+#define KP_DECAY 0.01f
+#define MIRROR_LR 0.01f
+#define MIRROR_DECAY 0.01f
+#define MIRROR_NOISE 1.0f
+#define MIRROR_STEPS 1u
+#define MIRROR_BATCH 64u
+#define MIRROR_MAX_STEPS 1000u
+#define MIRROR_MAX_BATCH 65536u
+
+/* A random tensor drawn as rndf's R (the initial V of kp and mirror, dfa's B) needs scale xavier
+ * by default. */
+static int random_init(int id) { return id == P_RNDF || id == P_DFA || id == P_KP || id == P_MIRROR; }
 
 /* Parsed options.  Plain data: it is also the instance's state block (saved byte for byte). */
 typedef struct bi_state {
@@ -45,6 +68,17 @@ typedef struct bi_state {
     uint32_t m_redraw;     /* partial: M redrawn every step */
     uint32_t dist_normal;  /* rndf: R normal instead of uniform */
 } bi_state_t;
+
+/* The state of kp and mirror: the common options, then theirs (dfa and the policies of the
+ * paper keep bi_state_t: its size is in their saved files). */
+typedef struct learn_state {
+    bi_state_t base;
+    float decay;           /* kp: per optimizer step; mirror: per mirror step */
+    float lr;              /* mirror: learning rate */
+    float noise;           /* mirror: standard deviation of the noise */
+    uint32_t steps;        /* mirror: mirror steps per optimizer step */
+    uint32_t batch;        /* mirror: noise samples per mirror step */
+} learn_state_t;
 
 static asymbp_status_t bad(asymbp_ctx_t *ctx, const policy_desc_t *d, const char *options, const char *what,
                            const char *tok, size_t len)
@@ -71,13 +105,19 @@ static int tok_number(const char *tok, size_t len, double *out)
     return 0;
 }
 
-static asymbp_status_t parse_options(asymbp_ctx_t *ctx, const policy_desc_t *d, const char *options, bi_state_t *st)
+static asymbp_status_t parse_options(asymbp_ctx_t *ctx, const policy_desc_t *d, const char *options, learn_state_t *ls)
 {
     const char *p = options;
+    bi_state_t *st = &ls->base;
     unsigned seen = 0;
-    memset(st, 0, sizeof *st);
-    st->scale_mode = d->id == P_RNDF ? SCALE_XAVIER : SCALE_NONE;
+    memset(ls, 0, sizeof *ls);
+    st->scale_mode = random_init(d->id) ? SCALE_XAVIER : SCALE_NONE;
     st->p = -1.0f;
+    ls->decay = d->id == P_KP ? KP_DECAY : MIRROR_DECAY;
+    ls->lr = MIRROR_LR;
+    ls->noise = MIRROR_NOISE;
+    ls->steps = MIRROR_STEPS;
+    ls->batch = MIRROR_BATCH;
     if (!*p) goto done;
     for (;;) {
         size_t len = strcspn(p, ":");
@@ -97,6 +137,11 @@ static asymbp_status_t parse_options(asymbp_ctx_t *ctx, const policy_desc_t *d, 
             else if (tok_is(key, klen, "mask")) opt = OPT_MASK;
             else if (tok_is(key, klen, "m")) opt = OPT_M;
             else if (tok_is(key, klen, "dist")) opt = OPT_DIST;
+            else if (tok_is(key, klen, "decay")) opt = OPT_DECAY;
+            else if (tok_is(key, klen, "lr")) opt = OPT_LR;
+            else if (tok_is(key, klen, "noise")) opt = OPT_NOISE;
+            else if (tok_is(key, klen, "steps")) opt = OPT_STEPS;
+            else if (tok_is(key, klen, "batch")) opt = OPT_BATCH;
             else return bad(ctx, d, options, "unknown option", key, klen);
         } else {
             double x;
@@ -150,6 +195,38 @@ static asymbp_status_t parse_options(asymbp_ctx_t *ctx, const policy_desc_t *d, 
             else if (tok_is(val, vlen, "normal")) st->dist_normal = 1;
             else return bad(ctx, d, options, "dist must be uniform or normal, got", val, vlen);
             break;
+        case OPT_DECAY: {
+            double x;
+            if (tok_number(val, vlen, &x) != 0 || !(x >= 0.0 && x <= 1.0))
+                return bad(ctx, d, options, "decay must be a number in [0, 1], got", val, vlen);
+            ls->decay = (float)x;
+            break;
+        }
+        case OPT_LR: {
+            double x;
+            if (tok_number(val, vlen, &x) != 0 || !(x >= 0.0 && x < 1e6))
+                return bad(ctx, d, options, "lr must be a number in [0, 1e6), got", val, vlen);
+            ls->lr = (float)x;
+            break;
+        }
+        case OPT_NOISE: {
+            double x;
+            if (tok_number(val, vlen, &x) != 0 || !(x > 0.0 && x < 1e6))
+                return bad(ctx, d, options, "noise must be a number in (0, 1e6), got", val, vlen);
+            ls->noise = (float)x;
+            break;
+        }
+        case OPT_STEPS:
+        case OPT_BATCH: {
+            double x;
+            double hi = opt == OPT_STEPS ? MIRROR_MAX_STEPS : MIRROR_MAX_BATCH;
+            if (tok_number(val, vlen, &x) != 0 || !(x >= 1.0 && x <= hi) || x != floor(x))
+                return bad(ctx, d, options, opt == OPT_STEPS ? "steps must be a whole number in [1, 1000], got"
+                                                             : "batch must be a whole number in [1, 65536], got", val, vlen);
+            if (opt == OPT_STEPS) ls->steps = (uint32_t)x;
+            else ls->batch = (uint32_t)x;
+            break;
+        }
         default:
             break;
         }
@@ -168,7 +245,7 @@ done:
 
 asymbp_status_t asymbp__fb_builtin_check(asymbp_ctx_t *ctx, const asymbp__fb_entry_t *e, const char *options)
 {
-    bi_state_t st;
+    learn_state_t st;
     return parse_options(ctx, (const policy_desc_t *)e->base.user, options, &st);
 }
 
@@ -452,15 +529,34 @@ static void write_partial(float *restrict V, const float *restrict W, const floa
 
 /* ---- The policies ---------------------------------------------------------------------------- */
 
+/* The state block's size of each built-in (kp and mirror keep their own options too). */
+static size_t state_bytes(int id) { return id == P_KP || id == P_MIRROR ? sizeof(learn_state_t) : sizeof(bi_state_t); }
+
+/* n values s r, r uniform on [-sqrt 3, sqrt 3] (unit variance) or N(0,1): rndf's R. */
+static void draw_random(const bi_state_t *st, asymbp_rng_t *rng, float *V, size_t n)
+{
+    size_t i;
+    if (st->dist_normal) {
+        for (i = 0; i < n; i++) V[i] = st->scale * (float)asymbp__rng_normal(rng);
+    } else {
+        const double half = 1.7320508075688772; /* U(-sqrt 3, sqrt 3) has unit variance */
+        for (i = 0; i < n; i++) V[i] = st->scale * (float)(half * (2.0 * open_uniform(rng) - 1.0));
+    }
+}
+
 static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_args_t *a)
 {
     const policy_desc_t *d = user;
-    bi_state_t *st = state;
-    asymbp_status_t rc = parse_options(a->ctx, d, a->options, st);
-    size_t n = a->numel, i;
+    learn_state_t ls;
+    bi_state_t *st = &ls.base;
+    asymbp_status_t rc = parse_options(a->ctx, d, a->options, &ls);
+    size_t n = a->numel;
     if (rc != ASYMBP_OK) return rc;
     if (a->fan_in == 0 || a->fan_out == 0) return asymbp__error(a->ctx, ASYMBP_E_INVALID, "feedback '%s': layer has fan_in %zu, fan_out %zu", d->name, a->fan_in, a->fan_out);
+    if (d->id == P_DFA && !a->direct)
+        return asymbp__error(a->ctx, ASYMBP_E_INVALID, "feedback 'dfa': the layer's tensor is not a direct one");
     st->scale = resolve_scale(st, a);
+    memcpy(state, &ls, state_bytes(d->id));
     switch (d->id) {
     case P_USF:
         write_signed_par(a->ctx, a->V, a->W, NULL, st->scale, n);
@@ -478,13 +574,10 @@ static asymbp_status_t bi_init(void *user, void *state, const asymbp_feedback_ar
         write_partial(a->V, a->W, a->buf, a->buf + n, st->scale, n);
         break;
     case P_RNDF:
-        if (st->dist_normal) {
-            for (i = 0; i < n; i++) a->V[i] = st->scale * (float)asymbp__rng_normal(a->rng);
-        } else {
-            const double half = 1.7320508075688772; /* U(-sqrt 3, sqrt 3) has unit variance */
-            for (i = 0; i < n; i++)
-                a->V[i] = st->scale * (float)(half * (2.0 * open_uniform(a->rng) - 1.0));
-        }
+    case P_DFA:   /* B, classes x block_size: fan_in block_size, fan_out classes */
+    case P_KP:
+    case P_MIRROR:
+        draw_random(st, a->rng, a->V, n);
         break;
     case P_SIGNED_INIT:
         fill_mag_signed(a->ctx, a->rng, st->mag, a->V, a->W, st->scale, n);
@@ -521,13 +614,144 @@ static asymbp_status_t bi_refresh(void *user, void *state, const asymbp_feedback
     return ASYMBP_OK;
 }
 
+/* ---- Learned feedback: Kolen-Pollack and the weight mirror (Akrout et al. 2019) --------------- */
+
+/* Elementwise passes and the mirror's products, split over the context's threads in blocks of
+ * rows of V (about the rows the layers give each thread). */
+typedef struct learn_job {
+    const learn_state_t *st;
+    const asymbp_feedback_args_t *a;
+    size_t rows, cols, units;
+    const float *X;           /* mirror: the noise batch, batch x cols */
+    float *Y;                 /* mirror: its image through W, batch x rows */
+} learn_job_t;
+
+static size_t learn_units(asymbp_ctx_t *ctx, size_t rows, size_t work)
+{
+    size_t U = (size_t)asymbp_ctx_get_threads(ctx);
+    if (work < ((size_t)1 << 18)) U = 1;   /* small layers: not worth a hand-off */
+    return U < rows ? U : rows;
+}
+
+/* Kolen-Pollack: V <- V + (W - W_before) - decay (V - W_before) = W + (1 - decay) (V - W_before):
+ * V receives the step the update rule gave W, and V - W shrinks by (1 - decay). */
+static void kp_units(void *arg, size_t u0, size_t u1, int t)
+{
+    const learn_job_t *j = arg;
+    const float *restrict W = j->a->W, *restrict Wb = j->a->W_before;
+    float *restrict V = j->a->V;
+    float keep = 1.0f - j->st->decay;
+    (void)t;
+    for (size_t u = u0; u < u1; u++) {
+        size_t e0 = j->rows * u / j->units * j->cols, e1 = j->rows * (u + 1) / j->units * j->cols;
+        for (size_t i = e0; i < e1; i++) V[i] = W[i] + keep * (V[i] - Wb[i]);
+    }
+}
+
+static asymbp_status_t kp_after(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    learn_job_t j;
+    (void)user;
+    if (!a->W_before) return asymbp__error(a->ctx, ASYMBP_E_STATE, "feedback 'kp': no copy of W before the step");
+    memset(&j, 0, sizeof j);
+    j.st = state;
+    j.a = a;
+    j.rows = a->shape[0] > 0 ? (size_t)a->shape[0] : 1;
+    j.cols = a->numel / j.rows;
+    j.units = learn_units(a->ctx, j.rows, a->numel);
+    asymbp__parallel(a->ctx, j.units, (int)j.units, kp_units, &j);
+    return ASYMBP_OK;
+}
+
+/* n values of N(0, sigma^2): |N(0,1)| magnitudes of the chunked generator (two draws of the
+ * instance stream as its seed) with signs from a splitmix64 sequence seeded by two more. */
+static void fill_normal(asymbp_ctx_t *ctx, asymbp_rng_t *rng, float *restrict dst, size_t n, float sigma)
+{
+    uint64_t s;
+    fill_mag(ctx, rng, MAG_NORMAL, dst, n);
+    s = (uint64_t)asymbp__rng_u32(rng) << 32;
+    s |= asymbp__rng_u32(rng);
+    for (size_t i = 0; i < n; i += 64) {
+        uint64_t bits = splitmix64(&s);
+        size_t e = n - i < 64 ? n - i : 64;
+        for (size_t k = 0; k < e; k++) dst[i + k] *= (bits >> k) & 1u ? -sigma : sigma;
+    }
+}
+
+/* Rows of V: Y[:, r0:r1] = X W[r0:r1]^T, then V[r0:r1] = (1 - decay) V[r0:r1] + (lr / batch)
+ * Y[:, r0:r1]^T X. */
+static void mirror_units(void *arg, size_t u0, size_t u1, int t)
+{
+    const learn_job_t *j = arg;
+    const learn_state_t *st = j->st;
+    size_t b = st->batch, R = j->rows, C = j->cols;
+    (void)t;
+    for (size_t u = u0; u < u1; u++) {
+        size_t r0 = R * u / j->units, r1 = R * (u + 1) / j->units;
+        if (r1 <= r0) continue;
+        asymbp__sgemm(0, 1, b, r1 - r0, C, 1.0f, j->X, C, j->a->W + r0 * C, C, 0.0f, j->Y + r0, R);
+        asymbp__sgemm(1, 0, r1 - r0, C, b, st->lr / (float)b, j->Y + r0, R, j->X, C, 1.0f - st->decay,
+                      j->a->V + r0 * C, C);
+    }
+}
+
+/* The weight mirror: noise x ~ N(0, noise^2) through the layer's weights (y = W x; a conv layer
+ * as its matrix: x a patch of ic kh kw values), V moved toward the mean of y x^T (whose
+ * expectation is noise^2 W), with decay: V -> (lr noise^2 / decay) W. */
+static size_t mirror_dims(const learn_state_t *st, const asymbp_feedback_args_t *a, size_t *rows, size_t *cols)
+{
+    size_t out;
+    *rows = a->shape[0] > 0 ? (size_t)a->shape[0] : 1;
+    *cols = a->numel / *rows;
+    if (asymbp__mul_size(st->batch, *rows + *cols, &out) != 0) return SIZE_MAX;
+    return out;
+}
+
+static size_t mirror_scratch(void *user, const asymbp_feedback_args_t *a)
+{
+    learn_state_t st;
+    size_t rows, cols;
+    asymbp_status_t rc;
+    /* bad options are reported by init, which runs next: parse quietly here */
+    a->ctx->log_mute++;
+    rc = parse_options(a->ctx, (const policy_desc_t *)user, a->options, &st);
+    a->ctx->log_mute--;
+    if (rc != ASYMBP_OK) return 0;
+    return mirror_dims(&st, a, &rows, &cols);
+}
+
+static asymbp_status_t mirror_after(void *user, void *state, const asymbp_feedback_args_t *a)
+{
+    const learn_state_t *st = state;
+    learn_job_t j;
+    size_t need;
+    (void)user;
+    memset(&j, 0, sizeof j);
+    need = mirror_dims(st, a, &j.rows, &j.cols);
+    if (!a->scratch || a->scratch_floats < need)
+        return asymbp__error(a->ctx, ASYMBP_E_STATE, "feedback 'mirror': scratch of %zu floats, needs %zu", a->scratch_floats,
+                             need);
+    j.st = st;
+    j.a = a;
+    j.X = a->scratch;
+    j.Y = a->scratch + (size_t)st->batch * j.cols;
+    j.units = learn_units(a->ctx, j.rows, a->numel * st->batch / 16);
+    for (uint32_t k = 0; k < st->steps; k++) {
+        fill_normal(a->ctx, a->rng, a->scratch, (size_t)st->batch * j.cols, st->noise);
+        asymbp__parallel(a->ctx, j.units, (int)j.units, mirror_units, &j);
+    }
+    return ASYMBP_OK;
+}
+
 /* ---- The static table ---------------------------------------------------------------------------
  * The built-ins are entries of the registry's feedback kind that live here, read-only: looking
  * them up never allocates, and they are called through the same vtable as a user policy. */
-#define BUILTIN(ID, NAME, STATE, BUFS, FLAGS, INIT, REFRESH) \
+#define BUILTIN_X(ID, NAME, STATE, BUFS, FLAGS, INIT, REFRESH, AFTER, SCRATCH) \
     { { NULL, NAME, (void *)&descs[ID], NULL, 1, 0, { 0 } }, \
       { (uint32_t)sizeof(asymbp_feedback_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, STATE, BUFS, FLAGS, INIT, REFRESH, \
-        NULL, NULL } }
+        AFTER, NULL, NULL, SCRATCH } }
+#define BUILTIN(ID, NAME, STATE, BUFS, FLAGS, INIT, REFRESH) \
+    BUILTIN_X(ID, NAME, STATE, BUFS, FLAGS, INIT, REFRESH, NULL, NULL)
 
 static const asymbp__fb_entry_t builtin_entries[P_COUNT] = {
     BUILTIN(P_SYM, "sym", 0, 0, ASYMBP_FEEDBACK_SYMMETRIC, NULL, NULL),
@@ -537,6 +761,10 @@ static const asymbp__fb_entry_t builtin_entries[P_COUNT] = {
     BUILTIN(P_PARTIAL, "partial", sizeof(bi_state_t), 2, 0, bi_init, bi_refresh),
     BUILTIN(P_RNDF, "rndf", sizeof(bi_state_t), 0, 0, bi_init, NULL),          /* V fixed at init */
     BUILTIN(P_SIGNED_INIT, "signed-init", sizeof(bi_state_t), 0, 0, bi_init, NULL),
+    /* B fixed at init; the net delivers the output error through it (deliver NULL: error B) */
+    BUILTIN(P_DFA, "dfa", sizeof(bi_state_t), 0, ASYMBP_FEEDBACK_DIRECT, bi_init, NULL),
+    BUILTIN_X(P_KP, "kp", sizeof(learn_state_t), 0, ASYMBP_FEEDBACK_W_BEFORE, bi_init, NULL, kp_after, NULL),
+    BUILTIN_X(P_MIRROR, "mirror", sizeof(learn_state_t), 0, 0, bi_init, NULL, mirror_after, mirror_scratch),
 };
 
 typedef char builtin_count_check[(P_COUNT == ASYMBP__FB_BUILTIN_COUNT) ? 1 : -1];
@@ -544,5 +772,6 @@ typedef char builtin_count_check[(P_COUNT == ASYMBP__FB_BUILTIN_COUNT) ? 1 : -1]
 const asymbp__plugin_t *const asymbp__fb_builtins[ASYMBP__FB_BUILTIN_COUNT] = {
     &builtin_entries[P_SYM].base, &builtin_entries[P_USF].base, &builtin_entries[P_BRSF].base,
     &builtin_entries[P_FRSF].base, &builtin_entries[P_PARTIAL].base, &builtin_entries[P_RNDF].base,
-    &builtin_entries[P_SIGNED_INIT].base,
+    &builtin_entries[P_SIGNED_INIT].base, &builtin_entries[P_DFA].base, &builtin_entries[P_KP].base,
+    &builtin_entries[P_MIRROR].base,
 };

@@ -30,6 +30,20 @@ static void layer_figures(asymbp__wlayer_t *wl, asymbp_feedback_diag_t *d)
     d->layer_index = wl->layer_index;
     d->delta_norm = wl->delta_norm;
     d->grad_norm = wl->grad_norm;
+    d->grad_angle_bp = NAN;
+    d->bp_delta_norm = NAN;
+    d->bp_grad_norm = NAN;
+    d->delta_angle_bp = NAN;
+    d->recv_angle_bp = NAN;
+    d->recv_norm = NAN;
+    d->bp_recv_norm = NAN;
+    if (wl->B) {
+        /* a direct policy's B has another shape than W: nothing to compare */
+        d->sign_concordance = NAN;
+        d->angle_vw = NAN;
+        d->norm_ratio = NAN;
+        return;
+    }
     for (i = 0; i < n; i++) {
         double w = W[i], v = V[i];
         int sw = (w > 0) - (w < 0), sv = (v > 0) - (v < 0);
@@ -47,10 +61,23 @@ static void layer_figures(asymbp__wlayer_t *wl, asymbp_feedback_diag_t *d)
         d->angle_vw = angle_deg(vw, vv, ww);
         d->norm_ratio = ww > 0.0 ? sqrt(vv) / sqrt(ww) : NAN;
     }
-    d->grad_angle_bp = NAN;
-    d->bp_delta_norm = NAN;
-    d->bp_grad_norm = NAN;
-    d->delta_angle_bp = NAN;
+}
+
+/* Angle between two vectors of n floats; exactly 0 when they are the same bits. */
+static double angle_of(const float *a, const float *b, size_t n, double *na, double *nb)
+{
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    size_t e;
+    for (e = 0; e < n; e++) {
+        double x = a[e], y = b[e];
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if (na) *na = sqrt(aa);
+    if (nb) *nb = sqrt(bb);
+    if (aa > 0.0 && memcmp(a, b, n * sizeof(float)) == 0) return 0.0;
+    return angle_deg(ab, aa, bb);
 }
 
 static asymbp_status_t diag_one(asymbp_net_t *net, const char *who, asymbp__wlayer_t *wl, asymbp_feedback_diag_t *diag)
@@ -127,9 +154,9 @@ static asymbp__param_t *weight_param(asymbp_net_t *net, const asymbp__wlayer_t *
 asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_diag_t *diag, size_t count)
 {
     asymbp_ctx_t *ctx;
-    size_t i, nw, np, total = 0, off, dtotal = 0, dlen, stride, allfl;
+    size_t i, nw, np, total = 0, off, dtotal = 0, rtotal = 0, dlen, stride, allfl;
     double *norms;
-    float *saved, *dsaved, *allsaved;
+    float *saved, *dsaved, *rsaved, *allsaved;
     unsigned char *scratch;
     asymbp_status_t rc;
     if (!net) return ASYMBP_E_INVALID;
@@ -158,21 +185,30 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
     for (i = 0; i < nw; i++) {
         (void)asymbp__net_wlayer_delta_in(net, i, &dlen);
         dtotal += dlen;
+        (void)asymbp__net_wlayer_delta_out(net, i, &dlen);
+        rtotal += dlen;
     }
     /* the probe's own backward overwrites the deltas: every delta buffer is kept too, so the
      * read-outs still give the asymmetric pass's afterwards */
     allfl = asymbp__net_delta_floats(net);
-    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + (total + dtotal + allfl) * sizeof(float) + 1);
+    scratch = asymbp__fb_net_scratch(net, 2 * nw * sizeof(double) + (total + dtotal + rtotal + allfl) * sizeof(float) + 1);
     if (!scratch) return ASYMBP_E_NOMEM;
     norms = (double *)(void *)scratch;
     saved = (float *)(void *)(scratch + 2 * nw * sizeof(double));
     dsaved = saved + total;
-    allsaved = dsaved + dtotal;
+    rsaved = dsaved + dtotal;
+    allsaved = rsaved + rtotal;
     asymbp__net_deltas_copy(net, allsaved, 0);
-    /* the errors the asymmetric pass sent down, to compare with exact backprop's */
+    /* the errors the asymmetric pass sent down (or delivered) and those each weighted layer
+     * received at its output, to compare with exact backprop's */
     for (i = 0, off = 0; i < nw; i++) {
         const float *dd = asymbp__net_wlayer_delta_in(net, i, &dlen);
         if (dd) memcpy(dsaved + off, dd, dlen * sizeof(float));
+        off += dlen;
+    }
+    for (i = 0, off = 0; i < nw; i++) {
+        const float *dd = asymbp__net_wlayer_delta_out(net, i, &dlen);
+        if (dd) memcpy(rsaved + off, dd, dlen * sizeof(float));
         off += dlen;
     }
 
@@ -196,18 +232,12 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
         rc = asymbp__fb_wlayer_current(net, asymbp__net_wlayer_at(net, i));
 
     if (rc == ASYMBP_OK) {
-        size_t doff = 0;
+        size_t doff = 0, roff = 0;
         for (i = 0; i < nw; i++) {
             asymbp__wlayer_t *wl = asymbp__net_wlayer_at(net, i);
             const float *dd = asymbp__net_wlayer_delta_in(net, i, &dlen);
-            double dab = 0.0, daa = 0.0, dbb = 0.0;
-            size_t e;
-            for (e = 0; dd && e < dlen; e++) {
-                double a = dsaved[doff + e], b = dd[e];
-                dab += a * b;
-                daa += a * a;
-                dbb += b * b;
-            }
+            size_t rlen;
+            const float *rd = asymbp__net_wlayer_delta_out(net, i, &rlen);
             asymbp__param_t *p = weight_param(net, wl);
             asymbp_feedback_diag_t d;
             double bp_delta = wl->delta_norm;
@@ -217,8 +247,10 @@ asymbp_status_t asymbp_net_feedback_probe(asymbp_net_t *net, asymbp_feedback_dia
             wl->grad_norm = norms[2 * i + 1];
             layer_figures(wl, &d);
             d.bp_delta_norm = bp_delta;
-            d.delta_angle_bp = dd ? angle_deg(dab, daa, dbb) : NAN;
+            d.delta_angle_bp = dd ? angle_of(dsaved + doff, dd, dlen, NULL, NULL) : NAN;
             doff += dlen;
+            if (rd) d.recv_angle_bp = angle_of(rsaved + roff, rd, rlen, &d.recv_norm, &d.bp_recv_norm);
+            roff += rlen;
             if (p) {
                 size_t k, poff = 0, j;
                 double ab = 0.0, aa = 0.0, bb = 0.0;

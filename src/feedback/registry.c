@@ -3,6 +3,8 @@
 #include <string.h>
 #include "feedback/feedback_impl.h"
 
+#define FB_KNOWN_FLAGS (ASYMBP_FEEDBACK_SYMMETRIC | ASYMBP_FEEDBACK_DIRECT | ASYMBP_FEEDBACK_W_BEFORE)
+
 static const asymbp__plugin_alias_t fb_aliases[] = { { "bp", "sym" }, { "fa", "rndf" } };
 
 const asymbp__plugin_kind_t asymbp__fb_kind = {
@@ -23,9 +25,15 @@ asymbp_status_t asymbp_feedback_register_v2(asymbp_ctx_t *ctx, const asymbp_feed
     st = asymbp__plugin_copy(ctx, "feedback_register", vt, ASYMBP_FEEDBACK_VTABLE_MIN_SIZE, &proto.vt, sizeof proto.vt);
     if (st != ASYMBP_OK) return st;
     if (!proto.vt.name) return asymbp__error(ctx, ASYMBP_E_INVALID, "feedback_register: the plugin has no name");
-    if (proto.vt.flags & ~(uint32_t)ASYMBP_FEEDBACK_SYMMETRIC)
+    if (proto.vt.flags & ~(uint32_t)FB_KNOWN_FLAGS)
         return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "feedback_register: policy '%.64s' has unknown flags 0x%x",
-                             proto.vt.name, (unsigned)(proto.vt.flags & ~(uint32_t)ASYMBP_FEEDBACK_SYMMETRIC));
+                             proto.vt.name, (unsigned)(proto.vt.flags & ~(uint32_t)FB_KNOWN_FLAGS));
+    if ((proto.vt.flags & ASYMBP_FEEDBACK_SYMMETRIC) && (proto.vt.flags & ~(uint32_t)ASYMBP_FEEDBACK_SYMMETRIC))
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "feedback_register: policy '%.64s' is symmetric: it cannot be direct "
+                             "or want W before the step too", proto.vt.name);
+    if (proto.vt.deliver && !(proto.vt.flags & ASYMBP_FEEDBACK_DIRECT))
+        return asymbp__error(ctx, ASYMBP_E_INVALID, "feedback_register: policy '%.64s' has a deliver callback but is not "
+                             "direct (ASYMBP_FEEDBACK_DIRECT)", proto.vt.name);
     if (!(proto.vt.flags & ASYMBP_FEEDBACK_SYMMETRIC) && !proto.vt.init && !proto.vt.refresh)
         return asymbp__error(ctx, ASYMBP_E_INVALID,
                              "feedback_register: policy '%.64s' is not symmetric but has neither init nor refresh",

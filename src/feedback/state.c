@@ -68,11 +68,10 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     last = asymbp__rbuf_u64(r);
     refreshed = asymbp__rbuf_u32(r);
     if (r->failed) goto trunc;
-    if (numel != wl->numel)
-        return asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: saved policy has %llu weights, the net's layer %zu",
-                             i, (unsigned long long)numel, wl->numel);
     if (!(rinc & 1u)) return asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: bad RNG state", i);
-    rc = asymbp__fb_inst_create(ctx, wl, setting, 0, asymbp__net_step(net), &inst);
+    /* a direct policy saved without a tensor was inert (created on the then highest weighted
+     * layer): it stays so */
+    rc = asymbp__fb_inst_create_as(ctx, wl, setting, 0, asymbp__net_step(net), numel == 0, &inst);
     if (rc != ASYMBP_OK) {
         asymbp__error_prefix(ctx, "loading feedback of weighted layer %zu", i);
         return rc;
@@ -80,6 +79,12 @@ static asymbp_status_t read_layer(asymbp_net_t *net, size_t i, asymbp__rbuf_t *r
     if (!inst) {
         /* a record for plain sym is never written; accept it anyway */
         return ASYMBP_OK;
+    }
+    /* the size of the policy's tensor: W's, or a direct policy's B (from the net's shape) */
+    if (numel != inst->numel) {
+        rc = asymbp__error(ctx, ASYMBP_E_FORMAT, "feedback: layer %zu: saved policy has %llu values, the net's layer %zu",
+                           i, (unsigned long long)numel, inst->numel);
+        goto fail;
     }
     ssize = asymbp__rbuf_u64(r);
     if (r->failed) goto trunc_inst;

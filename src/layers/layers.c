@@ -1038,6 +1038,11 @@ static double par_sumsq(const asymbp_net_t *net, const float *v, size_t n, size_
     return s;
 }
 
+double asymbp__net_sumsq(const asymbp_net_t *net, const float *v, size_t n, size_t rows)
+{
+    return par_sumsq(net, v, n, rows);
+}
+
 /* Channel units of a batch-norm layer: channels, or blocks of FBLK features after a dense layer. */
 static size_t bn_units(const asymbp__layer_t *L)
 {

@@ -22,6 +22,7 @@ typedef struct asymbp__layer {
     float *out, *dout;
     /* dense / conv2d */
     asymbp__wlayer_t wl;
+    int wl_below;                   /* index of the next weighted layer below, -1 if none */
     float *W, *dW, *b, *db;
     int has_bias;
     int kh, kw, stride, pad, ceil_mode;   /* conv and pools (pools: kh = kw = k) */
@@ -57,6 +58,7 @@ struct asymbp_net {
     /* bound state */
     size_t batch;
     float *input, *dinput, *probs, *col;  /* col: conv input-gradient columns (largest col_size), per thread */
+    int32_t *labels;                      /* the labels of the last loss (direct feedback policies) */
     size_t col_cap;
     int nthr;                             /* threads the bound scratch is sized for (>= 1) */
     float *wpart;                         /* nthr - 1 rows of wpart_stride floats: conv dW, db partials */
@@ -110,6 +112,8 @@ void asymbp__conv_geometry(const asymbp__layer_t *L, int64_t *geo);
  * below goes (NULL: not needed). */
 void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train);
 void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *x, float *dx, size_t n);
+/* Sum of squares of v (n floats in `rows` rows) in double, on the net's threads. */
+double asymbp__net_sumsq(const asymbp_net_t *net, const float *v, size_t n, size_t rows);
 /* Input of layer i (the net input for layer 0). */
 const float *asymbp__layer_input(const asymbp_net_t *net, size_t i);
 

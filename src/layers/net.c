@@ -59,6 +59,8 @@ static void unbind(asymbp_net_t *net)
     asymbp__free(ctx, net->input);
     asymbp__free(ctx, net->dinput);
     asymbp__free(ctx, net->probs);
+    asymbp__free(ctx, net->labels);
+    net->labels = NULL;
     asymbp__free(ctx, net->col);
     asymbp__free(ctx, net->wpart);
     asymbp__free(ctx, net->dxpart);
@@ -161,6 +163,7 @@ static asymbp_status_t new_layer(asymbp_net_t *net, asymbp_layer_kind_t kind, as
     L->in_w = L->out_w = w;
     L->in_size = L->out_size = (size_t)(c * h * w);
     L->wl.layer_index = L->index;
+    L->wl_below = -1;
     *out = L;
     return ASYMBP_OK;
 }
@@ -233,10 +236,23 @@ static asymbp_status_t add_param(asymbp_net_t *net, asymbp__layer_t *L, float *v
     return ASYMBP_OK;
 }
 
-/* Append L (fully built) to the net; on failure frees L and the parameters it registered. */
+/* Append L (fully built) to the net; on failure frees L and the parameters it registered.  A
+ * weighted layer ends the block of the weighted layer below it: that one's direct feedback (if
+ * any) delivers to L's input. */
 static asymbp_status_t commit_layer(asymbp_net_t *net, asymbp__layer_t *L)
 {
     unbind(net);
+    if (L->kind == ASYMBP_LAYER_DENSE || L->kind == ASYMBP_LAYER_CONV2D) {
+        size_t j = net->n_layers;
+        L->wl.classes = net->classes;
+        while (j-- > 0) {
+            asymbp__layer_t *P = net->layers[j];
+            if (P->kind != ASYMBP_LAYER_DENSE && P->kind != ASYMBP_LAYER_CONV2D) continue;
+            P->wl.block_size = L->in_size;
+            L->wl_below = (int)j;
+            break;
+        }
+    }
     net->layers[net->n_layers++] = L;
     asymbp__free(net->ctx, net->spec);
     net->spec = NULL;
@@ -541,7 +557,8 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     net->input = asymbp__calloc(ctx, tot, sizeof(float));
     net->dinput = asymbp__calloc(ctx, tot, sizeof(float));
     net->probs = asymbp__calloc(ctx, batch * (size_t)net->classes, sizeof(float));
-    if (!net->input || !net->dinput || !net->probs) goto nomem;
+    net->labels = asymbp__calloc(ctx, batch, sizeof(int32_t));
+    if (!net->input || !net->dinput || !net->probs || !net->labels) goto nomem;
     for (size_t i = 0; i < net->n_layers; i++) {
         asymbp__layer_t *L = net->layers[i];
         size_t n;
@@ -675,6 +692,7 @@ asymbp_status_t asymbp_net_loss(asymbp_net_t *net, const int32_t *labels, size_t
     total = softmax_xent(net, labels, n);
     d = net->layers[net->n_layers - 1]->dout;
     net->have_bwd = 0; /* the top layer's delta buffer is about to change */
+    memcpy(net->labels, labels, n * sizeof(int32_t));
     for (size_t s = 0; s < n; s++) {
         const float *p = net->probs + s * K;
         float *ds = d + s * K;
@@ -724,10 +742,31 @@ asymbp_status_t asymbp_net_backward(asymbp_net_t *net)
     if (!net->need_input_grad) lowest = lowest_backward_layer(net);
     for (size_t i = net->n_layers; i-- > lowest;) {
         asymbp__layer_t *L = net->layers[i];
+        asymbp__layer_t *D = NULL;   /* the weighted layer below, when its feedback is direct */
         float *dx;
         if (i == 0) dx = net->need_input_grad ? net->dinput : NULL;
         else dx = i > lowest ? net->layers[i - 1]->dout : NULL;
+        /* Direct feedback: the weighted layer below has its error delivered to the top of its
+         * block (this layer's input) from the output error, so this layer sends none.  (Every
+         * block's delivery depends on the output error alone; the blocks still run one after the
+         * other, each on all the threads.) */
+        if (dx && L->wl_below >= 0 && !net->force_sym && net->layers[L->wl_below]->wl.B) {
+            D = net->layers[L->wl_below];
+            dx = NULL;
+        }
         asymbp__layer_backward(net, L, asymbp__layer_input(net, i), dx, n);
+        if (D) {
+            float *top = net->layers[i - 1]->dout;
+            st = net->hooks.deliver ? net->hooks.deliver(net, net->hooks.state, &D->wl, net->layers[net->n_layers - 1]->dout,
+                                                         net->labels, n, top)
+                                    : asymbp__error(net->ctx, ASYMBP_E_STATE, "no feedback layer to deliver the error");
+            if (st != ASYMBP_OK) {
+                asymbp__error_prefix(net->ctx, "net_backward: direct feedback of layer %d", D->index);
+                return st;
+            }
+            /* what arrives below this layer in place of the error it would send */
+            L->wl.delta_norm = sqrt(asymbp__net_sumsq(net, top, n * L->in_size, n));
+        }
     }
     net->have_bwd = 1;
     net->bwd_n = n;
@@ -871,9 +910,13 @@ asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i)
     return NULL;
 }
 
-int asymbp__net_wlayer_sends_delta(const asymbp_net_t *net, const asymbp__wlayer_t *wl)
+int asymbp__net_wlayer_reads_feedback(const asymbp_net_t *net, const asymbp__wlayer_t *wl)
 {
-    if (!net || !wl) return 0;
+    const asymbp__layer_t *L;
+    if (!net || !wl || wl->layer_index < 0 || (size_t)wl->layer_index >= net->n_layers) return 0;
+    if (wl->B) return 1;
+    L = net->layers[wl->layer_index];
+    if (L->wl_below >= 0 && net->layers[L->wl_below]->wl.B) return 0;
     return net->need_input_grad || (size_t)wl->layer_index > lowest_backward_layer(net);
 }
 
@@ -896,6 +939,17 @@ void asymbp__net_set_fb_hooks(asymbp_net_t *net, const asymbp__net_fb_hooks_t *h
 asymbp__net_fb_hooks_t *asymbp__net_fb_hooks(asymbp_net_t *net) { return net ? &net->hooks : NULL; }
 
 uint64_t asymbp__net_step(const asymbp_net_t *net) { return net ? net->step : 0; }
+
+asymbp_status_t asymbp__net_step_begin(asymbp_net_t *net)
+{
+    asymbp_status_t st = ASYMBP_OK;
+    if (!net) return asymbp__error(NULL, ASYMBP_E_INVALID, "net_step_begin: net is NULL");
+    if (net->hooks.before_update) {
+        st = net->hooks.before_update(net, net->hooks.state);
+        if (st != ASYMBP_OK) asymbp__error_prefix(net->ctx, "feedback before_update failed");
+    }
+    return st;
+}
 
 asymbp_status_t asymbp__net_step_done(asymbp_net_t *net)
 {

@@ -22,6 +22,13 @@ typedef struct asymbp__wlayer {
     const float *V;           /* what backward multiplies the delta by; NULL or == W: symmetric */
     float *V_store;           /* numel floats allocated by feedback/ when V is its own tensor */
     void *fb;                 /* feedback instance (feedback/ owns it); NULL: symmetric */
+    /* Direct feedback: feedback/ sets B, layers/ sets block_size and classes when layers are
+     * added.  With B set, backward sends the output error through B to the top of this layer's
+     * block (the deliver hook) and the weighted layer above sends no error down. */
+    const float *B;           /* classes x block_size floats; NULL: no direct feedback */
+    size_t block_size;        /* floats per sample at the top of the layer's block (the input of
+                                 the next weighted layer); 0 for the highest weighted layer */
+    int64_t classes;          /* the net's classes (0 outside a net) */
     /* Diagnostics written by every backward pass (cheap: two norms). */
     double delta_norm;        /* ||delta sent to the layer below|| (0 for the first layer) */
     double grad_norm;         /* ||dW|| */
@@ -54,22 +61,35 @@ typedef struct asymbp__net_fb_hooks {
     /* Called before layers/ reads a weighted layer's V (the V read-out): brings it up to the
      * moment the diagnostics report (asymbp__fb_wlayer_current). */
     asymbp_status_t (*current)(asymbp_net_t *net, void *state, asymbp__wlayer_t *wl);
+    /* Called by asymbp_net_backward for every weighted layer with a direct tensor (wl->B), after
+     * the weighted layer above it ran its backward (which then sends nothing down): write the
+     * error delivered to the top of wl's block, n x wl->block_size floats, into dst, from the
+     * output error (n x classes) and the labels of the last loss. */
+    asymbp_status_t (*deliver)(asymbp_net_t *net, void *state, asymbp__wlayer_t *wl, const float *error,
+                               const int32_t *labels, size_t n, float *dst);
+    /* Called by asymbp__net_step_begin, before the update rule moves the weights. */
+    asymbp_status_t (*before_update)(asymbp_net_t *net, void *state);
 } asymbp__net_fb_hooks_t;
 
 asymbp_ctx_t *asymbp__net_ctx(const asymbp_net_t *net);
 size_t asymbp__net_wlayer_count(const asymbp_net_t *net);
 asymbp__wlayer_t *asymbp__net_wlayer_at(asymbp_net_t *net, size_t i);
-/* 1 when backward multiplies a delta by this layer's V (so V must be fresh for the step): every
- * weighted layer but the lowest one of the net, which sends nothing down unless the input
- * gradient is wanted (gradcheck).  0 for NULL arguments. */
-int asymbp__net_wlayer_sends_delta(const asymbp_net_t *net, const asymbp__wlayer_t *wl);
+/* 1 when a backward pass that uses the feedback reads this layer's feedback tensor (so it must
+ * be fresh for the step): a direct tensor B always; a V when the layer sends its error down
+ * through it - every weighted layer but the lowest one of the net, which sends nothing down
+ * unless the input gradient is wanted (gradcheck), and but one whose lower weighted neighbour
+ * has a direct tensor (the error there is delivered from the output instead).  0 for NULL
+ * arguments. */
+int asymbp__net_wlayer_reads_feedback(const asymbp_net_t *net, const asymbp__wlayer_t *wl);
 size_t asymbp__net_param_count(const asymbp_net_t *net);
 asymbp__param_t *asymbp__net_param_at(asymbp_net_t *net, size_t i);
 /* Replace the feedback hooks (the old ones' destroy runs first). */
 void asymbp__net_set_fb_hooks(asymbp_net_t *net, const asymbp__net_fb_hooks_t *hooks);
 asymbp__net_fb_hooks_t *asymbp__net_fb_hooks(asymbp_net_t *net);
-/* Optimizer steps completed so far; asymbp__net_step_done runs after_update and adds one. */
+/* Optimizer steps completed so far; asymbp__net_step_begin runs before_update (the optimizer
+ * calls it before the update rule runs), asymbp__net_step_done runs after_update and adds one. */
 uint64_t asymbp__net_step(const asymbp_net_t *net);
+asymbp_status_t asymbp__net_step_begin(asymbp_net_t *net);
 asymbp_status_t asymbp__net_step_done(asymbp_net_t *net);
 void asymbp__net_set_step(asymbp_net_t *net, uint64_t step);   /* for checkpoint resume */
 /* While set, backward uses W for every layer (the exact-backprop probe) and skips refresh. */

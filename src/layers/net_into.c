@@ -71,3 +71,19 @@ const float *asymbp__net_wlayer_delta_in(asymbp_net_t *net, size_t i, size_t *le
     }
     return NULL;
 }
+
+const float *asymbp__net_wlayer_delta_out(asymbp_net_t *net, size_t i, size_t *len)
+{
+    size_t k, seen = 0;
+    *len = 0;
+    if (!net || !net->have_delta) return NULL;
+    for (k = 0; k < net->n_layers; k++) {
+        asymbp__layer_t *L = net->layers[k];
+        if (L->kind != ASYMBP_LAYER_DENSE && L->kind != ASYMBP_LAYER_CONV2D) continue;
+        if (seen++ != i) continue;
+        if (!L->dout) return NULL;
+        *len = net->n_fwd * L->out_size;
+        return L->dout;
+    }
+    return NULL;
+}

@@ -88,14 +88,24 @@ asymbp_status_t asymbp_net_read_layer(asymbp_net_t *net, size_t layer, asymbp_re
     switch ((int)what) {
     case ASYMBP_READ_WEIGHTS:
     case ASYMBP_READ_FEEDBACK:
+    case ASYMBP_READ_DIRECT_FEEDBACK:
         if (!is_weighted(L))
             return asymbp__error(ctx, ASYMBP_E_INVALID, "net_read_layer: layer %zu (%s) has no weights", layer, L->name);
-        if (what == ASYMBP_READ_FEEDBACK && L->wl.fb && net->hooks.current) {
+        if (what != ASYMBP_READ_WEIGHTS && L->wl.fb && net->hooks.current) {
             asymbp_status_t st = net->hooks.current(net, net->hooks.state, &L->wl);
             if (st != ASYMBP_OK) {
                 asymbp__error_prefix(ctx, "net_read_layer");
                 return st;
             }
+        }
+        if (what == ASYMBP_READ_DIRECT_FEEDBACK) {
+            if (!L->wl.B)
+                return asymbp__error(ctx, ASYMBP_E_STATE, "net_read_layer: layer %zu (%s) has no direct feedback tensor "
+                                     "(its feedback policy is not a direct one, or it is the highest weighted layer)",
+                                     layer, L->name);
+            src = L->wl.B;
+            len = (size_t)L->wl.classes * L->wl.block_size;
+            break;
         }
         src = what == ASYMBP_READ_WEIGHTS || !L->wl.V ? L->wl.W : L->wl.V;
         len = L->wl.numel;

@@ -506,6 +506,7 @@ static void step_units(void *arg, size_t u0, size_t u1, int t)
 asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
 {
     step_job_t job;
+    asymbp_status_t st;
     uint64_t stepno;
     double f;
     size_t i;
@@ -532,6 +533,8 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
             return asymbp__error(opt->ctx, ASYMBP_E_STATE, "optimizer_step: parameter '%s' has no value or gradient buffer (net not bound?)",
                                  q->p.name ? q->p.name : "?");
     }
+    /* feedback policies that follow W's change (Kolen-Pollack) keep W as the rule found it */
+    if (opt->net && (st = asymbp__net_step_begin(opt->net)) != ASYMBP_OK) return st;
     memset(&job, 0, sizeof job);
     job.opt = opt;
     job.f = f;

@@ -48,7 +48,7 @@ int main(void)
     asymbp_net_t *net = NULL;
     asymbp_optimizer_t *opt = NULL;
     const char *const reserved_rules[] = {"batch-manhattan", "Batch-Manhattan", "BATCH-MANHATTAN", "bm", "BM", "sgd"};
-    const char *const reserved_policies[] = {"bp", "BP", "fa", "Fa", "sym", "BRSF", "signed-init"};
+    const char *const reserved_policies[] = {"bp", "BP", "fa", "Fa", "sym", "BRSF", "signed-init", "DFA", "kp", "Mirror"};
     long calls;
     size_t k;
 
@@ -61,11 +61,11 @@ int main(void)
     /* queries on a fresh context: built-ins only, no allocation at all */
     calls = al.calls;
     CHECK(asymbp_update_rule_count(ctx) == 7);
-    CHECK(asymbp_feedback_count(ctx) == 7);
-    CHECK(list_all(ctx) == 14);
+    CHECK(asymbp_feedback_count(ctx) == 10);
+    CHECK(list_all(ctx) == 17);
     CHECK(strcmp(asymbp_update_rule_name(asymbp_update_rule_at(ctx, 0)), "sgd") == 0);
     CHECK(strcmp(asymbp_feedback_policy_name(asymbp_feedback_at(ctx, 0)), "sym") == 0);
-    CHECK(asymbp_update_rule_at(ctx, 7) == NULL && asymbp_feedback_at(ctx, 7) == NULL);
+    CHECK(asymbp_update_rule_at(ctx, 7) == NULL && asymbp_feedback_at(ctx, 10) == NULL);
     OK(asymbp_update_rule_find(ctx, "batch-manhattan", &found));
     CHECK(strcmp(asymbp_update_rule_name(found), "bm") == 0);
     OK(asymbp_update_rule_find(ctx, "bm+nsc+b", &found));
@@ -95,7 +95,7 @@ int main(void)
         CHECK(pol == NULL);
     }
     CHECK(frees == 0);
-    CHECK(asymbp_update_rule_count(ctx) == 7 && asymbp_feedback_count(ctx) == 7);
+    CHECK(asymbp_update_rule_count(ctx) == 7 && asymbp_feedback_count(ctx) == 10);
     /* so "batch-manhattan" still means the built-in bm */
     OK(asymbp_update_rule_find(ctx, "batch-manhattan", &found));
     CHECK(strcmp(asymbp_update_rule_name(found), "bm") == 0);
@@ -106,7 +106,7 @@ int main(void)
     fvt.name = "my-fb";
     OK(asymbp_feedback_register_v2(ctx, &fvt, NULL, count_free, &pol));
     CHECK(asymbp_update_rule_count(ctx) == 8 && asymbp_update_rule_at(ctx, 7) == rule);
-    CHECK(asymbp_feedback_count(ctx) == 8 && asymbp_feedback_at(ctx, 7) == pol);
+    CHECK(asymbp_feedback_count(ctx) == 11 && asymbp_feedback_at(ctx, 10) == pol);
     OK(asymbp_update_rule_find(ctx, "MY-RULE", &found));
     CHECK(found == rule);
     OK(asymbp_feedback_find(ctx, "My-Fb:opt", &pfound));
@@ -146,7 +146,7 @@ int main(void)
     CHECK(frees == 2);
     EXPECT(asymbp_update_rule_unregister(ctx, "my-rule"), ASYMBP_E_NOTFOUND);
     EXPECT(asymbp_feedback_unregister(ctx, "my-fb"), ASYMBP_E_NOTFOUND);
-    CHECK(asymbp_update_rule_count(ctx) == 7 && asymbp_feedback_count(ctx) == 7);
+    CHECK(asymbp_update_rule_count(ctx) == 7 && asymbp_feedback_count(ctx) == 10);
 
     /* registrations still there at destroy end there, once */
     uvt.name = "late-rule";
