@@ -30,7 +30,7 @@ FB_NAMES = {"sym": "BP (sym)", "usf": "uSF", "brsf": "BRSF", "frsf": "FRSF", "rn
             "dfa": "DFA", "kp": "KP", "mirror": "mirror"}
 # sign concordance of each setting for the error-versus-p plots (RndF: about one half by chance)
 CONCORDANCE = {"frsf": 1.0, "partial:0.9": 0.9, "partial:0.75": 0.75, "partial:0.5": 0.5, "partial:0.25": 0.25}
-GRIDS = ["convnets", "digits8x8", "tabular", "letter", "emarecal"]
+GRIDS = ["convnets", "digits8x8", "tabular", "letter", "emarecal", "alignment"]
 
 
 def fnum(v):
@@ -606,8 +606,10 @@ def plot_sections(P, cells, final, data_sets, a):
                       + "".join(panels) + "unset multiplot\n")
             w(P.plot("delta-norms-%s" % d, script, width=1400, height=650))
             w("")
-    # angle to the backprop error over training (probe.csv), BN regime
-    for (g, d, net) in sets:
+    # angle to the backprop error over training (probe.csv), BN regime: the alignment grid when it
+    # has run, else the conv-net grid's own runs
+    al = sorted({(k[0], k[1], k[2]) for k in cells if k[0] == "alignment"})
+    for (g, d, net) in (al or sets):
         series = []
         for f in ("sym", "usf", "brsf", "frsf", "rndf", "dfa", "kp", "mirror"):
             c = cells.get((g, d, net, f, "bn"))
@@ -617,10 +619,16 @@ def plot_sections(P, cells, final, data_sets, a):
             rows = read_csv_dicts(os.path.join(run_dir(r), "probe.csv"))
             if not rows:
                 continue
-            # mean over the layers that send an error down, per probed step
+            # mean over the hidden weighted layers of the angle between the error each received
+            # and backprop's (recv_angle_bp: every policy, DFA included; older probe files only
+            # have the error sent down, delta_angle_bp), per probed step
+            col = "recv_angle_bp" if "recv_angle_bp" in rows[0] else "delta_angle_bp"
+            top = max(int(x["layer"]) for x in rows)
             by = {}
             for x in rows:
-                v = fnum(x["delta_angle_bp"])
+                v = fnum(x[col])
+                if col == "recv_angle_bp" and int(x["layer"]) == top:
+                    continue   # the classifier receives the exact error
                 if not math.isnan(v):
                     by.setdefault(int(x["step"]), []).append(v)
             if by:

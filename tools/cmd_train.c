@@ -13,7 +13,8 @@
 #define MODEL_FILE "model.asymbp"
 #define CHECKPOINT_FILE "checkpoint.asymbp"
 #define MAX_DIAG 64
-#define PROBE_HEADER "step,layer,delta_norm,bp_delta_norm,delta_angle_bp,grad_angle_bp,sign_concordance,angle_vw,norm_ratio\n"
+#define PROBE_HEADER \
+    "step,layer,delta_norm,bp_delta_norm,delta_angle_bp,grad_angle_bp,sign_concordance,angle_vw,norm_ratio,recv_angle_bp\n"
 
 typedef struct run_state {
     settings_t *s;
@@ -89,9 +90,9 @@ static int on_probe(void *user, uint64_t step, const asymbp_feedback_diag_t *d, 
     run_state_t *r = user;
     if (!r->probe || r->curves_failed) return r->curves_failed;
     for (size_t i = 0; i < count; i++)
-        fprintf(r->probe, "%llu,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (unsigned long long)step, d[i].layer_index,
+        fprintf(r->probe, "%llu,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (unsigned long long)step, d[i].layer_index,
                 d[i].delta_norm, d[i].bp_delta_norm, d[i].delta_angle_bp, d[i].grad_angle_bp, d[i].sign_concordance,
-                d[i].angle_vw, d[i].norm_ratio);
+                d[i].angle_vw, d[i].norm_ratio, d[i].recv_angle_bp);
     if (fflush(r->probe) != 0 || ferror(r->probe)) {
         r->curves_failed = 1;
         r->curves_errno = errno ? errno : EIO;
