@@ -932,6 +932,12 @@ size_t asymbp__net_bn_stat_floats(const asymbp_net_t *net)
     return n;
 }
 
+void asymbp__net_set_sample_window(asymbp_net_t *net, size_t offset, size_t global)
+{
+    net->win_offset = offset;
+    net->win_global = global;
+}
+
 void asymbp__net_bn_stat_copy(asymbp_net_t *net, float *buf, int to_buf)
 {
     size_t off = 0;
