@@ -170,7 +170,7 @@ check-asan:
 
 # ThreadSanitizer on the suites that run the worker threads (the ifunc clones are off: their
 # resolvers would run before TSan is set up).
-TSAN_SUITES := core net feedback update
+TSAN_SUITES := core net feedback update dist
 check-tsan: need-check
 	@$(MAKE) --no-print-directory build-tsan/tests/asymbp-tests OBJDIR=build-tsan LIBOUT=build-tsan/lib BINOUT=build-tsan/bin \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=thread -DASYMBP_NO_CLONES"
