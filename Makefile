@@ -100,7 +100,7 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb check-api check-mpi mpi mpi-deps FORCE
+        check-deb check-api check-mpi mpi mpi-deps install-mpi FORCE
 
 all: lib $(if $(TOOL_SRC),$(CLI)) $(if $(filter 1,$(MPI)),mpi)
 
@@ -181,7 +181,7 @@ $(MPI_TEST_BIN): tests/mpi/dist_mpi.c $(MPI_OBJ) $(STLIB) $(HEADERS)
 check-mpi:
 	@$(MAKE) --no-print-directory all MPI=1
 	@$(MAKE) --no-print-directory $(MPI_TEST_BIN) MPI=1
-	bash tests/mpi/check-mpi.sh $(CURDIR)/$(CLI) $(CURDIR)/$(MPI_TEST_BIN) $(CURDIR)/$(LIBOUT)
+	bash tests/mpi/check-mpi.sh $(CURDIR)/$(CLI) $(CURDIR)/$(MPI_TEST_BIN) $(CURDIR)/$(LIBOUT) $(CURDIR)
 
 # ---- tests ---------------------------------------------------------------------------------
 # Suites are found by file name: tests/check_<m>.c defines Suite *asymbp_test_<m>_suite(void).
@@ -318,7 +318,7 @@ INSTALL_DIRS_LOG ?= $(OBJDIR)/installed-dirs
 INSTALL_DIRS = $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR) \
     $(if $(TOOL_SRC),$(DESTDIR)$(BINDIR)) $(DESTDIR)$(DATADIR) $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS))
 
-install: all $(PC) $(CMAKE_FILES)
+install: all $(PC) $(CMAKE_FILES) $(if $(filter 1,$(MPI)),mpi)
 	@mkdir -p $(OBJDIR)
 	@for d in $(INSTALL_DIRS); do p=$$d; while [ ! -d "$$p" ]; do echo "$$p" >> $(INSTALL_DIRS_LOG); p=$$(dirname "$$p"); done; \
 	    install -d "$$d" || exit 1; done
@@ -332,12 +332,23 @@ install: all $(PC) $(CMAKE_FILES)
 	$(if $(TOOL_SRC),install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/asymbp)
 	install -m 644 $(DATA_TOP) $(DESTDIR)$(DATADIR)/
 	$(foreach d,$(DATA_SETS),install -m 644 $(wildcard data/$(d)/*) $(DESTDIR)$(DATADIR)/$(d)/ &&) true
+	$(if $(filter 1,$(MPI)),$(MAKE) --no-print-directory install-mpi)
+
+# The MPI module (with MPI=1): its library, header and pkg-config file.
+MPI_INSTALLED_FILES = $(addprefix $(DESTDIR)$(LIBDIR)/,libasymbp-mpi.so.$(VERSION) $(MPI_SONAME) libasymbp-mpi.so) \
+    $(DESTDIR)$(INCLUDEDIR)/asymbp/mpi.h $(DESTDIR)$(PKGCONFIGDIR)/asymbp-mpi.pc
+install-mpi: mpi
+	install -m 644 $(MPI_HEADER) $(DESTDIR)$(INCLUDEDIR)/asymbp/
+	install -m 755 $(MPI_SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libasymbp-mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME)
+	ln -sf $(MPI_SONAME) $(DESTDIR)$(LIBDIR)/libasymbp-mpi.so
+	install -m 644 $(OBJDIR)/asymbp-mpi.pc $(DESTDIR)$(PKGCONFIGDIR)/asymbp-mpi.pc
 
 # Removes exactly the files `make install` writes, then the folders it created once they are empty
 # (the asymbp-named ones always when empty, since nothing else puts files there).
 uninstall:
 	@echo "uninstall: removing the $(words $(INSTALLED_FILES)) files make install writes"
-	@rm -f $(INSTALLED_FILES)
+	@rm -f $(INSTALLED_FILES) $(MPI_INSTALLED_FILES)
 	@for d in $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS)) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(CMAKEDIR); do \
 	    if [ -d "$$d" ]; then rmdir "$$d" 2>/dev/null || echo "uninstall: kept $$d (not empty)"; fi; done
 	@if [ -f $(INSTALL_DIRS_LOG) ]; then \

@@ -8,11 +8,14 @@
 #      ranks finishes the run exactly as an uninterrupted one (on 3 ranks: it finishes, the ranks
 #      agree);
 #   5. what the tool says without the module, under mpirun without --dist, and for vote with sgd.
-# Usage: check-mpi.sh BIN/asymbp BUILD/tests/dist-mpi LIBDIR
+#   6. a staged installation with MPI=1: a program built with pkg-config asymbp-mpi, and the
+#      installed tool finding the installed module.
+# Usage: check-mpi.sh BIN/asymbp BUILD/tests/dist-mpi LIBDIR SRCDIR
 set -euo pipefail
 cli=$1
 host_test=$2
 libdir=$3
+srcdir=${4:-}
 [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1
 mpirun=(mpirun --oversubscribe)
@@ -128,5 +131,18 @@ echo "          $(grep -m1 "without --dist" "$work/nodist.err" | cut -c1-100)...
 echo "          $(grep -m1 "needs the gradient" "$work/sgdvote.err" | cut -c1-100)..."
 [ -e "$libdir/libasymbp-mpi.so.0" ] || fail "no $libdir/libasymbp-mpi.so.0"
 if ldd "$cli" | grep -q libmpi; then fail "the tool links MPI"; fi
+
+step "6. an installation: a pkg-config consumer of asymbp-mpi, and the installed tool"
+[ -n "$srcdir" ] || fail "no source folder"
+make -s -C "$srcdir" install MPI=1 PREFIX="$work/prefix" > /dev/null
+export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Wextra -Werror -o "$work/consumer" "$srcdir/tests/mpi/consumer.c" $(pkg-config --cflags --libs asymbp-mpi) \
+    -Wl,-rpath,"$work/prefix/lib" || fail "the pkg-config consumer does not build"
+"${mpirun[@]}" -np 2 "$work/consumer" || fail "the pkg-config consumer on 2 ranks"
+"${mpirun[@]}" -np 2 "$work/prefix/bin/asymbp" train --epochs 1 -q --dist mpi > "$work/installed.json" ||
+    fail "the installed tool with --dist mpi"
+ranks_agree "$work/installed.json" 2
+echo "the installed tool found its module: $(grep -o '"ranks":[0-9]*' "$work/installed.json")"
 
 printf '\ncheck-mpi: all passed in %ds\n' $(( $(date +%s) - start ))
