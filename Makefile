@@ -100,7 +100,7 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb check-api check-mpi mpi mpi-deps install-mpi FORCE
+        check-deb check-api check-mpi mpi mpi-deps install-mpi bench-dist FORCE
 
 all: lib $(if $(TOOL_SRC),$(CLI)) $(if $(filter 1,$(MPI)),mpi)
 
@@ -402,6 +402,18 @@ bench-compare:
 	{ /usr/bin/python3 bench/compare_torch.py $(BENCH_BIN) --rounds $(BENCH_ROUNDS) --json $(OBJDIR)/bench-compare.json; \
 	  echo $$? > $(OBJDIR)/bench-compare.rc; } | tee $(OBJDIR)/bench-compare.md
 	@exit $$(cat $(OBJDIR)/bench-compare.rc)
+
+# Data-parallel speed on this machine (docs/distributed.md): 1 rank x 2 threads against 2 ranks x
+# 1 thread, interleaved, DIST_ROUNDS rounds, medians (needs MPI: builds with MPI=1).
+DIST_BENCH_BIN := $(BINOUT)/asymbp-dist-bench
+DIST_ROUNDS ?= 5
+$(DIST_BENCH_BIN): bench/dist-bench.c $(MPI_OBJ) $(STLIB) $(HEADERS) $(MPI_HEADER)
+	@mkdir -p $(BINOUT)
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) $(MPI_CFLAGS) -D_POSIX_C_SOURCE=200809L $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) \
+	    -o $@ $< $(MPI_OBJ) $(STLIB) $(MPI_LIBS) $(ASYMBP_LIBS)
+bench-dist:
+	@$(MAKE) --no-print-directory $(DIST_BENCH_BIN) MPI=1
+	bash bench/dist-scaling.sh $(CURDIR)/$(DIST_BENCH_BIN) $(DIST_ROUNDS)
 
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))

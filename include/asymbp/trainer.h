@@ -127,12 +127,16 @@ ASYMBP_API int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr);
 ASYMBP_API const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch);
 
 /* Write a checkpoint (net, feedback state, optimizer state, trainer position and RNG, metrics
- * so far) to path atomically.  Since 0.1. */
+ * so far) to path atomically.  With a communicator (asymbp_trainer_set_comm) every rank calls it,
+ * rank 0 alone writes, and every rank returns rank 0's status; the BN running statistics saved are
+ * rank 0's, which equal every rank's at the end of an epoch (when the trainer writes).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char *path);
 /* Restore a checkpoint written by a trainer over the same net architecture, data and settings:
  * weights, feedback and optimizer state, epoch, RNG positions and metrics.  The next
  * asymbp_trainer_run continues bit-identically (same BLAS and thread count).  ASYMBP_E_FORMAT when
- * the file does not match this trainer's net.  Since 0.1. */
+ * the file does not match this trainer's net.  With a communicator every rank calls it and rank 0
+ * reads the file for all (the other ranks need not see it); the run continues on any number of
+ * ranks (bit-identically on the same number).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char *path);
 
 /* Parameters of asymbp_net_bn_recalibrate; start from ASYMBP_BN_RECAL_PARAMS_INIT.  Since 0.2. */

@@ -122,7 +122,8 @@ typedef struct asymbp_update_rule asymbp_update_rule_t;
  * called and user stays the caller's.  out (may be NULL): receives the borrowed handle.
  * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name or spelling already
  * taken - built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
- * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE); ASYMBP_E_NOMEM.  Since 0.1. */
+ * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE, an unknown flag - since 0.2);
+ * ASYMBP_E_NOMEM.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
                             void (*user_free)(void *user), asymbp_update_rule_t **out);
@@ -192,7 +193,9 @@ ASYMBP_API void asymbp_optimizer_destroy(asymbp_optimizer_t *opt);
 
 /* One optimizer step: every parameter tensor of the net is updated from its gradient (the one
  * left by the last asymbp_net_backward), then the net is told the step is done (a learning
- * feedback policy runs its after-update hook there).  No allocation.  Returns ASYMBP_OK,
+ * feedback policy runs its after-update hook there).  With a communicator (since 0.2:
+ * asymbp_optimizer_set_comm) the step is collective and the ranks' gradients are combined first,
+ * each rank's with the same weight (see asymbp_optimizer_step_samples).  No allocation.  Returns ASYMBP_OK,
  * ASYMBP_E_INVALID (NULL), ASYMBP_E_STATE (the net's parameters changed size since creation),
  * ASYMBP_E_PLUGIN (the rule or the schedule callback failed; parameters already stepped stay
  * stepped and the step count is not advanced), or what the after-update hook returned.

@@ -564,13 +564,22 @@ size_t asymbp_optimizer_comm_bytes(const asymbp_optimizer_t *opt)
     do { \
         T *b = (T *)opt->comm_buf + off; \
         if (!local) memset(b, 0, n * sizeof(T)); \
-        else for (e = 0; e < n; e++) { chk += g[e] * 0.0f; b[e] = (T)((g[e] > 0.0f) - (g[e] < 0.0f)); } \
+        else for (e = 0; e < n; e++) { nonfinite |= exp_all_ones(g[e]); b[e] = (T)((g[e] > 0.0f) - (g[e] < 0.0f)); } \
     } while (0)
 #define VOTE_UNPACK(T) \
     do { \
         const T *b = (const T *)opt->comm_buf + off; \
         for (e = 0; e < n; e++) g[e] = (float)((b[e] > 0) - (b[e] < 0)); \
     } while (0)
+
+/* 1 for an Inf or a NaN (exponent bits all ones).  An OR over integers, unlike a float sum,
+ * vectorises: the check costs nothing next to the copy it rides along with. */
+static inline uint32_t exp_all_ones(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
 
 /* Combine the ranks' gradients in place (the net's gradient buffers end up holding what the rule
  * sees).  The last element of the buffer counts the ranks whose gradient (or loss) was not finite:
@@ -580,7 +589,7 @@ static asymbp_status_t dist_combine(asymbp_optimizer_t *opt, size_t local, size_
     const int vote = opt->mode == ASYMBP_DIST_VOTE;
     const float w = (float)((double)local / (double)global);
     size_t i, e, off = 0, last = opt->comm_count - 1;
-    float chk = 0.0f;   /* 0 * g summed: NaN as soon as one element is not finite */
+    uint32_t nonfinite = 0;
     double bad;
     char what[64];
     asymbp_status_t st;
@@ -591,13 +600,13 @@ static asymbp_status_t dist_combine(asymbp_optimizer_t *opt, size_t local, size_
         if (!vote) {
             float *b = (float *)opt->comm_buf + off;
             if (!local) memset(b, 0, n * sizeof *b);
-            else for (e = 0; e < n; e++) { chk += g[e] * 0.0f; b[e] = w * g[e]; }
+            else for (e = 0; e < n; e++) { nonfinite |= exp_all_ones(g[e]); b[e] = w * g[e]; }
         } else if (opt->vote_type == ASYMBP_COMM_INT8) VOTE_PACK(int8_t);
         else if (opt->vote_type == ASYMBP_COMM_INT16) VOTE_PACK(int16_t);
         else VOTE_PACK(int32_t);
         off += n;
     }
-    local_bad = local_bad || chk != 0.0f;
+    local_bad = local_bad || nonfinite != 0;
     snprintf(what, sizeof what, "optimizer_step %llu", (unsigned long long)stepno);
     if (!vote) {
         ((float *)opt->comm_buf)[last] = (float)local_bad;
