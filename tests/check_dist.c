@@ -864,6 +864,62 @@ START_TEST(test_step_by_hand)
 }
 END_TEST
 
+/* Every allocation of registering a communicator and making an optimizer and a trainer use it,
+ * failed in turn: ASYMBP_E_NOMEM, nothing leaked, and the next attempt (same objects) works. */
+START_TEST(test_dist_oom)
+{
+    long k;
+    for (k = 1;; k++) {
+        test_alloc_t ta = { 0, 0, 0 };
+        asymbp_allocator_t a = test_allocator(&ta);
+        asymbp_ctx_t *ctx = NULL;
+        asymbp_dataset_t *ds = NULL;
+        asymbp_net_t *net = NULL;
+        asymbp_optimizer_t *opt = NULL;
+        asymbp_trainer_t *tr = NULL;
+        asymbp_comm_t *comm = NULL;
+        asymbp_comm_vtable_t vt = team_vtable();
+        asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
+        team_t t;
+        member_t me;
+        asymbp_status_t st;
+        long before;
+        memset(&t, 0, sizeof t);
+        t.size = 1;
+        ck_assert_int_eq(pthread_barrier_init(&t.bar, NULL, 1), 0);
+        me.t = &t;
+        me.rank = 0;
+        me.ops = 0;
+        me.freed = NULL;
+        ck_assert_int_eq(asymbp_ctx_create(&a, &ctx), ASYMBP_OK);
+        ds = blobs(ctx, 60, 3, 0);
+        ck_assert_ptr_nonnull(ds);
+        ck_assert_int_eq(asymbp_net_from_spec(ctx, "mlp:8", 6, 1, 1, 3, 1, &net), ASYMBP_OK);
+        ck_assert_int_eq(asymbp_optimizer_create(net, "bm", NULL, &opt), ASYMBP_OK);
+        tp.batch = 20;
+        tp.epochs = 1;
+        ck_assert_int_eq(asymbp_trainer_create(net, opt, ds, ds, &tp, &tr), ASYMBP_OK);
+        before = ta.calls;
+        ta.fail_at = before + k;
+        st = asymbp_comm_register(ctx, &vt, &me, NULL, &comm);
+        if (st == ASYMBP_OK) st = asymbp_trainer_set_comm(tr, comm, ASYMBP_DIST_VOTE);
+        ta.fail_at = 0;
+        if (st == ASYMBP_OK) ck_assert_int_eq(asymbp_trainer_run(tr), ASYMBP_OK);
+        else ck_assert_int_eq(st, ASYMBP_E_NOMEM);
+        asymbp_trainer_destroy(tr);
+        asymbp_optimizer_destroy(opt);
+        asymbp_net_destroy(net);
+        asymbp_dataset_destroy(ds);
+        asymbp_ctx_destroy(ctx);
+        pthread_barrier_destroy(&t.bar);
+        ck_assert_int_eq(ta.live, 0);
+        if (st == ASYMBP_OK) break;
+        ck_assert_int_lt(k, 100);
+    }
+    ck_assert_int_gt(k, 1);   /* some allocation was failed on the way */
+}
+END_TEST
+
 Suite *asymbp_test_dist_suite(void);
 Suite *asymbp_test_dist_suite(void)
 {
@@ -883,6 +939,7 @@ Suite *asymbp_test_dist_suite(void)
     tcase_add_test(tc, test_divergence_is_collective);
     tcase_add_test(tc, test_comm_failure);
     tcase_add_test(tc, test_checkpoint_resume);
+    tcase_add_test(tc, test_dist_oom);
     suite_add_tcase(s, tc);
     return s;
 }
