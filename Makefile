@@ -77,6 +77,22 @@ HEADERS := $(sort $(wildcard include/asymbp/*.h))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/*.c))
 FUZZ_TARGETS := $(filter-out replay make_seeds,$(basename $(notdir $(FUZZ_SRC))))
 
+# The MPI communicator module (src/dist/mpi/), built only with MPI=1: `make MPI=1` builds it next
+# to the library, and `make install MPI=1` installs it.  Neither the library nor the tool links
+# MPI; the tool loads the module with dlopen for --dist mpi (docs/distributed.md).
+MPI ?= 0
+MPI_DIR := src/dist/mpi
+MPI_HEADER := $(MPI_DIR)/asymbp/mpi.h
+MPI_SONAME := libasymbp-mpi.so.$(VMAJOR)
+MPI_SHLIB := $(LIBOUT)/libasymbp-mpi.so.$(VERSION)
+MPI_OBJ := $(OBJDIR)/$(MPI_DIR)/comm_mpi.o
+ifeq ($(MPI),1)
+ifndef MPI_LIBS
+MPI_CFLAGS := $(shell $(PKG_CONFIG) --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell $(PKG_CONFIG) --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
+endif
+endif
+
 SONAME := libasymbp.so.$(VMAJOR)
 SHLIB := $(LIBOUT)/libasymbp.so.$(VERSION)
 STLIB := $(LIBOUT)/libasymbp.a
@@ -85,9 +101,9 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb check-api reproduce reproduce-quick results FORCE
+        check-deb check-api reproduce reproduce-quick results check-mpi mpi mpi-deps install-mpi bench-dist FORCE
 
-all: lib $(if $(TOOL_SRC),$(CLI))
+all: lib $(if $(TOOL_SRC),$(CLI)) $(if $(filter 1,$(MPI)),mpi)
 
 # $(call require,SHELL TEST,WHAT,SET): stops with the command that installs WHAT when the test
 # fails.  Only `make check` and `make demo` install anything (deps-test, deps-build below).
@@ -126,11 +142,47 @@ $(SHLIB): $(LIB_OBJ) src/asymbp.map
 # The tool finds data next to its own folder (../data in a build tree, ../share/asymbp/data when
 # installed) or through ASYMBP_DATA_DIR: nothing of the build folder is compiled in.  A build
 # into another folder (sanitizer builds) gets a data link beside its bin/.
-$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS) | build-deps
+$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS) $(MPI_HEADER) | build-deps
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ \
-	    $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS)
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ \
+	    $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS) -ldl
 	@[ -e $(BINOUT)/../data ] || ln -s $(CURDIR)/data $(BINOUT)/../data
+
+# ---- the MPI module (MPI=1) -------------------------------------------------------------------
+mpi: $(MPI_SHLIB) $(OBJDIR)/asymbp-mpi.pc
+
+mpi-deps:
+	@$(call require,test -n '$(strip $(MPI_LIBS))',MPI (Open MPI's libopenmpi-dev; or give MPI_CFLAGS and MPI_LIBS),mpi)
+
+$(MPI_OBJ): $(MPI_DIR)/comm_mpi.c $(MPI_HEADER) $(HEADERS) | mpi-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ASYMBP_CFLAGS) -I$(MPI_DIR) $(MPI_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(MPI_SHLIB): $(MPI_OBJ) src/asymbp.map
+	@mkdir -p $(LIBOUT)
+	$(CC) -shared -Wl,-soname,$(MPI_SONAME) -Wl,--version-script=src/asymbp.map -Wl,--no-undefined \
+	    $(CFLAGS) $(LDFLAGS) -o $@ $(MPI_OBJ) $(MPI_LIBS)
+	ln -sf libasymbp-mpi.so.$(VERSION) $(LIBOUT)/$(MPI_SONAME)
+	ln -sf $(MPI_SONAME) $(LIBOUT)/libasymbp-mpi.so
+
+$(OBJDIR)/asymbp-mpi.pc: $(MPI_DIR)/asymbp-mpi.pc.in $(OBJDIR)/install-vars
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@MPI_LIBS@|$(strip $(MPI_LIBS))|g' $< > $@.tmp
+	mv $@.tmp $@
+
+# 2 and 4 ranks on this machine (tests/mpi/): the module against one process, the tool's --dist mpi
+# (exact: every rank's weights and one process's accuracy; vote: digits8x8 to 0.95 on 2 and 4
+# ranks), a rank killed mid-run and the resume, and the tool without the module.  As root, Open
+# MPI's OMPI_ALLOW_RUN_AS_ROOT variables are set by the script.
+MPI_TEST_BIN := $(OBJDIR)/tests/dist-mpi
+$(MPI_TEST_BIN): tests/mpi/dist_mpi.c $(MPI_OBJ) $(STLIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) $(MPI_CFLAGS) -D_POSIX_C_SOURCE=200809L $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(MPI_OBJ) $(STLIB) $(MPI_LIBS) $(ASYMBP_LIBS)
+check-mpi:
+	@$(MAKE) --no-print-directory all MPI=1
+	@$(MAKE) --no-print-directory $(MPI_TEST_BIN) MPI=1
+	bash tests/mpi/check-mpi.sh $(CURDIR)/$(CLI) $(CURDIR)/$(MPI_TEST_BIN) $(CURDIR)/$(LIBOUT) $(CURDIR)
 
 # ---- tests ---------------------------------------------------------------------------------
 # Suites are found by file name: tests/check_<m>.c defines Suite *asymbp_test_<m>_suite(void).
@@ -159,11 +211,11 @@ need-check:
 # Every public header compiles on its own as C99 and as C++.
 headers-check:
 	@mkdir -p $(OBJDIR)
-	@for h in $(HEADERS); do \
-	  printf '#include "%s"\nint main(void){return 0;}\n' $${h#include/} > $(OBJDIR)/hdr.c || exit 1; \
-	  $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
-	  $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
-	done; echo "headers-check: $(words $(HEADERS)) headers compile alone as C99 and C++11"
+	@for h in $(HEADERS) $(MPI_HEADER); do \
+	  printf '#include "%s"\nint main(void){return 0;}\n' asymbp/$${h##*/} > $(OBJDIR)/hdr.c || exit 1; \
+	  $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude -I$(MPI_DIR) $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
+	  $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude -I$(MPI_DIR) $(CPPFLAGS) -fsyntax-only $(OBJDIR)/hdr.c || exit 1; \
+	done; echo "headers-check: $(words $(HEADERS) $(MPI_HEADER)) headers compile alone as C99 and C++11 (asymbp/mpi.h without MPI)"
 
 check-asan:
 	@$(MAKE) --no-print-directory check-run OBJDIR=build-asan LIBOUT=build-asan/lib BINOUT=build-asan/bin \
@@ -171,7 +223,7 @@ check-asan:
 
 # ThreadSanitizer on the suites that run the worker threads (the ifunc clones are off: their
 # resolvers would run before TSan is set up).
-TSAN_SUITES := core net feedback update
+TSAN_SUITES := core net feedback update dist
 check-tsan: need-check
 	@$(MAKE) --no-print-directory build-tsan/tests/asymbp-tests OBJDIR=build-tsan LIBOUT=build-tsan/lib BINOUT=build-tsan/bin \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=thread -DASYMBP_NO_CLONES"
@@ -273,7 +325,7 @@ $(MANPAGE): $(CLI)
 	@mkdir -p $(dir $@)
 	$(CLI) --man > $@.tmp && mv $@.tmp $@
 
-install: all $(PC) $(CMAKE_FILES) $(if $(TOOL_SRC),$(MANPAGE))
+install: all $(PC) $(CMAKE_FILES) $(if $(TOOL_SRC),$(MANPAGE)) $(if $(filter 1,$(MPI)),mpi)
 	@mkdir -p $(OBJDIR)
 	@for d in $(INSTALL_DIRS); do p=$$d; while [ ! -d "$$p" ]; do echo "$$p" >> $(INSTALL_DIRS_LOG); p=$$(dirname "$$p"); done; \
 	    install -d "$$d" || exit 1; done
@@ -288,12 +340,23 @@ install: all $(PC) $(CMAKE_FILES) $(if $(TOOL_SRC),$(MANPAGE))
 	$(if $(TOOL_SRC),install -m 644 $(MANPAGE) $(DESTDIR)$(MANDIR)/man1/asymbp.1)
 	install -m 644 $(DATA_TOP) $(DESTDIR)$(DATADIR)/
 	$(foreach d,$(DATA_SETS),install -m 644 $(wildcard data/$(d)/*) $(DESTDIR)$(DATADIR)/$(d)/ &&) true
+	$(if $(filter 1,$(MPI)),$(MAKE) --no-print-directory install-mpi)
+
+# The MPI module (with MPI=1): its library, header and pkg-config file.
+MPI_INSTALLED_FILES = $(addprefix $(DESTDIR)$(LIBDIR)/,libasymbp-mpi.so.$(VERSION) $(MPI_SONAME) libasymbp-mpi.so) \
+    $(DESTDIR)$(INCLUDEDIR)/asymbp/mpi.h $(DESTDIR)$(PKGCONFIGDIR)/asymbp-mpi.pc
+install-mpi: mpi
+	install -m 644 $(MPI_HEADER) $(DESTDIR)$(INCLUDEDIR)/asymbp/
+	install -m 755 $(MPI_SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libasymbp-mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME)
+	ln -sf $(MPI_SONAME) $(DESTDIR)$(LIBDIR)/libasymbp-mpi.so
+	install -m 644 $(OBJDIR)/asymbp-mpi.pc $(DESTDIR)$(PKGCONFIGDIR)/asymbp-mpi.pc
 
 # Removes exactly the files `make install` writes, then the folders it created once they are empty
 # (the asymbp-named ones always when empty, since nothing else puts files there).
 uninstall:
 	@echo "uninstall: removing the $(words $(INSTALLED_FILES)) files make install writes"
-	@rm -f $(INSTALLED_FILES)
+	@rm -f $(INSTALLED_FILES) $(MPI_INSTALLED_FILES)
 	@for d in $(addprefix $(DESTDIR)$(DATADIR)/,$(DATA_SETS)) $(DESTDIR)$(INCLUDEDIR)/asymbp $(DESTDIR)$(CMAKEDIR); do \
 	    if [ -d "$$d" ]; then rmdir "$$d" 2>/dev/null || echo "uninstall: kept $$d (not empty)"; fi; done
 	@if [ -f $(INSTALL_DIRS_LOG) ]; then \
@@ -347,6 +410,18 @@ bench-compare:
 	{ /usr/bin/python3 bench/compare_torch.py $(BENCH_BIN) --rounds $(BENCH_ROUNDS) --json $(OBJDIR)/bench-compare.json; \
 	  echo $$? > $(OBJDIR)/bench-compare.rc; } | tee $(OBJDIR)/bench-compare.md
 	@exit $$(cat $(OBJDIR)/bench-compare.rc)
+
+# Data-parallel speed on this machine (docs/distributed.md): 1 rank x 2 threads against 2 ranks x
+# 1 thread, interleaved, DIST_ROUNDS rounds, medians (needs MPI: builds with MPI=1).
+DIST_BENCH_BIN := $(BINOUT)/asymbp-dist-bench
+DIST_ROUNDS ?= 5
+$(DIST_BENCH_BIN): bench/dist-bench.c $(MPI_OBJ) $(STLIB) $(HEADERS) $(MPI_HEADER)
+	@mkdir -p $(BINOUT)
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) $(MPI_CFLAGS) -D_POSIX_C_SOURCE=200809L $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) \
+	    -o $@ $< $(MPI_OBJ) $(STLIB) $(MPI_LIBS) $(ASYMBP_LIBS)
+bench-dist:
+	@$(MAKE) --no-print-directory $(DIST_BENCH_BIN) MPI=1
+	bash bench/dist-scaling.sh $(CURDIR)/$(DIST_BENCH_BIN) $(DIST_ROUNDS)
 
 # ---- examples, fuzz replay, data, demo, bench -----------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))

@@ -10,6 +10,8 @@
 #   packaging  test + the Debian package build and its install test: debhelper, lintian,
 #              fakeroot, the generic BLAS, CMake
 #   results    gnuplot and python3, for docs/results.md and its plots (scripts/report.py)
+#   mpi        test + Open MPI (mpirun and the headers), for `make MPI=1` (the MPI communicator
+#              module) and `make check-mpi`; the library and the tool never need it
 #
 # --check only reports: exits 1 (with the apt-get line) when something is missing, never installs.
 # Only `make check`, `make demo` and .ci/run call this script; `make` and `make install` never do.
@@ -19,9 +21,9 @@ sets=""
 for a in "$@"; do
     case $a in
     --check) check_only=1 ;;
-    build | test | ci | packaging | results) sets="$sets $a" ;;
-    -h | --help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
-    *) echo "install-deps: unknown set '$a' (build, test, ci, packaging, results)" >&2; exit 2 ;;
+    build | test | ci | packaging | results | mpi) sets="$sets $a" ;;
+    -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown set '$a' (build, test, ci, packaging, results, mpi)" >&2; exit 2 ;;
     esac
 done
 [ -n "$sets" ] || sets=test
@@ -31,6 +33,7 @@ TEST="$BUILD check g++"
 CI="$TEST libblas-dev valgrind abigail-tools clang cmake"
 PACKAGING="$TEST libblas-dev dpkg-dev debhelper lintian fakeroot cmake"
 RESULTS="gnuplot-nox python3"
+MPI="$TEST openmpi-bin libopenmpi-dev"
 pkgs=""
 for s in $sets; do
     case $s in
@@ -39,6 +42,7 @@ for s in $sets; do
     ci) pkgs="$pkgs $CI" ;;
     packaging) pkgs="$pkgs $PACKAGING" ;;
     results) pkgs="$pkgs $RESULTS" ;;
+    mpi) pkgs="$pkgs $MPI" ;;
     esac
 done
 

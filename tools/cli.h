@@ -29,6 +29,8 @@ typedef struct settings {
     int epochs, threads, checkpoint_every, diag, quiet;
     uint64_t batch, seed, probe_every;
     const char *out, *resume;
+    /* distributed training (dist.c) */
+    const char *dist, *bm_mode;
     /* gradcheck */
     const char *input;
     uint64_t classes, gc_batch;
@@ -161,6 +163,26 @@ int load_data(asymbp_ctx_t *ctx, settings_t *s, asymbp_dataset_t **train, asymbp
               asymbp_scaler_t **scaler);
 /* The default net for a sample shape. */
 const char *default_net(int64_t h, int64_t w);
+
+/* ---- distributed training (dist.c; docs/distributed.md) ------------------------------------- */
+
+/* Start what --dist asks for, right after the options are parsed: nothing (but refuse to run as
+ * one of several MPI ranks without --dist), "local", or "mpi" (load libasymbp-mpi, start MPI;
+ * ranks other than 0 become quiet and name their rank in messages).  0, or an exit status after
+ * a message. */
+int dist_start(settings_t *s);
+/* This process's rank and the number of ranks (0 and 1 without --dist mpi). */
+int dist_rank(void);
+int dist_ranks(void);
+/* Register the communicator in ctx and make tr data-parallel in the --bm-mode (collective).
+ * 0, or an exit status after a message. */
+int dist_attach(asymbp_ctx_t *ctx, asymbp_trainer_t *tr, asymbp_optimizer_t *opt, const settings_t *s);
+/* Append the run's distributed figures to the summary JSON (nothing without --dist): ranks, mode,
+ * traffic, every rank's weight fingerprint.  Collective.  0, or 1 after a message. */
+int dist_json(sbuf_t *b, asymbp_ctx_t *ctx, asymbp_net_t *net);
+/* After the context is destroyed: end MPI; a failure (rc != 0) on one of several ranks ends the
+ * whole job so that no rank waits for this one.  Returns rc (1 when MPI did not end cleanly). */
+int dist_end(int rc);
 
 /* ---- commands -------------------------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

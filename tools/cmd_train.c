@@ -311,13 +311,16 @@ int cmd_train(int argc, char **argv)
     char *diverged_at = NULL;
     const char *net_spec;
     int64_t c, h, w;
-    int rc = 1, resuming = 0, saved_epochs = 0, fresh_out = 0, created_dir = 0;
+    int rc = 1, resuming = 0, saved_epochs = 0, fresh_out = 0, created_dir = 0, writer = 1, kept;
     sbuf_t json = { 0 };
 
     memset(&rs, 0, sizeof rs);
     settings_default(&s);
     rc = opts_parse(CMD_TRAIN, argc, argv, &s, NULL, 0, NULL);
     if (rc != 0) return rc < 0 ? 0 : rc;
+    /* --dist (issue 15, tools/dist.c): MPI starts before anything is read; only rank 0 writes */
+    if ((rc = dist_start(&s)) != 0) goto out;
+    writer = dist_rank() == 0;
     rc = 1;
     if (s.resume) {
         int epochs_arg = s.epochs, quiet = s.quiet, diag = s.diag, epochs_given = opt_given(&s, "--epochs");
@@ -364,7 +367,7 @@ int cmd_train(int argc, char **argv)
                 cli_error("--out %s exists and is not a folder", s.out);
                 goto out;
             }
-            fresh_out = 1;
+            fresh_out = writer;
         }
     }
     if (strcmp(s.bn_stats, "ema") != 0 && strcmp(s.bn_stats, "recal") != 0) {
@@ -486,18 +489,21 @@ int cmd_train(int argc, char **argv)
         goto out;
     }
     rs.tr = tr;
+    if ((rc = dist_attach(ctx, tr, opt, &s)) != 0) goto out;   /* --dist: collective */
+    rc = 1;
 
     /* The output folder is touched only once everything could be set up, so a run that fails on
      * bad input leaves nothing behind. */
     if (resuming) {
-        int kept;
-        clean_stale_tmp(s.out);
+        if (writer) clean_stale_tmp(s.out);
         st = asymbp_trainer_load_checkpoint(tr, ckpt);
         if (st != ASYMBP_OK) {
             cli_fail(ctx, st, "--resume");
             goto out;
         }
         if (!s.quiet) fprintf(stderr, "resuming %s after epoch %d of %d\n", s.resume, asymbp_trainer_epochs_done(tr), s.epochs);
+    }
+    if (resuming && writer) {
         /* an extended run (--epochs) is resumed next time without repeating --epochs */
         if (s.epochs != saved_epochs && settings_save(s.out, &s) != 0) {
             cli_error("cannot write %s/settings.txt: %s", s.out, strerror(errno));
@@ -531,7 +537,7 @@ int cmd_train(int argc, char **argv)
             }
             if (ftell(rs.probe) == 0) fputs(PROBE_HEADER, rs.probe);
         }
-    } else if (s.out) {
+    } else if (s.out && writer && !resuming) {
         if (!path_is_dir(s.out)) {
             if (mkdir(s.out, 0755) != 0) {
                 cli_error("cannot create --out %s: %s", s.out, strerror(errno));
@@ -599,7 +605,7 @@ int cmd_train(int argc, char **argv)
             cli_error("%s", diverged_at);
         }
     }
-    if (s.out) {
+    if (s.out && writer) {
         st = asymbp_model_save_with_scaler(net, scaler, model);
         if (st != ASYMBP_OK) {
             cli_fail(ctx, st, "saving the model");
@@ -615,20 +621,21 @@ int cmd_train(int argc, char **argv)
                 ta = NAN;
         }
         summary_json(&json, &s, net_spec, tr, run_st, diverged_at, tl, ta);
+        if (dist_json(&json, ctx, net) != 0) goto out;   /* --dist: ranks, traffic (collective) */
     }
     if (json.failed) {
         cli_error("out of memory writing the summary");
         goto fail_fresh;
     }
-    if (s.out && write_file_atomic(s.out, "summary.json", json.p, json.len) != 0) {
+    if (s.out && writer && write_file_atomic(s.out, "summary.json", json.p, json.len) != 0) {
         cli_error("cannot write %s/summary.json: %s", s.out, strerror(errno));
         goto fail_fresh;
     }
-    if (fputs(json.p, stdout) == EOF || fflush(stdout) != 0) {
+    if (writer && (fputs(json.p, stdout) == EOF || fflush(stdout) != 0)) {
         cli_error("cannot write the summary to standard output: %s", strerror(errno));
         goto out;
     }
-    if (s.out) clean_stale_tmp(s.out);
+    if (s.out && writer) clean_stale_tmp(s.out);
     rc = 0;
     goto out;
 fail_fresh:
@@ -655,5 +662,5 @@ out:
     asymbp_scaler_destroy(scaler);
     asymbp_ctx_destroy(ctx);
     settings_free(&s);
-    return rc;
+    return dist_end(rc);
 }

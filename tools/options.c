@@ -84,6 +84,15 @@ const cli_opt_t cli_opts[] = {
       "every N steps, compare the error each layer sent down with exact backprop's on the same batch (angles and "
       "norms into DIR/probe.csv; changes nothing in training)", TR, "probe_every", OFF(probe_every) },
     { "--quiet", "-q", NULL, OT_FLAG, 0, 1, "off", "Run", "no progress output on stderr", TR, NULL, OFF(quiet) },
+    /* distributed training (issue 15; tools/dist.c, docs/distributed.md) */
+    { "--dist", NULL, "local|mpi", OT_STR, 0, 0, NULL, "Distributed",
+      "train data-parallel: mpi over the ranks of mpirun or srun (every rank runs the same command; loads the module "
+      "libasymbp-mpi), local in this process only; the global batch is --batch, shared by the ranks", TR, NULL,
+      OFF(dist) },
+    { "--bm-mode", NULL, "exact|vote", OT_STR, 0, 0, "exact", "Distributed",
+      "how the ranks combine their gradients: exact (sum them: one process's update on the global batch) or vote "
+      "(each rank sends sign(g) as one byte and the update takes the majority; Batch Manhattan rules only)", TR,
+      "bm_mode", OFF(bm_mode) },
     /* gradcheck */
     { "--input", NULL, "CxHxW|N", OT_STR, 0, 0, NULL, "Check", "input shape (N: N features)", GC, NULL, OFF(input) },
     { "--classes", NULL, "K", OT_U64, 2, 100000, NULL, "Check", "number of classes", GC, NULL, OFF(classes) },
@@ -215,6 +224,7 @@ void settings_default(settings_t *s)
     s->threads = 1;
     s->gc_batch = 4;
     s->jobs = 1;
+    s->bm_mode = "exact";
 }
 
 void settings_free(settings_t *s)

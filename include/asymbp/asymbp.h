@@ -8,6 +8,7 @@
 #include "asymbp/rng.h"
 #include "asymbp/tensor.h"
 #include "asymbp/plugin.h"
+#include "asymbp/dist.h"
 #include "asymbp/net.h"
 #include "asymbp/feedback.h"
 #include "asymbp/update.h"

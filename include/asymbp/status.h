@@ -19,7 +19,9 @@ typedef enum asymbp_status {
     ASYMBP_E_FORMAT = -8,      /* malformed file or text (model, dataset, network spec) */
     ASYMBP_E_DIVERGED = -9,    /* NaN or Inf appeared in a loss or in weights */
     ASYMBP_E_RANGE = -10,      /* a value is out of its allowed range (label >= classes, NaN input) */
-    ASYMBP_E_NOTFOUND = -11    /* a named item (setting, plugin, data set) does not exist */
+    ASYMBP_E_NOTFOUND = -11,   /* a named item (setting, plugin, data set) does not exist */
+    ASYMBP_E_COMM = -12        /* a collective operation between ranks failed, or the ranks
+                                  disagree (since 0.2; asymbp/dist.h) */
 } asymbp_status_t;
 
 /* One-line description of a status ("shapes do not fit together").  Static text, never NULL;

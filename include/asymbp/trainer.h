@@ -11,6 +11,7 @@
 #include "asymbp/update.h"
 #include "asymbp/data.h"
 #include "asymbp/feedback.h"
+#include "asymbp/dist.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -98,6 +99,29 @@ ASYMBP_API void asymbp_trainer_destroy(asymbp_trainer_t *tr);
  * asymbp_trainer_run.  Returns ASYMBP_OK, ASYMBP_E_INVALID, ASYMBP_E_SHAPE.  Since 0.2. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_set_validation(asymbp_trainer_t *tr, const asymbp_dataset_t *val);
 
+/* Train data-parallel over the ranks of comm (borrowed, registered in the trainer's context; it
+ * cannot be unregistered while set; NULL returns to one process), the optimizer combining the
+ * ranks' gradients as mode says (asymbp_optimizer_set_comm, which this calls).  Every rank runs
+ * the same program with the same seed, data and settings: it shuffles like the others, takes
+ * its share of every global batch of params->batch samples (the first batch % ranks ranks take
+ * one sample more; a rank may have none in the epoch's last, smaller batch), and steps with the
+ * others.  The net is rebound to the largest share.  Batch norm normalises with each rank's own
+ * batch statistics; at the end of every epoch the running statistics are averaged over the ranks
+ * and the trainer checks that every rank holds the same parameters (ASYMBP_E_COMM otherwise),
+ * so evaluation, checkpoints and saved models see one model.  Evaluation, training figures and
+ * stops (either callback) are shared: each rank evaluates a share, and a stop asked by any rank
+ * takes effect on all of them at the end of the epoch.  Only rank 0 writes checkpoints (all ranks
+ * must call asymbp_trainer_save_checkpoint; they all get rank 0's status), and
+ * asymbp_trainer_load_checkpoint has rank 0 read the file for everyone.  A checkpoint can be
+ * continued on any number of ranks (docs/distributed.md).  Call it before asymbp_trainer_run or
+ * asymbp_trainer_load_checkpoint, on every rank: it is collective (it checks that the ranks start
+ * from the same weights).  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL tr, more ranks than the
+ * batch has samples, unknown mode), ASYMBP_E_UNSUPPORTED (vote with a rule that does not accept
+ * one), ASYMBP_E_COMM (the ranks' weights differ, or the communicator failed), ASYMBP_E_NOMEM.
+ * Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_trainer_set_comm(asymbp_trainer_t *tr, const asymbp_comm_t *comm, asymbp_dist_mode_t mode);
+
 /* Run the remaining epochs (all of them on a new trainer, the rest after a resume).
  * Returns ASYMBP_OK; ASYMBP_E_DIVERGED when the loss or a weight became NaN or Inf (the last
  * error names the epoch and step; the weights are restored to their state before that step);
@@ -115,12 +139,16 @@ ASYMBP_API int asymbp_trainer_epochs_done(const asymbp_trainer_t *tr);
 ASYMBP_API const asymbp_epoch_metrics_t *asymbp_trainer_metrics(const asymbp_trainer_t *tr, int epoch);
 
 /* Write a checkpoint (net, feedback state, optimizer state, trainer position and RNG, metrics
- * so far) to path atomically.  Since 0.1. */
+ * so far) to path atomically.  With a communicator (asymbp_trainer_set_comm) every rank calls it,
+ * rank 0 alone writes, and every rank returns rank 0's status; the BN running statistics saved are
+ * rank 0's, which equal every rank's at the end of an epoch (when the trainer writes).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char *path);
 /* Restore a checkpoint written by a trainer over the same net architecture, data and settings:
  * weights, feedback and optimizer state, epoch, RNG positions and metrics.  The next
  * asymbp_trainer_run continues bit-identically (same BLAS and thread count).  ASYMBP_E_FORMAT when
- * the file does not match this trainer's net.  Since 0.1. */
+ * the file does not match this trainer's net.  With a communicator every rank calls it and rank 0
+ * reads the file for all (the other ranks need not see it); the run continues on any number of
+ * ranks (bit-identically on the same number).  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char *path);
 
 /* Parameters of asymbp_net_bn_recalibrate; start from ASYMBP_BN_RECAL_PARAMS_INIT.  Since 0.2. */

@@ -8,6 +8,7 @@
 #include "asymbp/status.h"
 #include "asymbp/context.h"
 #include "asymbp/plugin.h"
+#include "asymbp/dist.h"
 #include "asymbp/net.h"
 #ifdef __cplusplus
 extern "C" {
@@ -54,7 +55,18 @@ typedef struct asymbp_update_args {
     int layer_index;             /* owning layer in the net; -1 when not in a net */
     const char *name;            /* parameter name ("dense0.weight") */
     float nsc_epsilon;           /* hyper-parameter of the no-sign-change option (see below) */
+    /* ---- since 0.2: distributed steps (asymbp_optimizer_set_comm) ---- */
+    int ranks;                   /* ranks whose gradients g combines (1 without a communicator) */
+    int grad_is_vote;            /* 1: g holds the majority sign of the ranks' sign(g) votes, each
+                                    element -1, 0 (a tie) or +1 (ASYMBP_DIST_VOTE); 0: g is the
+                                    mean gradient of the (global) batch */
 } asymbp_update_args_t;
+
+/* Flags of a rule (vtable member flags).  Since 0.2. */
+#define ASYMBP_UPDATE_ACCEPTS_VOTE 0x1u  /* the rule may be given a majority sign vote instead of a
+                                            gradient (args->grad_is_vote): a sign-based rule, for
+                                            which sign(g) is all it uses of g.  Without the flag an
+                                            optimizer refuses ASYMBP_DIST_VOTE. */
 
 /* An update-rule vtable.  Fill it starting from ASYMBP_UPDATE_RULE_VTABLE_INIT.  Since 0.1. */
 typedef struct asymbp_update_rule_vtable {
@@ -81,13 +93,16 @@ typedef struct asymbp_update_rule_vtable {
      * ASYMBP_E_INVALID).  The built-ins declare sgd: lr 0.01, the bm family: lr 0.0005 (sign
      * steps move every weight by lr), both momentum 0.9.  Since 0.2. */
     const asymbp_hyper_params_t *default_hyper;
+    /* (optional; 0: none) ASYMBP_UPDATE_* flags.  The built-in Batch Manhattan rules accept a
+     * vote, sgd does not.  An unknown flag is refused (ASYMBP_E_UNSUPPORTED).  Since 0.2. */
+    uint32_t flags;
 } asymbp_update_rule_vtable_t;
 /* The smallest struct_size the library accepts: a vtable may end after `step` (fini then reads
  * as NULL).  Since 0.1. */
 #define ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE \
     (offsetof(asymbp_update_rule_vtable_t, step) + sizeof(asymbp_status_t (*)(void)))
 #define ASYMBP_UPDATE_RULE_VTABLE_INIT \
-    { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0 }
+    { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, 0, 0, 0, 0, 0, 0, 0 }
 
 /* A registered update rule: a borrowed handle owned by the context (built-ins: by the library),
  * valid until its registration ends. */
@@ -107,7 +122,8 @@ typedef struct asymbp_update_rule asymbp_update_rule_t;
  * called and user stays the caller's.  out (may be NULL): receives the borrowed handle.
  * Returns ASYMBP_OK; ASYMBP_E_INVALID (NULL ctx/vt, no step, bad name, name or spelling already
  * taken - built-ins included); ASYMBP_E_UNSUPPORTED (abi_version not ASYMBP_PLUGIN_ABI_VERSION,
- * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE); ASYMBP_E_NOMEM.  Since 0.1. */
+ * struct_size smaller than ASYMBP_UPDATE_RULE_VTABLE_MIN_SIZE, an unknown flag - since 0.2);
+ * ASYMBP_E_NOMEM.  Since 0.1. */
 ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
 asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_update_rule_vtable_t *vt, void *user,
                             void (*user_free)(void *user), asymbp_update_rule_t **out);
@@ -177,7 +193,9 @@ ASYMBP_API void asymbp_optimizer_destroy(asymbp_optimizer_t *opt);
 
 /* One optimizer step: every parameter tensor of the net is updated from its gradient (the one
  * left by the last asymbp_net_backward), then the net is told the step is done (a learning
- * feedback policy runs its after-update hook there).  No allocation.  Returns ASYMBP_OK,
+ * feedback policy runs its after-update hook there).  With a communicator (since 0.2:
+ * asymbp_optimizer_set_comm) the step is collective and the ranks' gradients are combined first,
+ * each rank's with the same weight (see asymbp_optimizer_step_samples).  No allocation.  Returns ASYMBP_OK,
  * ASYMBP_E_INVALID (NULL), ASYMBP_E_STATE (the net's parameters changed size since creation),
  * ASYMBP_E_PLUGIN (the rule or the schedule callback failed; parameters already stepped stay
  * stepped and the step count is not advanced), or what the after-update hook returned.
@@ -237,6 +255,43 @@ ASYMBP_API uint64_t asymbp_optimizer_step_count(const asymbp_optimizer_t *opt);
 ASYMBP_API const char *asymbp_optimizer_rule_name(const asymbp_optimizer_t *opt);
 /* Number of parameter tensors the optimizer steps.  Since 0.1. */
 ASYMBP_API size_t asymbp_optimizer_param_count(const asymbp_optimizer_t *opt);
+
+/* ---- Distributed steps (docs/distributed.md) ---------------------------------------------------
+ * With a communicator every optimizer step is collective: each rank computes the gradients of its
+ * own share of the global batch, and the step combines them over the ranks before the rule runs,
+ * so every rank applies the same update and the ranks' parameters stay equal (they must start
+ * equal: same seed, or a broadcast).  The feedback state needs no communication: every rank
+ * draws the same V from the same seeds and steps.
+ *   ASYMBP_DIST_EXACT: the rule sees sum_r (n_r / N) g_r, the global batch's mean gradient
+ *   (n_r: the rank's samples, N: the global batch); one allreduce of (parameters + 1) floats.
+ *   ASYMBP_DIST_VOTE: rank r sends sign(g_r) (0 when it has no sample), the rule sees
+ *   sign(sum_r sign(g_r)) with args->grad_is_vote = 1; one allreduce of (parameters + 1) 8-bit
+ *   integers (16-bit beyond 127 ranks).  Only for rules with ASYMBP_UPDATE_ACCEPTS_VOTE.
+ * The extra element carries a flag: when a rank's gradient holds a NaN or Inf, every rank's step
+ * returns ASYMBP_E_DIVERGED and nothing is updated.  After a step each rank's gradient buffers
+ * hold what the rule saw (the summed gradient, or the voted signs). */
+
+/* Make every following step collective over comm (borrowed: registered in the optimizer's
+ * context; it cannot be unregistered while set), combining gradients as mode says; comm NULL
+ * returns to single-process steps (the buffer is freed).  Allocates the step's communication
+ * buffer once, here.  Returns ASYMBP_OK, ASYMBP_E_INVALID (NULL opt, unknown mode),
+ * ASYMBP_E_UNSUPPORTED (vote with a rule that does not accept one: the detail says so),
+ * ASYMBP_E_NOMEM.  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_set_comm(asymbp_optimizer_t *opt, const asymbp_comm_t *comm, asymbp_dist_mode_t mode);
+/* One step for a rank whose gradients come from local_samples of a global batch of
+ * global_samples (the sum over the ranks): its gradient is weighted by local / global, and a rank
+ * with local_samples 0 takes part without a gradient (its buffers are not read; it abstains from
+ * the vote).  asymbp_optimizer_step with a communicator is this with equal weights (1 / ranks).
+ * Without a communicator the counts are checked and otherwise unused.  Returns as
+ * asymbp_optimizer_step, plus ASYMBP_E_INVALID (global_samples 0 or below local_samples),
+ * ASYMBP_E_DIVERGED (a gradient is not finite on some rank; nothing changed) and ASYMBP_E_COMM
+ * (the communicator failed: the ranks may now disagree, stop the run).  Since 0.2. */
+ASYMBP_API ASYMBP_NODISCARD asymbp_status_t
+asymbp_optimizer_step_samples(asymbp_optimizer_t *opt, size_t local_samples, size_t global_samples);
+/* Payload bytes this rank hands to the communicator in one step (0 without one): 4 (parameters
+ * + 1) in exact mode, 1, 2 or 4 times (parameters + 1) in vote mode.  Since 0.2. */
+ASYMBP_API size_t asymbp_optimizer_comm_bytes(const asymbp_optimizer_t *opt);
 
 #ifdef __cplusplus
 }

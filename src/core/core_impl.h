@@ -139,6 +139,10 @@ typedef struct asymbp__rbuf {
  * (bad magic, version, kind, checksum or truncation), ASYMBP_E_NOMEM. */
 asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t kind,
                                   unsigned char **data, asymbp__rbuf_t *r);
+/* The checks of asymbp__file_read on a file already in memory (size bytes at buf, which stays the
+ * caller's and must outlive r); path only names it in messages.  r->len + 20 is the file size. */
+asymbp_status_t asymbp__file_parse(asymbp_ctx_t *ctx, const char *path, uint32_t kind, const unsigned char *buf, size_t size,
+                                   asymbp__rbuf_t *r);
 /* Find the first chunk with this tag in the chunk area; 0 and *chunk set when found, -1 if not. */
 int asymbp__rbuf_chunk(const asymbp__rbuf_t *r, const char tag[4], asymbp__rbuf_t *chunk);
 uint32_t asymbp__rbuf_u32(asymbp__rbuf_t *r);

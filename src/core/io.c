@@ -197,7 +197,7 @@ asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t 
     struct stat sb;
     size_t size, got = 0;
     unsigned char *buf;
-    uLong crc;
+    asymbp_status_t st;
     int fd;
     *data = NULL;
     memset(r, 0, sizeof *r);
@@ -247,31 +247,38 @@ asymbp_status_t asymbp__file_read(asymbp_ctx_t *ctx, const char *path, uint32_t 
         asymbp__free(ctx, buf);
         return asymbp__error(ctx, ASYMBP_E_IO, "load: %s changed size while it was read", path);
     }
-    if (memcmp(buf, file_magic, 8) != 0) {
+    st = asymbp__file_parse(ctx, path, kind, buf, size, r);
+    if (st != ASYMBP_OK) {
         asymbp__free(ctx, buf);
+        return st;
+    }
+    *data = buf;
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp__file_parse(asymbp_ctx_t *ctx, const char *path, uint32_t kind, const unsigned char *buf, size_t size,
+                                   asymbp__rbuf_t *r)
+{
+    uLong crc;
+    memset(r, 0, sizeof *r);
+    if (size < 20)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is too short (%zu bytes) to be an asymbp file", path, size);
+    if (memcmp(buf, file_magic, 8) != 0)
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is not an asymbp file (bad magic)", path);
-    }
-    if (rd32(buf + 8) != ASYMBP__FILE_VERSION) {
-        uint32_t v = rd32(buf + 8);
-        asymbp__free(ctx, buf);
-        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s has format version %u, this library reads %u", path, v,
+    if (rd32(buf + 8) != ASYMBP__FILE_VERSION)
+        return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s has format version %u, this library reads %u", path, rd32(buf + 8),
                              ASYMBP__FILE_VERSION);
-    }
     crc = crc_update(crc32(0L, Z_NULL, 0), buf, size - 4);
-    if ((uint32_t)crc != rd32(buf + size - 4)) {
-        asymbp__free(ctx, buf);
+    if ((uint32_t)crc != rd32(buf + size - 4))
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s is damaged or truncated (checksum mismatch)", path);
-    }
     if (rd32(buf + 12) != kind) {
         uint32_t k = rd32(buf + 12);
-        asymbp__free(ctx, buf);
         return asymbp__error(ctx, ASYMBP_E_FORMAT, "load: %s holds a %s, expected a %s", path,
                              k == ASYMBP__FILE_CHECKPOINT ? "checkpoint" : "model",
                              kind == ASYMBP__FILE_CHECKPOINT ? "checkpoint" : "model");
     }
-    *data = buf;
     r->p = buf + 16;
-    r->len = (size_t)size - 20;
+    r->len = size - 20;
     return ASYMBP_OK;
 }
 

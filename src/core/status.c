@@ -13,7 +13,8 @@
     X(ASYMBP_E_FORMAT, "malformed file or text")                                       \
     X(ASYMBP_E_DIVERGED, "training diverged (NaN or Inf)")                             \
     X(ASYMBP_E_RANGE, "value out of range")                                            \
-    X(ASYMBP_E_NOTFOUND, "no such item")
+    X(ASYMBP_E_NOTFOUND, "no such item")                                               \
+    X(ASYMBP_E_COMM, "communication between ranks failed")
 
 #define AS_NAME(code, text) #code,
 #define AS_TEXT(code, text) text,
@@ -25,7 +26,7 @@ enum { STATUS_COUNT = 0 ASYMBP_STATUS_LIST(AS_ONE) };
 /* The list must be dense from 0 down to the last code, in order. */
 typedef char status_names_size_check[(sizeof status_names / sizeof status_names[0] == STATUS_COUNT) ? 1 : -1];
 typedef char status_texts_size_check[(sizeof status_texts / sizeof status_texts[0] == STATUS_COUNT) ? 1 : -1];
-typedef char status_last_check[(ASYMBP_E_NOTFOUND == -(STATUS_COUNT - 1)) ? 1 : -1];
+typedef char status_last_check[(ASYMBP_E_COMM == -(STATUS_COUNT - 1)) ? 1 : -1];
 
 static int status_index(asymbp_status_t s)
 {

@@ -1091,7 +1091,13 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
         }
         {
             float scale = 1.0f / (1.0f - L->p);
+            /* a rank's slice of a global batch (data-parallel): the draws of the samples before
+             * it are skipped and those after it taken, so every rank's stream stays where one
+             * process's would be and each sample gets the mask it would get there */
+            int win = net->win_global > 0 && net->win_offset + n <= net->win_global;
+            if (win) asymbp__rng_advance(&L->rng, (uint64_t)(net->win_offset * L->out_size));
             for (size_t i = 0; i < total; i++) m[i] = asymbp__rng_uniform(&L->rng) < L->p ? 0.0f : scale;
+            if (win) asymbp__rng_advance(&L->rng, (uint64_t)((net->win_global - net->win_offset - n) * L->out_size));
         }
         for (size_t i = 0; i < total; i++) y[i] = in[i] * m[i];
         break;

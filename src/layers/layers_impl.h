@@ -92,6 +92,10 @@ struct asymbp_net {
                                              dropout is the identity */
     double *recal_block;                  /* the accumulators of every BN layer (one allocation) */
     int force_sym;
+    /* Data-parallel training (asymbp__net_set_sample_window): the next training forward's n
+     * samples are samples [win_offset, win_offset + n) of a global batch of win_global (0: off),
+     * so dropout draws its stream as one process would over the whole global batch. */
+    size_t win_offset, win_global;
     /* Parameter floats the builders may still allocate (0: no limit): a model file being loaded
      * sets it to the number of values the file holds, so a hostile architecture is refused
      * before its weights are allocated (asymbp__net_from_spec_budget). */

@@ -602,8 +602,10 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     if (bind_gemm(net, batch, nthr) != 0) goto nomem;
     net->nthr = (int)nthr;
     net->batch = batch;
-    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "net %s: bound to batch %zu on %zu thread%s (%zu layers, %zu learnable floats)",
-                asymbp_net_spec(net), batch, nthr, nthr == 1 ? "" : "s", net->n_layers, asymbp_net_weight_count(net));
+    /* no spec text here: building it allocates, and a log line must not turn an out-of-memory
+     * into a silent degradation */
+    asymbp__log(ctx, ASYMBP_LOG_DEBUG, "net bound to batch %zu on %zu thread%s (%zu layers, %zu learnable floats)", batch,
+                nthr, nthr == 1 ? "" : "s", net->n_layers, asymbp_net_weight_count(net));
     return ASYMBP_OK;
 nomem:
     unbind(net);
@@ -984,6 +986,12 @@ size_t asymbp__net_bn_stat_floats(const asymbp_net_t *net)
     for (size_t i = 0; i < net->n_layers; i++)
         if (net->layers[i]->kind == ASYMBP_LAYER_BATCHNORM) n += 2 * (size_t)net->layers[i]->in_c;
     return n;
+}
+
+void asymbp__net_set_sample_window(asymbp_net_t *net, size_t offset, size_t global)
+{
+    net->win_offset = offset;
+    net->win_global = global;
 }
 
 void asymbp__net_bn_stat_copy(asymbp_net_t *net, float *buf, int to_buf)

@@ -103,6 +103,12 @@ int asymbp__net_have_backward(const asymbp_net_t *net);
 size_t asymbp__net_delta_floats(const asymbp_net_t *net);
 void asymbp__net_deltas_copy(asymbp_net_t *net, float *buf, int restore);
 
+/* Data-parallel training: the following training forwards process samples [offset, offset + n)
+ * of a global batch of `global` samples (global 0: off, the default).  Layers that draw per
+ * sample (dropout) then advance their streams over the whole global batch, drawing only their
+ * slice, so every rank's masks and stream positions are those of one process. */
+void asymbp__net_set_sample_window(asymbp_net_t *net, size_t offset, size_t global);
+
 /* BN population statistics (train/ drives the passes).  Floats of every BN layer's running mean
  * and variance, in layer order (mean then variance per layer); copy them to or from buf. */
 size_t asymbp__net_bn_stat_floats(const asymbp_net_t *net);

@@ -179,10 +179,14 @@ static int detect_isa(void)
 
 int asymbp__gemm_isa(void)
 {
-    /* a benign race: every thread computes the same value */
-    static volatile int isa = -1;
-    int v = isa;
-    if (v < 0) isa = v = detect_isa();
+    /* contexts in different threads may ask at once: every thread computes the same value, and
+     * relaxed atomics make the shared cache a race-free one (ThreadSanitizer agrees) */
+    static int isa = -1;
+    int v = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = detect_isa();
+        __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
+    }
     return v;
 }
 

@@ -25,6 +25,23 @@ uint32_t asymbp__rng_u32(asymbp_rng_t *r)
     return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
 }
 
+void asymbp__rng_advance(asymbp_rng_t *r, uint64_t delta)
+{
+    /* state -> a state + c after one draw (a = PCG_MULT, c = inc); k draws compose to
+     * A state + C, built from the binary digits of delta: step (a, c) doubled each round */
+    uint64_t a = PCG_MULT, c = r->inc, acc_a = 1u, acc_c = 0u;
+    while (delta) {
+        if (delta & 1u) {
+            acc_a *= a;
+            acc_c = acc_c * a + c;
+        }
+        c = (a + 1u) * c;
+        a *= a;
+        delta >>= 1;
+    }
+    r->state = acc_a * r->state + acc_c;
+}
+
 float asymbp__rng_uniform(asymbp_rng_t *r)
 {
     return (float)(asymbp__rng_u32(r) >> 8) * (1.0f / 16777216.0f);

@@ -24,6 +24,9 @@ struct asymbp_rng {
 /* RNG on a struct the caller holds (embedded in layers, policies, trainers: no allocation). */
 void asymbp__rng_seed(asymbp_rng_t *r, uint64_t seed, uint64_t stream);
 uint32_t asymbp__rng_u32(asymbp_rng_t *r);
+/* Move the stream delta draws of asymbp__rng_u32 ahead (uniform takes one draw) in O(log delta):
+ * the LCG's jump-ahead by repeated squaring of its affine step. */
+void asymbp__rng_advance(asymbp_rng_t *r, uint64_t delta);
 float asymbp__rng_uniform(asymbp_rng_t *r);
 float asymbp__rng_normal(asymbp_rng_t *r);
 uint32_t asymbp__rng_below(asymbp_rng_t *r, uint32_t n);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 #include "core/core_impl.h"
+#include "dist/dist_impl.h"
 #include "tensor/tensor_impl.h"
 #include "layers/net_hooks.h"
 #include "layers/net_impl.h"
@@ -15,6 +16,7 @@
 #include "asymbp/trainer.h"
 
 #define TRAINER_CHUNK "TRNR"
+#define DIST_CHUNK "DIST"       /* ranks and mode of a data-parallel run (format 1) */
 /* 2 (0.2): every epoch's metrics also hold the validation and EMA test figures; 1 is still read */
 #define TRAINER_FORMAT 2u
 #define METRICS_V1_BYTES 56u
@@ -47,6 +49,10 @@ struct asymbp_trainer {
     asymbp_feedback_diag_t *probe;  /* the probe's figures, one per weighted layer */
     size_t n_probe;
     const asymbp_scaler_t *scaler;   /* borrowed; saved in checkpoints (asymbp_trainer_set_scaler) */
+    /* data-parallel training (asymbp_trainer_set_comm, train/dist.c): NULL comm = one process */
+    const asymbp_comm_t *comm;
+    int rank, ranks;
+    asymbp_dist_mode_t mode;
 };
 
 static double now_seconds(void)
@@ -84,6 +90,7 @@ void asymbp_trainer_destroy(asymbp_trainer_t *tr)
     asymbp__free(ctx, tr->recal_order);
     asymbp__free(ctx, tr->recal_x);
     asymbp__free(ctx, tr->probe);
+    if (tr->comm) asymbp__plugin_unref(&tr->comm->base);
     asymbp__free(ctx, tr);
 }
 
@@ -125,6 +132,7 @@ asymbp_status_t asymbp_trainer_create(asymbp_net_t *net, asymbp_optimizer_t *opt
     tr->opt = opt;
     tr->train = train;
     tr->test = test;
+    tr->ranks = 1;
     params_from_user(&tr->p, params);
     if (tr->p.bn_stats != ASYMBP_BN_STATS_EMA && tr->p.bn_stats != ASYMBP_BN_STATS_RECAL) {
         int v = tr->p.bn_stats;
@@ -215,6 +223,36 @@ asymbp_status_t asymbp_trainer_set_validation(asymbp_trainer_t *tr, const asymbp
     return ASYMBP_OK;
 }
 
+asymbp_status_t asymbp_trainer_set_comm(asymbp_trainer_t *tr, const asymbp_comm_t *comm, asymbp_dist_mode_t mode)
+{
+    int ranks = comm ? asymbp_comm_size(comm) : 1;
+    size_t old_batch;
+    asymbp_status_t st;
+    if (!tr) return ASYMBP_E_INVALID;
+    if ((size_t)ranks > tr->p.batch)
+        return asymbp__error(tr->ctx, ASYMBP_E_INVALID, "trainer_set_comm: a global batch of %zu samples cannot be shared by %d "
+                             "ranks (each needs at least one sample: raise the batch)", tr->p.batch, ranks);
+    st = asymbp_optimizer_set_comm(tr->opt, comm, mode);
+    if (st != ASYMBP_OK) return st;
+    /* each rank's share is at most ceil(batch / ranks) samples */
+    old_batch = asymbp_net_batch_size(tr->net);
+    st = asymbp_net_bind(tr->net, (tr->p.batch + (size_t)ranks - 1) / (size_t)ranks);
+    if (st != ASYMBP_OK) {
+        if (asymbp_net_bind(tr->net, old_batch) != ASYMBP_OK || asymbp_optimizer_set_comm(tr->opt, tr->comm, tr->mode) != ASYMBP_OK)
+            asymbp__log(tr->ctx, ASYMBP_LOG_WARN, "trainer_set_comm: could not restore the previous state");
+        return st;
+    }
+    if (comm) asymbp__plugin_ref(&comm->base);
+    if (tr->comm) asymbp__plugin_unref(&tr->comm->base);
+    tr->comm = comm;
+    tr->rank = comm ? asymbp_comm_rank(comm) : 0;
+    tr->ranks = ranks;
+    tr->mode = mode;
+    /* the ranks must start from one model (the same seed on every rank) */
+    if (ranks > 1) return asymbp__dist_check_weights(tr->net, comm, 0, tr->bn_backup, tr->bn_floats);
+    return ASYMBP_OK;
+}
+
 /* Sum of all values: NaN or Inf when any value is (or when they overflow, which is divergence too). */
 static int all_finite(const float *v, size_t n)
 {
@@ -263,10 +301,12 @@ static size_t argmax_row(const float *row, size_t k)
     return best;
 }
 
-static asymbp_status_t eval_set(asymbp_net_t *net, const asymbp_dataset_t *ds, double *loss, double *acc)
+static asymbp_status_t eval_set(const asymbp_trainer_t *tr, const asymbp_dataset_t *ds, double *loss, double *acc)
 {
+    asymbp_net_t *net = tr->net;
     float l = 0.0f, a = 0.0f;
     asymbp_status_t st;
+    if (tr->ranks > 1) return asymbp__dist_evaluate(net, tr->comm, ds, loss, acc);   /* each rank a share */
     *loss = *acc = NAN;
     if (!ds || asymbp_dataset_count(ds) == 0) return ASYMBP_OK;
     st = asymbp_net_evaluate(net, asymbp_dataset_features(ds), asymbp_dataset_labels(ds), asymbp_dataset_count(ds), &l, &a);
@@ -305,16 +345,32 @@ static asymbp_status_t evaluate_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics
     if (!tr->p.evaluate || (!tr->test && !tr->val)) return ASYMBP_OK;
     if (recal) {
         asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 1);
-        st = eval_set(tr->net, tr->test, &m->test_loss_ema, &m->test_accuracy_ema);
+        st = eval_set(tr, tr->test, &m->test_loss_ema, &m->test_accuracy_ema);
         if (st == ASYMBP_OK) st = recalibrate(tr, epoch);
         if (st != ASYMBP_OK) {
             asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 0);
             return st;
         }
     }
-    st = eval_set(tr->net, tr->val, &m->val_loss, &m->val_accuracy);
-    if (st == ASYMBP_OK) st = eval_set(tr->net, tr->test, &m->test_loss, &m->test_accuracy);
+    st = eval_set(tr, tr->val, &m->val_loss, &m->val_accuracy);
+    if (st == ASYMBP_OK) st = eval_set(tr, tr->test, &m->test_loss, &m->test_accuracy);
     if (recal) asymbp__net_bn_stat_copy(tr->net, tr->bn_ema, 0);
+    return st;
+}
+
+/* The end of an epoch over ranks: the training figures summed, the BN running statistics
+ * averaged (so evaluation and saving see one model), and the check that the ranks still agree. */
+static asymbp_status_t dist_epoch_end(asymbp_trainer_t *tr, double *loss_sum, size_t *correct, int epoch)
+{
+    float sums[2];
+    asymbp_status_t st;
+    sums[0] = (float)*loss_sum;
+    sums[1] = (float)*correct;
+    st = asymbp__comm_sum_f32(tr->ctx, tr->comm, sums, 2, "summing the epoch's training figures");
+    if (st == ASYMBP_OK) st = asymbp__dist_bn_average(tr->net, tr->comm, tr->bn_backup, tr->bn_floats);
+    if (st == ASYMBP_OK) st = asymbp__dist_check_weights(tr->net, tr->comm, epoch, tr->bn_backup, tr->bn_floats);
+    *loss_sum = (double)sums[0];
+    *correct = (size_t)sums[1];
     return st;
 }
 
@@ -341,26 +397,32 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
         }
     }
     for (b = 0; b < tr->batches; b++) {
-        size_t start = b * tr->p.batch, n = tr->n - start < tr->p.batch ? tr->n - start : tr->p.batch, i;
+        size_t start = b * tr->p.batch, gn = tr->n - start < tr->p.batch ? tr->n - start : tr->p.batch, n = gn, lo = 0, i;
         const float *logits = NULL;
         float loss = 0.0f;
         uint64_t step = asymbp_optimizer_step_count(tr->opt) + 1;
-        st = asymbp_dataset_gather(tr->train, tr->order + start, n, tr->x, tr->y);
+        int bad = 0;
+        /* with ranks, this rank's share [lo, lo + n) of the global batch of gn (n may be 0) */
+        if (tr->comm) asymbp__dist_split(gn, tr->rank, tr->ranks, &lo, &n);
+        st = n ? asymbp_dataset_gather(tr->train, tr->order + start + lo, n, tr->x, tr->y) : ASYMBP_OK;
         if (tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 1);
-        if (st == ASYMBP_OK) st = asymbp_net_forward(net, tr->x, n, 1, &logits);
-        if (st == ASYMBP_OK) st = asymbp_net_loss(net, tr->y, n, &loss);
+        asymbp__net_set_sample_window(net, lo, tr->comm ? gn : 0);
+        if (st == ASYMBP_OK && n) st = asymbp_net_forward(net, tr->x, n, 1, &logits);
+        asymbp__net_set_sample_window(net, 0, 0);
+        if (st == ASYMBP_OK && n) st = asymbp_net_loss(net, tr->y, n, &loss);
         if (st != ASYMBP_OK) return st;
-        if (!isfinite(loss) && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
-        if (!isfinite(loss))
+        bad = tr->comm && !isfinite(loss);   /* with ranks, they decide together, in the step */
+        if (!isfinite(loss) && !tr->comm && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
+        if (!isfinite(loss) && !tr->comm)
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: the loss is %s at epoch %d, step %llu "
                                  "(batch %zu of %zu); the weights are those before this step",
                                  isnan(loss) ? "NaN" : "Inf", epoch, (unsigned long long)step, b + 1, tr->batches);
         for (i = 0; i < n; i++) correct += argmax_row(logits + i * k, k) == (size_t)tr->y[i];
         loss_sum += (double)loss * (double)n;
-        st = asymbp_net_backward(net);
+        st = n ? asymbp_net_backward(net) : ASYMBP_OK;
         if (st != ASYMBP_OK) return st;
-        if (!net_grads_finite(net) && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
-        if (!net_grads_finite(net))
+        if (!tr->comm && !net_grads_finite(net) && tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
+        if (!tr->comm && !net_grads_finite(net))
             return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged: a gradient is NaN or Inf at epoch %d, step %llu; "
                                  "the weights are those before this step", epoch, (unsigned long long)step);
         if (tr->probe && step % tr->p.probe_every == 0) {
@@ -373,7 +435,14 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
             if (tr->p.on_probe(tr->p.user, step, tr->probe, tr->n_probe)) *stop = 1;
         }
         params_copy(net, tr->backup, 1);
-        st = asymbp_optimizer_step(tr->opt);
+        st = tr->comm ? asymbp__optimizer_step_dist(tr->opt, n, gn, bad) : asymbp_optimizer_step(tr->opt);
+        if (st == ASYMBP_E_DIVERGED && tr->comm) {
+            char msg[ASYMBP_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "%s", asymbp_ctx_last_error(ctx));
+            if (tr->bn_floats) asymbp__net_bn_stat_copy(net, tr->bn_backup, 0);
+            return asymbp__error(ctx, ASYMBP_E_DIVERGED, "training diverged at epoch %d, step %llu (batch %zu of %zu): %s; the "
+                                 "weights are those before this step", epoch, (unsigned long long)step, b + 1, tr->batches, msg);
+        }
         if (st != ASYMBP_OK) return st;
         if (!net_weights_finite(net)) {
             params_copy(net, tr->backup, 0);
@@ -382,8 +451,9 @@ static asymbp_status_t run_epoch(asymbp_trainer_t *tr, asymbp_epoch_metrics_t *m
                                  "the weights were restored to those before this step", epoch, (unsigned long long)step);
         }
         if (tr->p.progress && tr->p.progress(tr->p.user, epoch, b + 1, tr->batches, (double)loss)) *stop = 1;
-        if (*stop) break;
+        if (*stop && tr->ranks < 2) break;   /* with ranks, a stop takes effect when they agree on it */
     }
+    if (tr->ranks > 1 && (st = dist_epoch_end(tr, &loss_sum, &correct, epoch)) != ASYMBP_OK) return st;
     m->step = asymbp_optimizer_step_count(tr->opt);
     m->train_loss = loss_sum / (double)tr->n;
     m->train_accuracy = (double)correct / (double)tr->n;
@@ -416,6 +486,8 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
             /* the message stays that of the divergence */
             char msg[ASYMBP_ERRMSG_MAX];
             snprintf(msg, sizeof msg, "%s", asymbp_ctx_last_error(tr->ctx));
+            /* every rank stops at the same step: the model they keep is one again */
+            if (tr->ranks > 1) (void)asymbp__dist_bn_average(tr->net, tr->comm, tr->bn_backup, tr->bn_floats);
             if (recal_mode(tr) && recalibrate(tr, tr->epochs_done + 1) == ASYMBP_OK) tr->recal_epoch = 0;
             return asymbp__error(tr->ctx, ASYMBP_E_DIVERGED, "%s", msg);
         }
@@ -428,8 +500,15 @@ asymbp_status_t asymbp_trainer_run(asymbp_trainer_t *tr)
          * (a curves row) is saved before a resume could start after this epoch. */
         {
             int r = tr->p.on_epoch ? tr->p.on_epoch(tr->p.user, m) : 0;
-            if (r) stop = 1;
-            if (r < 0) break;   /* the callback could not record the epoch: no checkpoint after it */
+            /* [0]: stop after this epoch; [1]: the callback could not record the epoch, so no
+             * checkpoint may cover it.  One rank's stop (from either callback) stops them all. */
+            int32_t flags[2] = { stop || r != 0, r < 0 };
+            if (tr->ranks > 1) {
+                st = asymbp__comm_sum_int(tr->ctx, tr->comm, flags, 2, ASYMBP_COMM_INT32, "agreeing on a stop");
+                if (st != ASYMBP_OK) return st;
+            }
+            stop = flags[0] > 0;
+            if (flags[1] > 0) break;
         }
         if (tr->p.checkpoint_every > 0 && (tr->epochs_done % tr->p.checkpoint_every == 0 || tr->epochs_done == tr->p.epochs)) {
             st = asymbp_trainer_save_checkpoint(tr, tr->checkpoint_path);
@@ -617,9 +696,25 @@ asymbp_status_t asymbp_trainer_save_checkpoint(asymbp_trainer_t *tr, const char 
         }
         asymbp__wbuf_chunk_end(&w, pos);
     }
-    if (st == ASYMBP_OK) st = asymbp__file_write_atomic(tr->ctx, path, ASYMBP__FILE_CHECKPOINT, &w);
-    else if (w.failed) st = asymbp__error(tr->ctx, ASYMBP_E_NOMEM, "save_checkpoint: out of memory");
-    if (st == ASYMBP_OK)
+    if (st == ASYMBP_OK && tr->comm) {
+        pos = asymbp__wbuf_chunk_begin(&w, DIST_CHUNK);
+        asymbp__wbuf_u32(&w, 1u);
+        asymbp__wbuf_u32(&w, (uint32_t)tr->ranks);
+        asymbp__wbuf_u32(&w, (uint32_t)tr->mode);
+        asymbp__wbuf_chunk_end(&w, pos);
+    }
+    /* with ranks only rank 0 writes; every rank gets its status */
+    if (st == ASYMBP_OK && tr->rank == 0) st = asymbp__file_write_atomic(tr->ctx, path, ASYMBP__FILE_CHECKPOINT, &w);
+    else if (st != ASYMBP_OK && w.failed) st = asymbp__error(tr->ctx, ASYMBP_E_NOMEM, "save_checkpoint: out of memory");
+    if (tr->comm) {
+        int32_t st0 = (int32_t)st;
+        asymbp_status_t bs = asymbp__comm_bcast(tr->ctx, tr->comm, &st0, sizeof st0, 0, "save_checkpoint");
+        if (bs != ASYMBP_OK) st = bs;
+        else if (tr->rank != 0 && st0 != ASYMBP_OK)
+            st = asymbp__error(tr->ctx, (asymbp_status_t)st0, "save_checkpoint: rank 0 could not write %s (%s; its message says "
+                               "why)", path, asymbp_status_name((asymbp_status_t)st0));
+    }
+    if (st == ASYMBP_OK && tr->rank == 0)
         asymbp__log(tr->ctx, ASYMBP_LOG_INFO, "checkpoint after epoch %d (step %llu) saved to %s", tr->epochs_done,
                     (unsigned long long)asymbp__net_step(tr->net), path);
     asymbp__wbuf_free(&w);
@@ -637,7 +732,9 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     size_t i;
     if (!tr) return ASYMBP_E_INVALID;
     ctx = tr->ctx;
-    st = asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
+    /* with ranks, rank 0 reads the file and every rank restores the same bytes */
+    st = tr->comm ? asymbp__dist_file_read(ctx, tr->comm, path, ASYMBP__FILE_CHECKPOINT, &data, &area)
+                  : asymbp__file_read(ctx, path, ASYMBP__FILE_CHECKPOINT, &data, &area);
     if (st != ASYMBP_OK) return st;
     if (asymbp__rbuf_chunk(&area, TRAINER_CHUNK, &c) != 0) {
         st = asymbp__error(ctx, ASYMBP_E_FORMAT, "load_checkpoint: %s has no trainer state", path);
@@ -721,6 +818,14 @@ asymbp_status_t asymbp_trainer_load_checkpoint(asymbp_trainer_t *tr, const char 
     asymbp__net_set_step(tr->net, step);
     asymbp__log(ctx, ASYMBP_LOG_INFO, "checkpoint loaded from %s: %u epochs done, step %llu", path, done,
                 (unsigned long long)step);
+    if (asymbp__rbuf_chunk(&area, DIST_CHUNK, &c) == 0) {
+        /* a checkpoint holds what every rank held at an epoch's end, so any number of ranks can
+         * continue it; the split of the batches (BN statistics per rank, votes) changes with it */
+        uint32_t dv = asymbp__rbuf_u32(&c), dr = asymbp__rbuf_u32(&c), dm = asymbp__rbuf_u32(&c);
+        if (!c.failed && dv == 1u && (int)dr != tr->ranks)
+            asymbp__log(ctx, ASYMBP_LOG_INFO, "%s was written by a run on %u ranks (%s); continuing on %d", path, dr,
+                        asymbp_dist_mode_name((asymbp_dist_mode_t)dm), tr->ranks);
+    }
 done:
     asymbp__free(ctx, data);
     return st;

@@ -1,6 +1,7 @@
 /* The optimizer: per-parameter hyper-parameters and rule state allocated once, a learning-rate
  * schedule, one call of the rule per parameter tensor per step, and checkpoint save/restore. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "update/update_impl.h"
 
@@ -31,6 +32,12 @@ struct asymbp_optimizer {
     uint64_t cos_steps;            /* cosine: steps over which the factor falls to cos_floor */
     float cos_floor;
     uint64_t warmup;               /* linear warm-up over the first `warmup` steps (0: none) */
+    /* distributed steps (asymbp_optimizer_set_comm): NULL comm = single process */
+    const asymbp_comm_t *comm;
+    asymbp_dist_mode_t mode;
+    asymbp_comm_int_t vote_type;   /* integer type of the votes (vote mode) */
+    size_t comm_count;             /* parameter elements of every tensor, + 1 for the divergence flag */
+    void *comm_buf;                /* comm_count floats (exact) or integers of vote_type (vote) */
 };
 
 /* ---- hyper-parameters ------------------------------------------------------------------------ */
@@ -110,6 +117,8 @@ void asymbp_optimizer_destroy(asymbp_optimizer_t *opt)
     }
     asymbp__free(ctx, opt->params);
     asymbp__free(ctx, opt->milestones);
+    asymbp__free(ctx, opt->comm_buf);
+    if (opt->comm) asymbp__plugin_unref(&opt->comm->base);
     asymbp__plugin_unref(&opt->rule->base);
     asymbp__free(ctx, opt);
 }
@@ -452,6 +461,7 @@ typedef struct step_job {
     asymbp_optimizer_t *opt;
     double f;
     uint64_t stepno;
+    int ranks, vote;
     size_t units;
     size_t failed;                 /* 1 + index of the first parameter whose rule failed (atomic) */
     asymbp_status_t st;
@@ -479,6 +489,8 @@ static asymbp_status_t step_param(const step_job_t *j, size_t i, size_t e0, size
     args.layer_index = q->p.layer_index;
     args.name = q->p.name ? q->p.name : "";
     args.nsc_epsilon = hp->nsc_epsilon;
+    args.ranks = j->ranks;
+    args.grad_is_vote = j->vote;
     return rule->vt.step(rule->base.user, q->state ? (char *)q->state + e0 * rule->vt.state_size : NULL, &args);
 }
 
@@ -503,7 +515,132 @@ static void step_units(void *arg, size_t u0, size_t u1, int t)
         }
 }
 
-asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
+/* ---- distributed steps ------------------------------------------------------------------------- */
+
+asymbp_status_t asymbp_optimizer_set_comm(asymbp_optimizer_t *opt, const asymbp_comm_t *comm, asymbp_dist_mode_t mode)
+{
+    size_t i, count = 1, elem;
+    void *buf = NULL;
+    asymbp_comm_int_t vt = ASYMBP_COMM_INT8;
+    if (!opt) return ASYMBP_E_INVALID;
+    if (mode != ASYMBP_DIST_EXACT && mode != ASYMBP_DIST_VOTE)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_set_comm: unknown mode %d", (int)mode);
+    if (comm && mode == ASYMBP_DIST_VOTE && !(opt->rule->vt.flags & ASYMBP_UPDATE_ACCEPTS_VOTE))
+        return asymbp__error(opt->ctx, ASYMBP_E_UNSUPPORTED,
+                             "optimizer_set_comm: vote mode gives the rule only the sign of the ranks' summed votes, and the "
+                             "update rule '%s' needs the gradient itself (use exact mode, or a Batch Manhattan rule)",
+                             opt->rule->base.name);
+    if (comm) {
+        for (i = 0; i < opt->nparams; i++) count += opt->params[i].p.numel;
+        vt = asymbp__comm_vote_type(asymbp_comm_size(comm));
+        elem = mode == ASYMBP_DIST_EXACT ? sizeof(float) : (size_t)vt;
+        buf = asymbp__calloc(opt->ctx, count, elem);
+        if (!buf)
+            return asymbp__error(opt->ctx, ASYMBP_E_NOMEM, "optimizer_set_comm: out of memory for the %zu-element step buffer",
+                                 count);
+        asymbp__plugin_ref(&comm->base);
+    }
+    if (opt->comm) asymbp__plugin_unref(&opt->comm->base);
+    asymbp__free(opt->ctx, opt->comm_buf);
+    opt->comm = comm;
+    opt->mode = mode;
+    opt->vote_type = vt;
+    opt->comm_buf = buf;
+    opt->comm_count = comm ? count : 0;
+    if (comm)
+        asymbp__log(opt->ctx, ASYMBP_LOG_INFO, "optimizer: %s steps over %d ranks ('%s'), %zu bytes per step", asymbp_dist_mode_name(mode),
+                    asymbp_comm_size(comm), asymbp_comm_name(comm), asymbp_optimizer_comm_bytes(opt));
+    return ASYMBP_OK;
+}
+
+size_t asymbp_optimizer_comm_bytes(const asymbp_optimizer_t *opt)
+{
+    if (!opt || !opt->comm) return 0;
+    return opt->comm_count * (opt->mode == ASYMBP_DIST_EXACT ? sizeof(float) : (size_t)opt->vote_type);
+}
+
+/* Votes of one tensor: sign(g) into the integer buffer (all 0 for a rank without samples). */
+#define VOTE_PACK(T) \
+    do { \
+        T *b = (T *)opt->comm_buf + off; \
+        if (!local) memset(b, 0, n * sizeof(T)); \
+        else for (e = 0; e < n; e++) { nonfinite |= exp_all_ones(g[e]); b[e] = (T)((g[e] > 0.0f) - (g[e] < 0.0f)); } \
+    } while (0)
+#define VOTE_UNPACK(T) \
+    do { \
+        const T *b = (const T *)opt->comm_buf + off; \
+        for (e = 0; e < n; e++) g[e] = (float)((b[e] > 0) - (b[e] < 0)); \
+    } while (0)
+
+/* 1 for an Inf or a NaN (exponent bits all ones).  An OR over integers, unlike a float sum,
+ * vectorises: the check costs nothing next to the copy it rides along with. */
+static inline uint32_t exp_all_ones(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* Combine the ranks' gradients in place (the net's gradient buffers end up holding what the rule
+ * sees).  The last element of the buffer counts the ranks whose gradient (or loss) was not finite:
+ * then every rank returns ASYMBP_E_DIVERGED before anything is updated. */
+static asymbp_status_t dist_combine(asymbp_optimizer_t *opt, size_t local, size_t global, int local_bad, uint64_t stepno)
+{
+    const int vote = opt->mode == ASYMBP_DIST_VOTE;
+    const float w = (float)((double)local / (double)global);
+    size_t i, e, off = 0, last = opt->comm_count - 1;
+    uint32_t nonfinite = 0;
+    double bad;
+    char what[64];
+    asymbp_status_t st;
+    for (i = 0; i < opt->nparams; i++) {
+        const opt_param_t *q = &opt->params[i];
+        const float *g = q->p.grad;
+        size_t n = q->p.numel;
+        if (!vote) {
+            float *b = (float *)opt->comm_buf + off;
+            if (!local) memset(b, 0, n * sizeof *b);
+            else for (e = 0; e < n; e++) { nonfinite |= exp_all_ones(g[e]); b[e] = w * g[e]; }
+        } else if (opt->vote_type == ASYMBP_COMM_INT8) VOTE_PACK(int8_t);
+        else if (opt->vote_type == ASYMBP_COMM_INT16) VOTE_PACK(int16_t);
+        else VOTE_PACK(int32_t);
+        off += n;
+    }
+    local_bad = local_bad || nonfinite != 0;
+    snprintf(what, sizeof what, "optimizer_step %llu", (unsigned long long)stepno);
+    if (!vote) {
+        ((float *)opt->comm_buf)[last] = (float)local_bad;
+        st = asymbp__comm_sum_f32(opt->ctx, opt->comm, opt->comm_buf, opt->comm_count, what);
+        bad = st == ASYMBP_OK ? (double)((float *)opt->comm_buf)[last] : 0.0;
+    } else {
+        if (opt->vote_type == ASYMBP_COMM_INT8) ((int8_t *)opt->comm_buf)[last] = (int8_t)local_bad;
+        else if (opt->vote_type == ASYMBP_COMM_INT16) ((int16_t *)opt->comm_buf)[last] = (int16_t)local_bad;
+        else ((int32_t *)opt->comm_buf)[last] = (int32_t)local_bad;
+        st = asymbp__comm_sum_int(opt->ctx, opt->comm, opt->comm_buf, opt->comm_count, opt->vote_type, what);
+        bad = st != ASYMBP_OK ? 0.0
+            : opt->vote_type == ASYMBP_COMM_INT8 ? (double)((int8_t *)opt->comm_buf)[last]
+            : opt->vote_type == ASYMBP_COMM_INT16 ? (double)((int16_t *)opt->comm_buf)[last]
+            : (double)((int32_t *)opt->comm_buf)[last];
+    }
+    if (st != ASYMBP_OK) return st;
+    if (bad != 0.0)
+        return asymbp__error(opt->ctx, ASYMBP_E_DIVERGED, "optimizer_step %llu: the loss or a gradient is NaN or Inf on %.0f of %d "
+                             "ranks%s; no parameter was updated", (unsigned long long)stepno, bad, asymbp_comm_size(opt->comm),
+                             local_bad ? " (this one among them)" : "");
+    for (i = 0, off = 0; i < opt->nparams; i++) {
+        const opt_param_t *q = &opt->params[i];
+        float *g = q->p.grad;
+        size_t n = q->p.numel;
+        if (!vote) memcpy(g, (const float *)opt->comm_buf + off, n * sizeof *g);
+        else if (opt->vote_type == ASYMBP_COMM_INT8) VOTE_UNPACK(int8_t);
+        else if (opt->vote_type == ASYMBP_COMM_INT16) VOTE_UNPACK(int16_t);
+        else VOTE_UNPACK(int32_t);
+        off += n;
+    }
+    return ASYMBP_OK;
+}
+
+asymbp_status_t asymbp__optimizer_step_dist(asymbp_optimizer_t *opt, size_t local, size_t global, int local_bad)
 {
     step_job_t job;
     asymbp_status_t st;
@@ -535,10 +672,13 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
     }
     /* feedback policies that follow W's change (Kolen-Pollack) keep W as the rule found it */
     if (opt->net && (st = asymbp__net_step_begin(opt->net)) != ASYMBP_OK) return st;
+    if (opt->comm && (st = dist_combine(opt, local, global, local_bad, stepno)) != ASYMBP_OK) return st;
     memset(&job, 0, sizeof job);
     job.opt = opt;
     job.f = f;
     job.stepno = stepno;
+    job.ranks = opt->comm ? asymbp_comm_size(opt->comm) : 1;
+    job.vote = opt->comm && opt->mode == ASYMBP_DIST_VOTE;
     job.units = opt->rule->base.builtin ? (size_t)asymbp_ctx_get_threads(opt->ctx) : 1;
     asymbp__parallel(opt->ctx, job.units, (int)job.units, step_units, &job);
     if (job.failed) {
@@ -548,6 +688,23 @@ asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
     }
     opt->steps = stepno;
     return opt->net ? asymbp__net_step_done(opt->net) : ASYMBP_OK;
+}
+
+asymbp_status_t asymbp_optimizer_step_samples(asymbp_optimizer_t *opt, size_t local_samples, size_t global_samples)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    if (global_samples == 0 || local_samples > global_samples)
+        return asymbp__error(opt->ctx, ASYMBP_E_INVALID, "optimizer_step_samples: %zu local samples of a global batch of %zu",
+                             local_samples, global_samples);
+    return asymbp__optimizer_step_dist(opt, local_samples, global_samples, 0);
+}
+
+asymbp_status_t asymbp_optimizer_step(asymbp_optimizer_t *opt)
+{
+    if (!opt) return ASYMBP_E_INVALID;
+    /* with a communicator: every rank's gradient has the same weight */
+    if (opt->comm) return asymbp__optimizer_step_dist(opt, 1, (size_t)asymbp_comm_size(opt->comm), 0);
+    return asymbp__optimizer_step_dist(opt, 0, 1, 0);
 }
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */

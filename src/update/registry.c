@@ -60,6 +60,9 @@ asymbp_status_t asymbp_update_rule_register(asymbp_ctx_t *ctx, const asymbp_upda
     if (!proto.vt.step)
         return asymbp__error(ctx, ASYMBP_E_INVALID, "update_rule_register: rule '%.64s' has no step function",
                              proto.vt.name ? proto.vt.name : "");
+    if (proto.vt.flags & ~(uint32_t)ASYMBP_UPDATE_ACCEPTS_VOTE)
+        return asymbp__error(ctx, ASYMBP_E_UNSUPPORTED, "update_rule_register: rule '%.64s' has unknown flags 0x%x",
+                             proto.vt.name ? proto.vt.name : "", (unsigned)(proto.vt.flags & ~(uint32_t)ASYMBP_UPDATE_ACCEPTS_VOTE));
     if (proto.vt.default_hyper) {
         const asymbp_hyper_params_t lib = ASYMBP_HYPER_PARAMS_INIT;
         st = asymbp__hyper_import(ctx, "update_rule_register: default_hyper", proto.vt.default_hyper, &lib, &proto.hp);

@@ -51,7 +51,11 @@ static asymbp_status_t sgd_step(void *user, void *state, const asymbp_update_arg
  * 'c': d = g + lam w and the step is sign(.) of the momentum direction.
  * u = mu u + d; s = nesterov ? d + mu u : u; W -= lr * (variant c ? sign(s) : s).
  * No-sign-change (weights only): a non-zero weight whose update would flip its sign or make it
- * zero is set to copysign(min(eps, |w|), w) instead; a weight that is exactly 0 moves freely. */
+ * zero is set to copysign(min(eps, |w|), w) instead; a weight that is exactly 0 moves freely.
+ * Distributed vote (args->grad_is_vote): g is the majority sign v of the ranks' sign(g) votes, so
+ * the same loops apply it: sign(v) = v, and 'a' steps by sign(majority) + lam w (signSGD with
+ * majority vote, with BM's momentum and decay), 'b' by sign(v + lam w), 'c' by the sign of the
+ * momentum of v + lam w.  Every variant therefore accepts a vote (ASYMBP_UPDATE_ACCEPTS_VOTE). */
 typedef struct bm_variant {
     char variant;
     int nsc;
@@ -110,10 +114,10 @@ static const bm_variant_t bm_variants[6] = {
 /* ---- The static table ---------------------------------------------------------------------------
  * The built-ins are entries of the registry's update-rule kind that live here, read-only: looking
  * them up never allocates, and they are called through the same vtable as a user rule. */
-#define BUILTIN(NAME, USER, STEP, DEFAULTS) \
+#define BUILTIN(NAME, USER, STEP, DEFAULTS, FLAGS) \
     { { NULL, NAME, (void *)(USER), NULL, 1, 0, { 0 } }, \
       { (uint32_t)sizeof(asymbp_update_rule_vtable_t), ASYMBP_PLUGIN_ABI_VERSION, NAME, sizeof(float), NULL, STEP, NULL, \
-        DEFAULTS }, \
+        DEFAULTS, FLAGS }, \
       ASYMBP_HYPER_PARAMS_INIT }
 
 /* Default hyper-parameters: SGD the library's; Batch Manhattan moves every weight by lr (times
@@ -122,13 +126,13 @@ static const asymbp_hyper_params_t sgd_defaults = ASYMBP_HYPER_PARAMS_INIT;
 static const asymbp_hyper_params_t bm_defaults = { sizeof(asymbp_hyper_params_t), 0.0005f, 0.9f, 0, 0.0f, 0, 1e-6f };
 
 static const struct asymbp_update_rule builtin_rules[ASYMBP__UPDATE_BUILTIN_COUNT] = {
-    BUILTIN("sgd", NULL, sgd_step, &sgd_defaults),
-    BUILTIN("bm", &bm_variants[0], bm_step, &bm_defaults),
-    BUILTIN("bm:b", &bm_variants[1], bm_step, &bm_defaults),
-    BUILTIN("bm:c", &bm_variants[2], bm_step, &bm_defaults),
-    BUILTIN("bm:nsc", &bm_variants[3], bm_step, &bm_defaults),
-    BUILTIN("bm:b:nsc", &bm_variants[4], bm_step, &bm_defaults),
-    BUILTIN("bm:c:nsc", &bm_variants[5], bm_step, &bm_defaults),
+    BUILTIN("sgd", NULL, sgd_step, &sgd_defaults, 0),
+    BUILTIN("bm", &bm_variants[0], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
+    BUILTIN("bm:b", &bm_variants[1], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
+    BUILTIN("bm:c", &bm_variants[2], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
+    BUILTIN("bm:nsc", &bm_variants[3], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
+    BUILTIN("bm:b:nsc", &bm_variants[4], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
+    BUILTIN("bm:c:nsc", &bm_variants[5], bm_step, &bm_defaults, ASYMBP_UPDATE_ACCEPTS_VOTE),
 };
 
 const asymbp__plugin_t *const asymbp__update_builtins[ASYMBP__UPDATE_BUILTIN_COUNT] = {

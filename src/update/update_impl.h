@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/core_impl.h"
+#include "dist/dist_impl.h"
 #include "layers/net_hooks.h"
 #include "asymbp/update.h"
 
@@ -42,6 +43,13 @@ int asymbp__bm_canonical(const char *s, size_t len, char *out, size_t cap);
 asymbp_status_t asymbp__optimizer_create_params(asymbp_ctx_t *ctx, const asymbp__param_t *params, size_t count,
                                                 const char *rule, const asymbp_hyper_params_t *hp,
                                                 asymbp_optimizer_t **out);
+
+/* asymbp_optimizer_step_samples for the trainer, which also knows whether this rank's loss was
+ * finite: local_bad 1 counts this rank as diverged in the collective verdict (every rank then
+ * returns ASYMBP_E_DIVERGED and nothing is updated).  Without a communicator local_bad must be 0
+ * and the counts are unused. */
+asymbp_status_t asymbp__optimizer_step_dist(asymbp_optimizer_t *opt, size_t local_samples, size_t global_samples,
+                                            int local_bad);
 
 /* ---- Checkpoints ------------------------------------------------------------------------------
  * asymbp__optimizer_write appends the optimizer's payload to w (the caller wraps it in a chunk,

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# make check-mpi: data-parallel training on MPI ranks of this machine (docs/distributed.md).
+#   1. the MPI module in a host program (tests/mpi/dist_mpi.c) on 2 and 3 ranks;
+#   2. the tool, exact mode: 2 ranks end with the same weights (every rank's fingerprint) and one
+#      process's test accuracy on the same global batch, within 0.5 points;
+#   3. the tool, vote mode: digits8x8 with uSF + BN reaches >= 0.95 on 2 and on 4 ranks;
+#   4. a rank killed mid-run: the others stop within seconds with a message, and --resume on 2
+#      ranks finishes the run exactly as an uninterrupted one (on 3 ranks: it finishes, the ranks
+#      agree);
+#   5. what the tool says without the module, under mpirun without --dist, and for vote with sgd.
+#   6. a staged installation with MPI=1: a program built with pkg-config asymbp-mpi, and the
+#      installed tool finding the installed module.
+# Usage: check-mpi.sh BIN/asymbp BUILD/tests/dist-mpi LIBDIR SRCDIR
+set -euo pipefail
+cli=$1
+host_test=$2
+libdir=$3
+srcdir=${4:-}
+[ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OPENBLAS_NUM_THREADS=1
+mpirun=(mpirun --oversubscribe)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+start=$(date +%s)
+
+fail() { echo "check-mpi: FAIL: $*" >&2; exit 1; }
+step() { printf '\ncheck-mpi: %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
+# a number or a string of the JSON summary (the tool's last line of output)
+jnum() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" "$2" | tail -1; }
+jstr() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2" | tail -1; }
+# every rank's weight fingerprint is the same
+ranks_agree() {
+    local list n
+    list=$(sed -n 's/.*"rank_weights":\[\([^]]*\)\].*/\1/p' "$1" | tr ',' '\n')
+    n=$(printf '%s\n' "$list" | grep -c .)
+    [ "$n" = "$2" ] || fail "$1: $n fingerprints for $2 ranks"
+    [ "$(printf '%s\n' "$list" | sort -u | wc -l)" = 1 ] || fail "$1: the ranks hold different weights: $list"
+}
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+
+step "1. the MPI module in a host program, 2 and 3 ranks"
+"${mpirun[@]}" -np 2 "$host_test" || fail "dist-mpi on 2 ranks"
+"${mpirun[@]}" -np 3 "$host_test" || fail "dist-mpi on 3 ranks"
+
+step "2. exact mode, 2 ranks against 1 process (digits8x8, uSF, Batch Manhattan, batch 100)"
+common=(--data digits8x8 --feedback usf --update bm --epochs 8 --batch 100 --seed 5 -q)
+"$cli" train "${common[@]}" > "$work/one.json"
+"${mpirun[@]}" -np 2 "$cli" train "${common[@]}" --dist mpi --bm-mode exact > "$work/exact2.json"
+[ "$(jnum ranks "$work/exact2.json")" = 2 ] && [ "$(jstr bm_mode "$work/exact2.json")" = exact ] || fail "exact: summary: $(cat "$work/exact2.json")"
+ranks_agree "$work/exact2.json" 2
+a1=$(jnum test_accuracy "$work/one.json")
+a2=$(jnum test_accuracy "$work/exact2.json")
+awk -v a="$a1" -v b="$a2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.005) }' ||
+    fail "exact: test accuracy $a2 on 2 ranks, $a1 in one process"
+echo "exact: test accuracy $a2 on 2 ranks (same weights on both), $a1 in one process"
+
+step "3. vote mode, digits8x8 with uSF + BN, 2 and 4 ranks"
+vote=(--data digits8x8 --feedback usf --bn --update bm --bm-mode vote --epochs 8 --batch 100 --seed 1 -q --dist mpi)
+for n in 2 4; do
+    "${mpirun[@]}" -np $n "$cli" train "${vote[@]}" > "$work/vote$n.json"
+    ranks_agree "$work/vote$n.json" $n
+    acc=$(jnum test_accuracy "$work/vote$n.json")
+    ge "$acc" 0.95 || fail "vote on $n ranks: test accuracy $acc < 0.95"
+    echo "vote on $n ranks: test accuracy $acc"
+done
+pe=$(jnum traffic_bytes_per_step "$work/exact2.json")
+pv=$(jnum traffic_bytes_per_step "$work/vote2.json")
+[ "$pe" -gt 0 ] && [ "$pv" -gt 0 ] || fail "no traffic reported"
+echo "payload per step and rank: exact $pe bytes (4 per parameter + 4), vote $pv bytes (1 per parameter + 1; this net has BN too)"
+
+step "4. a rank killed mid-run; resume"
+kill_run=(--data digits8x8 --feedback usf --bn --update bm --bm-mode vote --epochs 12 --batch 100 --seed 2 -q --dist mpi
+          --checkpoint-every 1)
+"${mpirun[@]}" -np 2 "$cli" train "${kill_run[@]}" --out "$work/whole" > "$work/whole.json"
+ranks_agree "$work/whole.json" 2
+( set +e; "${mpirun[@]}" -np 2 "$cli" train "${kill_run[@]}" --out "$work/cut" > "$work/cut.json" 2> "$work/cut.err"
+  echo $? > "$work/cut.rc" ) &
+launcher=$!
+for _ in $(seq 600); do [ -e "$work/cut/checkpoint.asymbp" ] && break; sleep 0.1; done
+[ -e "$work/cut/checkpoint.asymbp" ] || fail "kill: no checkpoint after 60 s"
+victim=""
+for env in /proc/[0-9]*/environ; do
+    pid=${env#/proc/}; pid=${pid%/environ}
+    if tr '\0' '\n' 2>/dev/null < "$env" | grep -qx OMPI_COMM_WORLD_RANK=1 &&
+       tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q -- "$work/cut"; then victim=$pid; fi
+done
+[ -n "$victim" ] || fail "kill: rank 1 not found"
+killed_at=$(date +%s.%N)
+kill -9 "$victim"
+wait "$launcher" || true
+stopped=$(awk -v a="$killed_at" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+rc=$(cat "$work/cut.rc")
+[ "$rc" != 0 ] || fail "kill: the job ended with status 0"
+ge 15 "$stopped" || fail "kill: the other rank took $stopped s to stop"
+grep -q "process rank 1 .*exited on signal 9" "$work/cut.err" || fail "kill: no message names rank 1: $(cat "$work/cut.err")"
+echo "kill: rank 1 (pid $victim) killed; the job stopped after $stopped s with status $rc; messages:"
+# rank 0's own line is best effort: Open MPI may drop a process's last output when it ends the job
+grep -E "asymbp|rank 1" "$work/cut.err" | sed 's/^/    /'
+cp -r "$work/cut" "$work/cut3"
+"${mpirun[@]}" -np 2 "$cli" train --resume "$work/cut" --dist mpi -q > "$work/resumed.json"
+[ "$(jnum epochs_done "$work/resumed.json")" = 12 ] || fail "resume: $(cat "$work/resumed.json")"
+w_whole=$(sed -n 's/.*"rank_weights":\["\([0-9a-f]*\)".*/\1/p' "$work/whole.json")
+w_res=$(sed -n 's/.*"rank_weights":\["\([0-9a-f]*\)".*/\1/p' "$work/resumed.json")
+[ "$w_whole" = "$w_res" ] || fail "resume on 2 ranks: weights $w_res, the uninterrupted run's $w_whole"
+diff <(cut -d, -f1-7 "$work/whole/curves.csv") <(cut -d, -f1-7 "$work/cut/curves.csv") > /dev/null ||
+    fail "resume: curves.csv differs from the uninterrupted run's (besides the timings)"
+echo "resume on 2 ranks: the same weights as the uninterrupted run ($w_res), test accuracy $(jnum test_accuracy "$work/resumed.json")"
+"${mpirun[@]}" -np 3 "$cli" train --resume "$work/cut3" --dist mpi -q > "$work/resumed3.json"
+[ "$(jnum epochs_done "$work/resumed3.json")" = 12 ] || fail "resume on 3 ranks: $(cat "$work/resumed3.json")"
+ranks_agree "$work/resumed3.json" 3
+echo "resume on 3 ranks: finished, the ranks agree, test accuracy $(jnum test_accuracy "$work/resumed3.json")"
+
+step "5. without the module, without --dist, vote with sgd"
+ASYMBP_MPI_LIB=/nonexistent/libasymbp-mpi.so.0 "$cli" train --dist mpi -q > /dev/null 2> "$work/nomod.err" && fail "--dist mpi without the module succeeded"
+grep -q "make MPI=1" "$work/nomod.err" || fail "no hint without the module: $(cat "$work/nomod.err")"
+"$cli" train --data digits8x8 --epochs 1 --dist local -q > "$work/local.json"
+[ "$(jnum ranks "$work/local.json")" = 1 ] || fail "--dist local: $(cat "$work/local.json")"
+set +e
+"${mpirun[@]}" -np 2 "$cli" train --epochs 1 -q > /dev/null 2> "$work/nodist.err"
+rc=$?
+set -e
+[ $rc != 0 ] && grep -q "without --dist" "$work/nodist.err" || fail "mpirun without --dist (status $rc): $(cat "$work/nodist.err")"
+set +e
+timeout 60 "${mpirun[@]}" -np 2 "$cli" train --epochs 1 -q --dist mpi --update sgd --bm-mode vote > /dev/null 2> "$work/sgdvote.err"
+rc=$?
+set -e
+[ $rc != 0 ] && [ $rc != 124 ] && grep -q "needs the gradient itself" "$work/sgdvote.err" ||
+    fail "vote with sgd (status $rc): $(cat "$work/sgdvote.err")"
+echo "messages: $(head -1 "$work/nomod.err" | cut -c1-100)..."
+echo "          $(grep -m1 "without --dist" "$work/nodist.err" | cut -c1-100)..."
+echo "          $(grep -m1 "needs the gradient" "$work/sgdvote.err" | cut -c1-100)..."
+[ -e "$libdir/libasymbp-mpi.so.0" ] || fail "no $libdir/libasymbp-mpi.so.0"
+if ldd "$cli" | grep -q libmpi; then fail "the tool links MPI"; fi
+
+step "6. an installation: a pkg-config consumer of asymbp-mpi, and the installed tool"
+[ -n "$srcdir" ] || fail "no source folder"
+make -s -C "$srcdir" install MPI=1 PREFIX="$work/prefix" > /dev/null
+export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c99 -Wall -Wextra -Werror -o "$work/consumer" "$srcdir/tests/mpi/consumer.c" $(pkg-config --cflags --libs asymbp-mpi) \
+    -Wl,-rpath,"$work/prefix/lib" || fail "the pkg-config consumer does not build"
+"${mpirun[@]}" -np 2 "$work/consumer" || fail "the pkg-config consumer on 2 ranks"
+"${mpirun[@]}" -np 2 "$work/prefix/bin/asymbp" train --epochs 1 -q --dist mpi > "$work/installed.json" ||
+    fail "the installed tool with --dist mpi"
+ranks_agree "$work/installed.json" 2
+echo "the installed tool found its module: $(grep -o '"ranks":[0-9]*' "$work/installed.json")"
+
+printf '\ncheck-mpi: all passed in %ds\n' $(( $(date +%s) - start ))
