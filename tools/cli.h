@@ -183,6 +183,8 @@ int dist_json(sbuf_t *b, asymbp_ctx_t *ctx, asymbp_net_t *net);
 /* After the context is destroyed: end MPI; a failure (rc != 0) on one of several ranks ends the
  * whole job so that no rank waits for this one.  Returns rc (1 when MPI did not end cleanly). */
 int dist_end(int rc);
+/* asymbp sweep --dist mpi: every rank waits for the others.  0, or 1 after a message. */
+int dist_barrier(void);
 
 /* ---- commands -------------------------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

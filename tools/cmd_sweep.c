@@ -4,6 +4,7 @@
  * over local processes (-j) and split into shards (--shard i/n).  docs/protocol.md describes the
  * grid file and the protocol; every run is an `asymbp train` child process with --out, so a
  * killed sweep resumes each unfinished run from its checkpoint. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -15,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "cli.h"
+
+extern char **environ;
 
 #define MAXV 64          /* values of one key */
 #define MAXK 256         /* keys of a grid */
@@ -186,6 +189,7 @@ typedef struct sweep {
     cell_t *cells;
     size_t n, cap;
     int jobs, shard, nshards, dry;
+    int rank, ranks;      /* --dist mpi: this rank and the number of ranks (claims when > 1) */
     char **done_ids;
     size_t n_done;
 } sweep_t;
@@ -396,6 +400,22 @@ static pid_t start_cell(const sweep_t *w, cell_t *c)
     pid = fork();
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_RDWR);
+        /* a run is a process of its own, not one more MPI rank: the launcher's variables go */
+        for (int again = 1; again;) {
+            again = 0;
+            for (char **e = environ; *e; e++)
+                if (!strncmp(*e, "OMPI_", 5) || !strncmp(*e, "PMI_", 4) || !strncmp(*e, "PMIX_", 5) ||
+                    !strncmp(*e, "MPI_LOCALNRANKS", 15)) {
+                    char name[256];
+                    size_t k = strcspn(*e, "=");
+                    if (k >= sizeof name) continue;
+                    memcpy(name, *e, k);
+                    name[k] = '\0';
+                    unsetenv(name);
+                    again = 1;
+                    break;
+                }
+        }
         if (fd >= 0) dup2(fd, 2);
         if (nul >= 0) {
             dup2(nul, 0);
@@ -612,6 +632,51 @@ static void row_value(const sweep_t *w, const char *id, const char *name, char *
     fclose(f);
 }
 
+/* ---- claims (--dist mpi) ---------------------------------------------------------------------
+ * Every rank walks the same list of runs and takes the next one nobody has claimed: the claim is
+ * a file created with O_EXCL in DIR/claims/ (atomic on a local or a POSIX shared file system), so
+ * each run goes to exactly one rank and a rank takes more whenever it is free. */
+
+static void claim_path(const sweep_t *w, const cell_t *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/claims/%016llx.claim", w->out, (unsigned long long)fnv(c->id));
+}
+
+/* 1 when this rank may run the cell (it claimed it), 0 when another rank has it. */
+static int claim(const sweep_t *w, const cell_t *c)
+{
+    char path[CLI_PATH_MAX + 64], host[128] = "?", text[1400];
+    int fd, n;
+    if (w->ranks < 2) return 1;
+    claim_path(w, c, path, sizeof path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) return 0;
+    (void)gethostname(host, sizeof host - 1);
+    n = snprintf(text, sizeof text, "rank %d of %d, pid %ld on %s: %s\n", w->rank, w->ranks, (long)getpid(), host, c->id);
+    if (n > 0 && write(fd, text, (size_t)n) < 0) { /* the claim stands even without its text */ }
+    close(fd);
+    return 1;
+}
+
+/* Rank 0, before the ranks start: claims of an earlier, interrupted sweep are void. */
+static void clear_claims(const sweep_t *w)
+{
+    char dir[CLI_PATH_MAX + 16];
+    DIR *d;
+    struct dirent *e;
+    snprintf(dir, sizeof dir, "%s/claims", w->out);
+    mkdir(dir, 0755);
+    d = opendir(dir);
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        char p[CLI_PATH_MAX + 300];
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 /* ---- the sweep ----------------------------------------------------------------------------- */
 
 static int run_cells(sweep_t *w, int want_search)
@@ -623,8 +688,9 @@ static int run_cells(sweep_t *w, int want_search)
         if ((want_search ? c->search : c->final) && !c->done) total++;
     }
     if (total == 0) return 0;
-    fprintf(stderr, "sweep %s: %zu %s runs to do%s\n", w->g.name, total, want_search ? "search" : "final",
-            w->dry ? " (dry run)" : "");
+    if (w->rank == 0)
+        fprintf(stderr, "sweep %s: %zu %s runs to do%s%s\n", w->g.name, total, want_search ? "search" : "final",
+                w->dry ? " (dry run)" : "", w->ranks > 1 ? ", shared by the ranks" : "");
     for (;;) {
         while (running < (size_t)w->jobs && next < w->n) {
             cell_t *c = &w->cells[next++];
@@ -637,6 +703,11 @@ static int run_cells(sweep_t *w, int want_search)
                     printf("\n");
                 }
                 c->done = 1;
+                continue;
+            }
+            if (!claim(w, c)) {   /* another rank runs it */
+                c->done = 1;
+                total--;
                 continue;
             }
             c->pid = start_cell(w, c);
@@ -688,8 +759,8 @@ static int choose(sweep_t *w)
     FILE *f;
     if (w->nshards > 1) snprintf(path, sizeof path, "%s/selection-shard%d-of-%d.csv", w->out, w->shard, w->nshards);
     else snprintf(path, sizeof path, "%s/selection.csv", w->out);
-    f = w->dry ? NULL : fopen(path, "w");
-    if (!w->dry && !f) return cli_error("sweep: cannot write %s: %s", path, strerror(errno));
+    f = w->dry || w->rank != 0 ? NULL : fopen(path, "w");
+    if (!w->dry && w->rank == 0 && !f) return cli_error("sweep: cannot write %s: %s", path, strerror(errno));
     if (f) fputs("group,lr,schedule,runs,mean_val_accuracy_best,chosen\n", f);
     for (size_t i = 0; i < w->n; i++) {
         cell_t *c = &w->cells[i];
@@ -768,9 +839,13 @@ int cmd_sweep(int argc, char **argv)
     rc = opts_parse(CMD_SWEEP, argc, argv, &st, &grid, 1, &n_pos);
     if (rc != 0) return rc < 0 ? 0 : rc;
     if (!grid) return cli_usage("sweep: no GRID file given");
+    if (st.dist && strcmp(st.dist, "mpi") != 0) return cli_usage("sweep: --dist '%s': only mpi", st.dist);
+    if ((rc = dist_start(&st)) != 0) return dist_end(rc);
     w = calloc(1, sizeof *w);
-    if (!w) return cli_error("sweep: out of memory");
+    if (!w) return dist_end(cli_error("sweep: out of memory"));
     rc = 1;
+    w->rank = dist_rank();
+    w->ranks = dist_ranks();
     w->jobs = st.jobs;
     w->nshards = 1;
     w->dry = st.dry_run;
@@ -880,15 +955,21 @@ int cmd_sweep(int argc, char **argv)
     }
     if (!w->dry) {
         char p[CLI_PATH_MAX];
-        snprintf(p, sizeof p, "%s", w->out);
-        for (char *s = p + 1; *s; s++)
-            if (*s == '/') {
-                *s = '\0';
-                mkdir(p, 0755);
-                *s = '/';
-            }
-        mkdir(p, 0755);
-        if (csv_header(w->csv) != 0) goto done;
+        int ok = 1;
+        if (w->rank == 0) {
+            snprintf(p, sizeof p, "%s", w->out);
+            for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                    *s = '\0';
+                    mkdir(p, 0755);
+                    *s = '/';
+                }
+            mkdir(p, 0755);
+            ok = csv_header(w->csv) == 0;
+            if (ok && w->ranks > 1) clear_claims(w);
+        }
+        /* the other ranks start once rank 0 has the folder ready (an error there ends the job) */
+        if (!ok || dist_barrier() != 0) goto done;
         load_done(w);
     }
     /* finished runs have a row; a run killed after its summary but before its row resumes to
@@ -902,18 +983,22 @@ int cmd_sweep(int argc, char **argv)
             nf += w->cells[i].final != 0;
             nd += w->cells[i].done;
         }
-        fprintf(stderr, "sweep %s: %zu runs (%zu search, %zu final or pending the search), %zu already done%s\n", w->g.name,
-                w->n, ns, nf, nd, w->nshards > 1 ? " in this shard" : "");
+        if (w->rank == 0)
+            fprintf(stderr, "sweep %s: %zu runs (%zu search, %zu final or pending the search), %zu already done%s\n", w->g.name,
+                    w->n, ns, nf, nd, w->nshards > 1 ? " in this shard" : "");
     }
     rc = run_cells(w, 1);
+    /* every rank's search rows are in before anyone chooses */
+    if (rc == 0 && !w->dry && dist_barrier() != 0) rc = 1;
     if (rc == 0) rc = choose(w);
     if (rc == 0) rc = run_cells(w, 0);
-    if (rc == 0 && !w->dry) fprintf(stderr, "sweep %s: complete; rows in %s\n", w->g.name, w->csv);
+    if (rc == 0 && !w->dry && dist_barrier() != 0) rc = 1;
+    if (rc == 0 && !w->dry && w->rank == 0) fprintf(stderr, "sweep %s: complete; rows in %s\n", w->g.name, w->csv);
 done:
     asymbp_ctx_destroy(ctx);
     for (size_t i = 0; i < w->n_done; i++) free(w->done_ids[i]);
     free(w->done_ids);
     free(w->cells);
     free(w);
-    return rc;
+    return dist_end(rc);
 }

@@ -248,3 +248,12 @@ int dist_end(int rc)
     /* the module stays loaded: Open MPI keeps handlers and threads of its own until exit */
     return rc;
 }
+
+/* For asymbp sweep --dist mpi: wait until every rank is here (MPI_Barrier through the module).
+ * 0, or 1 after a message. */
+int dist_barrier(void)
+{
+    if (!dist.active || dist.ranks < 2 || !dist.mpi) return 0;
+    if (dist.vtable()->barrier(dist.mpi) != ASYMBP_OK) return cli_error("--dist mpi: the ranks could not meet (barrier)");
+    return 0;
+}

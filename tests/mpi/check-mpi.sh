@@ -132,6 +132,28 @@ echo "          $(grep -m1 "needs the gradient" "$work/sgdvote.err" | cut -c1-10
 [ -e "$libdir/libasymbp-mpi.so.0" ] || fail "no $libdir/libasymbp-mpi.so.0"
 if ldd "$cli" | grep -q libmpi; then fail "the tool links MPI"; fi
 
+step "6b. a sweep shared by 2 ranks: every run once, the same rows as one process, both ranks working"
+cat > "$work/t.grid" <<'GRID'
+name = t
+data = iris
+net = mlp:8
+feedback = sym, usf
+regime = bn, bn+bm
+seed = 1, 2
+epochs = 3
+batch = 32
+lr.sgd = 0.1, 0.001
+lr.bm = 0.001
+schedule = cosine
+GRID
+"$cli" sweep "$work/t.grid" --out "$work/sw1" -j 2 2> /dev/null || fail "the sweep in one process"
+"${mpirun[@]}" -np 2 "$cli" sweep "$work/t.grid" --out "$work/sw2" --dist mpi 2> "$work/sw2.err" || fail "the sweep on 2 ranks: $(tail -3 "$work/sw2.err")"
+rows() { tail -n +2 "$1" | cut -d, -f1-24,26- | sort; }   # without the seconds column (25th)
+[ "$(rows "$work/sw1/runs.csv")" = "$(rows "$work/sw2/runs.csv")" ] || fail "the 2-rank sweep's rows differ from one process's"
+[ "$(tail -n +2 "$work/sw2/runs.csv" | cut -d, -f1 | sort | uniq -d | wc -l)" = 0 ] || fail "a run was done twice"
+for r in 0 1; do grep -q "rank $r of 2" "$work"/sw2/claims/*.claim || fail "rank $r took no run"; done
+echo "sweep: $(tail -n +2 "$work/sw2/runs.csv" | wc -l) runs shared by 2 ranks, the same rows as one process"
+
 step "6. an installation: a pkg-config consumer of asymbp-mpi, and the installed tool"
 [ -n "$srcdir" ] || fail "no source folder"
 make -s -C "$srcdir" install MPI=1 PREFIX="$work/prefix" > /dev/null
