@@ -120,7 +120,7 @@ typedef struct asymbp_feedback_args {
     size_t numel;                ///< floats of V (and of each buffer)
     int ndim;                    ///< 2 (dense) or 4 (conv2d)
     int64_t shape[4];            ///< the first ndim entries are used
-    /** Fan-in: dense: in; conv2d: ic*kh*kw. */
+    /** fan-in: dense: in; conv2d: ic*kh*kw */
     size_t fan_in, fan_out;      ///< fan-out: dense: out; conv2d: oc*kh*kw
     int layer_index;             ///< index of the layer in its net (-1 outside a net)
     int is_conv;                 ///< 0 dense, 1 conv2d

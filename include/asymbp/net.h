@@ -465,7 +465,7 @@ typedef struct asymbp_gradcheck_result {
                                              written, or the capacity needed (::ASYMBP_E_SHAPE) */
     double max_rel_error;               ///< worst over every layer and the input
     double input_rel_error;             ///< worst over the input's checked entries
-    /** Input entries compared. */
+    /** input entries compared */
     size_t input_checked, input_skipped; ///< input entries skipped because a perturbed loss was not finite
 } asymbp_gradcheck_result_t;
 /** Initializer of ::asymbp_gradcheck_result_t: struct_size and entry_size set, no array. */
@@ -490,7 +490,7 @@ typedef struct asymbp_gradcheck_report {
     size_t struct_size;           ///< sizeof as the caller was compiled (INIT)
     double max_rel_error;         ///< worst over every layer and the input
     double input_rel_error;       ///< worst over the input's checked entries
-    /** Input entries compared. */
+    /** input entries compared */
     size_t input_checked, input_skipped; ///< input entries skipped because a perturbed loss was not finite
     size_t layer_count;           ///< entries of layers[] used (at most ::ASYMBP_GRADCHECK_MAX_LAYERS)
     asymbp_gradcheck_layer_t layers[ASYMBP_GRADCHECK_MAX_LAYERS]; ///< per-layer figures, bottom to top

@@ -41,7 +41,7 @@ typedef struct asymbp_param_info {
     size_t numel;                ///< number of floats
     int ndim;                    ///< 1..4
     int64_t shape[4];            ///< the first ndim entries are used
-    /** Fan-in: weights: dense in, conv ic*kh*kw; else 0. */
+    /** fan-in: weights: dense in, conv ic*kh*kw; else 0 */
     size_t fan_in, fan_out;      ///< fan-out: weights: dense out, conv oc*kh*kw; else 0
     const float *value;          ///< the parameter's current values (numel floats)
 } asymbp_param_info_t;
