@@ -101,7 +101,7 @@ CLI := $(BINOUT)/asymbp
 .PHONY: all lib build-deps deps-test deps-build check check-run check-asan check-tsan check-valgrind check-oom \
         check-crash install uninstall clean abi-check abi-baseline demo data bench bench-compare roofline examples \
         examples-check headers-check fuzz fuzz-replay fuzz-build fuzz-merge fuzz-seeds check-install check-reproducible \
-        check-deb check-api reproduce reproduce-quick results check-mpi mpi mpi-deps install-mpi bench-dist FORCE
+        check-deb check-api reproduce reproduce-quick results check-mpi mpi mpi-deps install-mpi bench-dist docs FORCE
 
 all: lib $(if $(TOOL_SRC),$(CLI)) $(if $(filter 1,$(MPI)),mpi)
 
@@ -376,6 +376,20 @@ abi-check: all
 abi-baseline: all
 	@mkdir -p tests/abi
 	abidw --headers-dir include/asymbp --no-corpus-path $(SHLIB) > $(ABI_BASELINE)
+
+# ---- API reference ---------------------------------------------------------------------------
+# The HTML reference of the public headers (docs/Doxyfile, main page docs/api-index.md) in
+# $(DOCS_DIR)/html; any Doxygen warning (an undocumented declaration or parameter) fails it.
+# Needs Debian's doxygen, which `make docs` never installs (scripts/install-deps.sh docs does).
+DOCS_DIR := $(OBJDIR)/docs
+DOXYGEN ?= doxygen
+docs: $(DOCS_DIR)/html/index.html
+$(DOCS_DIR)/html/index.html: docs/Doxyfile docs/api-index.md $(HEADERS)
+	@$(call require,command -v $(DOXYGEN) >/dev/null,Doxygen,docs)
+	@rm -rf $(DOCS_DIR)/html && mkdir -p $(DOCS_DIR)
+	{ cat docs/Doxyfile; echo 'OUTPUT_DIRECTORY = $(DOCS_DIR)'; echo 'PROJECT_NUMBER = $(VERSION)'; } | \
+	    $(DOXYGEN) - || { rm -rf $(DOCS_DIR)/html; exit 1; }
+	@echo "docs: $(words $(HEADERS)) headers, open $(DOCS_DIR)/html/index.html"
 
 # ---- benchmark ------------------------------------------------------------------------------
 BENCH_BIN := $(BINOUT)/asymbp-bench

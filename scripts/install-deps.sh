@@ -6,12 +6,14 @@
 #
 #   build      compile the library and the tool: C compiler, pkg-config, OpenBLAS, zlib
 #   test       build + Check and a C++ compiler (`make check`; the headers compile as C++)
-#   ci         test + what .ci/run uses: the reference CBLAS, valgrind, libabigail, clang, CMake
+#   ci         test + what .ci/run uses: the reference CBLAS, valgrind, libabigail, clang, CMake,
+#              Doxygen
 #   packaging  test + the Debian package build and its install test: debhelper, lintian,
 #              fakeroot, the generic BLAS, CMake
 #   results    gnuplot and python3, for docs/results.md and its plots (scripts/report.py)
 #   mpi        test + Open MPI (mpirun and the headers), for `make MPI=1` (the MPI communicator
 #              module) and `make check-mpi`; the library and the tool never need it
+#   docs       Doxygen, for `make docs` (the HTML API reference from the public headers)
 #
 # --check only reports: exits 1 (with the apt-get line) when something is missing, never installs.
 # Only `make check`, `make demo` and .ci/run call this script; `make` and `make install` never do.
@@ -21,19 +23,20 @@ sets=""
 for a in "$@"; do
     case $a in
     --check) check_only=1 ;;
-    build | test | ci | packaging | results | mpi) sets="$sets $a" ;;
-    -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
-    *) echo "install-deps: unknown set '$a' (build, test, ci, packaging, results, mpi)" >&2; exit 2 ;;
+    build | test | ci | packaging | results | mpi | docs) sets="$sets $a" ;;
+    -h | --help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown set '$a' (build, test, ci, packaging, results, mpi, docs)" >&2; exit 2 ;;
     esac
 done
 [ -n "$sets" ] || sets=test
 
 BUILD="make gcc pkg-config libopenblas-dev zlib1g-dev"
 TEST="$BUILD check g++"
-CI="$TEST libblas-dev valgrind abigail-tools clang cmake"
+CI="$TEST libblas-dev valgrind abigail-tools clang cmake doxygen"
 PACKAGING="$TEST libblas-dev dpkg-dev debhelper lintian fakeroot cmake"
 RESULTS="gnuplot-nox python3"
 MPI="$TEST openmpi-bin libopenmpi-dev"
+DOCS="doxygen"
 pkgs=""
 for s in $sets; do
     case $s in
@@ -43,6 +46,7 @@ for s in $sets; do
     packaging) pkgs="$pkgs $PACKAGING" ;;
     results) pkgs="$pkgs $RESULTS" ;;
     mpi) pkgs="$pkgs $MPI" ;;
+    docs) pkgs="$pkgs $DOCS" ;;
     esac
 done
 

@@ -1,4 +1,5 @@
-/* asymbp/asymbp.h - includes every stable public header of asymbp. */
+/** @file
+ * @brief Includes every stable public header of asymbp. */
 #ifndef ASYMBP_ASYMBP_H
 #define ASYMBP_ASYMBP_H
 #include "asymbp/export.h"
