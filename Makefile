@@ -384,12 +384,12 @@ abi-baseline: all
 DOCS_DIR := $(OBJDIR)/docs
 DOXYGEN ?= doxygen
 docs: $(DOCS_DIR)/html/index.html
-$(DOCS_DIR)/html/index.html: docs/Doxyfile docs/api-index.md $(HEADERS)
+$(DOCS_DIR)/html/index.html: docs/Doxyfile docs/api-index.md $(HEADERS) src/dist/mpi/asymbp/mpi.h
 	@$(call require,command -v $(DOXYGEN) >/dev/null,Doxygen,docs)
 	@rm -rf $(DOCS_DIR)/html && mkdir -p $(DOCS_DIR)
 	{ cat docs/Doxyfile; echo 'OUTPUT_DIRECTORY = $(DOCS_DIR)'; echo 'PROJECT_NUMBER = $(VERSION)'; } | \
 	    $(DOXYGEN) - || { rm -rf $(DOCS_DIR)/html; exit 1; }
-	@echo "docs: $(words $(HEADERS)) headers, open $(DOCS_DIR)/html/index.html"
+	@echo "docs: $(words $(HEADERS)) headers and asymbp/mpi.h, open $(DOCS_DIR)/html/index.html"
 
 # ---- benchmark ------------------------------------------------------------------------------
 BENCH_BIN := $(BINOUT)/asymbp-bench

@@ -21,7 +21,7 @@ mk() { "$make" --no-print-directory INSTALL_DIRS_LOG="$log" "$@"; }
 echo "--- 1. only make check and make demo may install packages"
 runs_script='(^|[|&;] *)sh scripts/install-deps\.sh'   # a call, not a hint naming the script
 for t in all lib install uninstall examples examples-check check-asan check-tsan check-valgrind bench fuzz \
-         abi-check check-install check-reproducible; do
+         abi-check check-install check-reproducible docs check-oom check-crash check-api check-mpi results reproduce-quick; do
     out=$(mk -n -B "$t" PREFIX="$scratch/dry" 2>&1) || true
     if grep -Eq "$runs_script" <<<"$out"; then
         fail "'make $t' would run scripts/install-deps.sh"
