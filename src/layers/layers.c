@@ -552,6 +552,7 @@ static inline void maxpool_tap(const float *restrict xr, int32_t base, float *re
     }
 }
 
+ASYMBP__CLONES
 static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -603,6 +604,7 @@ static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     }
 }
 
+ASYMBP__CLONES
 static void maxpool_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -637,6 +639,7 @@ static void avg_window(const asymbp__layer_t *L, int64_t oh, int64_t ow, int64_t
     *we = w1 > W ? W : w1;
 }
 
+ASYMBP__CLONES
 static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -677,6 +680,7 @@ static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     }
 }
 
+ASYMBP__CLONES
 static void avgpool_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -860,6 +864,7 @@ static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, siz
 
 /* Channels [c0, c1) (blocks of FBLK features after a dense layer): each channel's sums run in
  * the same order whatever the split, so the result does not depend on the thread count. */
+ASYMBP__CLONES
 static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
 {
     const kargs_t *a = arg;
@@ -936,6 +941,7 @@ static void bn_row_sums(const float *restrict xc, const float *restrict dy, size
     *sxh += fold_lanes(a2);
 }
 
+ASYMBP__CLONES
 static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
 {
     const kargs_t *ka = arg;
@@ -983,6 +989,7 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+ASYMBP__CLONES
 static void relu_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -994,6 +1001,7 @@ static void relu_forward_range(void *arg, size_t s0, size_t s1, int t)
     for (size_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+ASYMBP__CLONES
 static void relu_backward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
