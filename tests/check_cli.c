@@ -1593,6 +1593,14 @@ static int csv_rows(const char *path, const char *needle, int *all_have)
     return rows;
 }
 
+/* Number of commands a dry run printed. */
+static int dry_commands(const cli_run_t *r)
+{
+    int n = 0;
+    for (const char *p = r->out; p && (p = strstr(p, "asymbp train ")) != NULL; p++) n++;
+    return n;
+}
+
 START_TEST(test_sweep)
 {
     /* The search runs both sgd candidates for seed 1; the better one (on validation accuracy) runs
@@ -1601,6 +1609,12 @@ START_TEST(test_sweep)
     char *sel, *rows_a, *rows_b;
     int rows, all;
     write_text(tp("t.grid"), sweep_grid);
+    /* a dry run before anything ran: the 4 search runs, every sgd candidate for seed 2 (the
+     * choice is not made yet) and the 4 bm runs; it writes nothing */
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), "--dry-run", NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(dry_commands(&r), 12);
+    ck_assert(!file_exists(tp("sw/runs.csv")));
     cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), "-j", "2", NULL);
     expect_ok(&r);
     rows = csv_rows(tp("sw/runs.csv"), NULL, NULL);
@@ -1622,7 +1636,11 @@ START_TEST(test_sweep)
                       "the seed-2 run of the chosen lr %s is missing", lr);
     }
     free(sel);
-    /* run again: nothing to do, no new row */
+    /* a dry run after the sweep lists nothing; run again: nothing to do, no new row */
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), "--dry-run", NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(dry_commands(&r), 0);
+    ck_assert_ptr_nonnull(strstr(r.err, "10 already done"));
     cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), NULL);
     expect_ok(&r);
     ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 10);
@@ -1644,6 +1662,9 @@ START_TEST(test_sweep)
     *(strrchr(rows_a, '\n') + 1) = '\0';
     write_text(tp("sw/runs.csv"), rows_a);
     ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 9);
+    cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), "--dry-run", NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(dry_commands(&r), 1);
     cli(&r, "sweep", tp("t.grid"), "--out", tp("sw"), NULL);
     expect_ok(&r);
     ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 10);

@@ -799,12 +799,18 @@ static int choose(sweep_t *w)
             if (f) fprintf(f, "\"%s\",%s,%s,%d,%.6f,", a->group, a->lr, a->sched, cnt, cnt ? sum / cnt : NAN);
             if (f) fputs("\n", f);
         }
-        /* mark the chosen candidate's cells (every seed) as final */
-        for (size_t k = 0; k < w->n; k++) {
-            cell_t *b = &w->cells[k];
-            if (!strcmp(b->group, c->group) && b->final == 2 && !strcmp(b->lr, w->dry ? b->lr : blr) &&
-                !strcmp(b->sched, w->dry ? b->sched : bsched))
-                b->final = 1;
+        /* mark the chosen candidate's cells (every seed) as final; a dry run whose group still
+         * misses search rows lists every candidate */
+        {
+            int open = 0;
+            for (size_t k = 0; w->dry && k < w->n; k++)
+                if (w->cells[k].search && !strcmp(w->cells[k].group, c->group) && !is_done(w, w->cells[k].id)) open = 1;
+            for (size_t k = 0; k < w->n; k++) {
+                cell_t *b = &w->cells[k];
+                if (!strcmp(b->group, c->group) && b->final == 2 && !strcmp(b->lr, open ? b->lr : blr) &&
+                    !strcmp(b->sched, open ? b->sched : bsched))
+                    b->final = 1;
+            }
         }
         if (f) fprintf(f, "\"%s\",%s,%s,,%.6f,chosen\n", c->group, blr, bsched, best);
     }
@@ -970,12 +976,12 @@ int cmd_sweep(int argc, char **argv)
         }
         /* the other ranks start once rank 0 has the folder ready (an error there ends the job) */
         if (!ok || dist_barrier() != 0) goto done;
-        load_done(w);
     }
+    load_done(w);   /* read only: a dry run lists what is left too */
     /* finished runs have a row; a run killed after its summary but before its row resumes to
      * itself (cheap) and gets its row then */
     for (size_t i = 0; i < w->n; i++)
-        if (!w->dry && is_done(w, w->cells[i].id)) w->cells[i].done = 1;
+        if (is_done(w, w->cells[i].id)) w->cells[i].done = 1;
     {
         size_t ns = 0, nf = 0, nd = 0;
         for (size_t i = 0; i < w->n; i++) {
