@@ -62,10 +62,32 @@ def load_rows(results, grids):
     return rows
 
 
-def choose(rows):
+def selection_order(results, grids):
+    """Candidate order and the sweep's own choice per (grid, group), from selection*.csv: the
+    sweep writes the candidates in grid order, which breaks ties (rows of runs.csv are in the
+    order the runs finished)."""
+    order, picked = {}, {}
+    for g in grids:
+        for path in sorted(glob.glob(os.path.join(results, g, "selection*.csv"))):
+            with open(path, newline="") as f:
+                for r in csv.DictReader(f):
+                    c = (r["lr"], r["schedule"])
+                    if r.get("chosen") == "chosen":
+                        picked[(g, r["group"])] = c
+                    else:
+                        o = order.setdefault((g, r["group"]), [])
+                        if c not in o:
+                            o.append(c)
+    return order, picked
+
+
+def choose(rows, order=None):
     """Keep the reported runs: per tuning group, the candidate with the best mean val_accuracy_best
-    over its search rows (first in order on a tie); groups with a single candidate keep it."""
+    over its search rows (a diverged run counts 0; first in grid order on a tie); groups with a
+    single candidate keep it."""
     cands = {}
+    rows = sorted(rows, key=lambda r: (order or {}).get((r["grid"], r["group"]), []).index((r["lr"], r["schedule"]))
+                  if (r["lr"], r["schedule"]) in (order or {}).get((r["grid"], r["group"]), []) else 999)
     for r in rows:
         key = (r["grid"], r["group"])
         c = (r["lr"], r["schedule"])
@@ -85,7 +107,8 @@ def choose(rows):
                 best, best_c = m, c
         if best_c is None and len(d) == 1:
             best_c = next(iter(d))
-        chosen[key] = (best_c, best, {c: (sum(v) / len(v) if v else float("nan"), len(v)) for c, v in d.items()})
+        chosen[key] = (best_c, best, {c: (sum(0.0 if math.isnan(x) else x for x in v) / len(v) if v else float("nan"),
+                                          len(v), sum(1 for x in v if math.isnan(x))) for c, v in d.items()})
     final = [r for r in rows if chosen[(r["grid"], r["group"])][0] == (r["lr"], r["schedule"])]
     return final, chosen
 
@@ -134,6 +157,22 @@ def aggregate(final):
         key = (r["grid"], r["data"], r["net"], r["feedback"], r["regime"])
         cells.setdefault(key, []).append(r)
     return {k: Cell(v) for k, v in cells.items()}
+
+
+def sweep_left(results, grid):
+    """Runs a dry run of the grid's sweep counts as still to do (None without the tool)."""
+    tool = os.environ.get("ASYMBP_CLI") or ("bin/asymbp" if os.path.exists("bin/asymbp") else shutil.which("asymbp"))
+    path = os.path.join("grids", grid + ".grid")
+    if not tool or not os.path.exists(path):
+        return None
+    try:
+        p = subprocess.run([tool, "sweep", path, "--out", os.path.join(results, grid), "--dry-run"],
+                           capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if p.returncode != 0:
+        return None
+    return sum(1 for line in p.stdout.splitlines() if line.startswith("asymbp train "))
 
 
 def chance_levels(path="data/manifest.tsv"):
@@ -217,7 +256,9 @@ def main():
     ap.add_argument("grids", nargs="*", default=GRIDS)
     a = ap.parse_args()
     rows = load_rows(a.results, a.grids)
-    final, chosen = choose(rows)
+    order, picked = selection_order(a.results, a.grids)
+    final, chosen = choose(rows, order)
+    disagree = sorted(k for k, c in picked.items() if k in chosen and chosen[k][0] != c)
     cells = aggregate(final)
     chance = chance_levels()
     P = Plotter(a.img, os.path.dirname(os.path.abspath(a.out)))
@@ -243,11 +284,30 @@ def main():
     w("")
     if not rows:
         w("No run has finished yet: run `make reproduce` (or `make reproduce-quick`).")
+        w("")
+    w("## Status of the sweeps")
+    w("")
+    w("Runs still to do per grid, as `asymbp sweep GRID --dry-run` counts them when this page was made")
+    w("(a grid whose search is unfinished counts the final runs of every candidate, so the figure is an")
+    w("upper bound). Figures from a grid with runs still to do are partial: cells may be missing or have")
+    w("fewer seeds than the grid asks for.")
+    w("")
+    w("| grid | rows | still to do |")
+    w("|---|---|---|")
+    for g in grids_seen:
+        left = sweep_left(a.results, g)
+        w("| %s | %d | %s |" % (g, sum(1 for r in rows if r["grid"] == g),
+                                "complete" if left == 0 else ("unknown (no asymbp tool found)" if left is None else "%d" % left)))
+    w("")
+    if disagree:
+        w("**The choice recomputed here differs from the sweep's selection.csv for: %s.**" %
+          ", ".join("%s %s" % k for k in disagree))
+        w("")
 
     data_sets = []
     for r in final:
         k = (r["grid"], r["data"], r["net"])
-        if k not in data_sets and r["grid"] != "emarecal":
+        if k not in data_sets and r["grid"] not in ("emarecal", "alignment"):
             data_sets.append(k)
 
     # ---- main table
@@ -314,8 +374,8 @@ def main():
         if len(d) < 2:
             continue
         parts = []
-        for c, (m, n) in d.items():
-            t = "%s %s: %.3f (%d)" % (c[0], c[1], m, n) if n else "%s %s: -" % c
+        for c, (m, n, nd) in d.items():
+            t = "%s %s: %.3f (%d%s)" % (c[0], c[1], m, n, ", %d diverged" % nd if nd else "") if n else "%s %s: -" % c
             parts.append("**%s**" % t if c == best_c else t)
         w("- `%s` %s: %s" % (grid, group, "; ".join(parts)))
     w("")
