@@ -510,7 +510,7 @@ fuzz-seeds: lib
 # ---- the reproduction (docs/protocol.md) -----------------------------------------------------
 # `make reproduce` runs every grid (resumable), then the page; REPRO_JOBS runs at a time.
 REPRO_JOBS ?= 2
-REPRO_GRIDS ?= convnets emarecal digits8x8 tabular letter
+REPRO_GRIDS ?= convnets emarecal alignment digits8x8 tabular tabular-deep letter
 reproduce: all data
 	@for g in $(REPRO_GRIDS); do OPENBLAS_NUM_THREADS=1 $(CLI) sweep grids/$$g.grid -j $(REPRO_JOBS) || exit 1; done
 	@$(MAKE) --no-print-directory results

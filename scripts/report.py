@@ -30,7 +30,7 @@ FB_NAMES = {"sym": "BP (sym)", "usf": "uSF", "brsf": "BRSF", "frsf": "FRSF", "rn
             "dfa": "DFA", "kp": "KP", "mirror": "mirror"}
 # sign concordance of each setting for the error-versus-p plots (RndF: about one half by chance)
 CONCORDANCE = {"frsf": 1.0, "partial:0.9": 0.9, "partial:0.75": 0.75, "partial:0.5": 0.5, "partial:0.25": 0.25}
-GRIDS = ["convnets", "digits8x8", "tabular", "letter", "emarecal", "alignment"]
+GRIDS = ["convnets", "digits8x8", "tabular", "tabular-deep", "letter", "emarecal", "alignment"]
 
 
 def fnum(v):
