@@ -727,9 +727,11 @@ START_TEST(test_bad_options)
     cli(&r, "train", "--checkpoint-every", "1", NULL);
     expect_fail(&r, "--checkpoint-every needs --out", NULL);
     cli(&r, "train", "--out", o, "--train", tp("x.csv"), NULL);
-    expect_fail(&r, "--train and --test go together", NULL);
+    expect_fail(&r, "--train and --test go together", "asymbp train --help", NULL);
+    ck_assert_int_eq(r.status, 2);
     cli(&r, "eval", NULL);
-    expect_fail(&r, "no MODEL", NULL);
+    expect_fail(&r, "no MODEL", "asymbp eval --help", NULL);
+    ck_assert_int_eq(r.status, 2);
     cli(&r, "info", NULL);
     expect_fail(&r, "exactly one MODEL", NULL);
     cli(&r, "gradcheck", "--net", "mlp:8", NULL);
@@ -1301,6 +1303,16 @@ START_TEST(test_resume_after_crash)
     free(mr);
     /* the run is now a 4-epoch run: resuming it without --epochs has nothing left to do */
     cli(&r, "train", "--resume", d, "--quiet", NULL);
+    expect_ok(&r);
+    /* a cosine run cannot change its length (its checkpoint holds the schedule over its epochs:
+     * more epochs would run at the final rate); the same length resumes */
+    cli(&r, "train", "--data", "iris", "--net", "mlp:8", "--epochs", "2", "--lr-schedule", "cosine", "--checkpoint-every",
+        "1", "--out", tp("cos"), "--quiet", NULL);
+    expect_ok(&r);
+    cli(&r, "train", "--resume", tp("cos"), "--epochs", "3", "--quiet", NULL);
+    expect_fail(&r, "cosine", "--epochs 3", NULL);
+    ck_assert_int_eq(r.status, 2);
+    cli(&r, "train", "--resume", tp("cos"), "--epochs", "2", "--quiet", NULL);
     expect_ok(&r);
     cli_free(&r);
 }

@@ -22,6 +22,9 @@ int main(int argc, char **argv)
         print_man(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval") || !strcmp(argv[1], "info") ||
+        !strcmp(argv[1], "gradcheck") || !strcmp(argv[1], "sweep"))
+        cli_command = argv[1];
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);

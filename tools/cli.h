@@ -12,6 +12,7 @@
 #define CLI_MAX_STEPS 32
 
 extern const char *cli_prog;
+extern const char *cli_command;   /* the subcommand being run (usage hints), NULL before */
 
 /* ---- settings ------------------------------------------------------------------------------- */
 

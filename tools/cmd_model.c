@@ -21,7 +21,7 @@ int cmd_eval(int argc, char **argv)
     asymbp_status_t st;
     const char *model = NULL;
     float loss = 0.0f, acc = 0.0f;
-    int rc, n_pos = 0;
+    int rc, st2, n_pos = 0;
     sbuf_t b = { 0 };
     settings_default(&s);
     rc = opts_parse(CMD_EVAL, argc, argv, &s, &model, 1, &n_pos);
@@ -36,7 +36,10 @@ int cmd_eval(int argc, char **argv)
         cli_fail(ctx, st, model);
         goto out;
     }
-    if (load_data(ctx, &s, &train, &test, NULL, NULL) != 0) goto out;
+    if ((st2 = load_data(ctx, &s, &train, &test, NULL, NULL)) != 0) {
+        rc = st2;   /* 2 for a usage error */
+        goto out;
+    }
     {
         /* asymbp_net_evaluate trusts the caller on sizes: a mismatch would read past the data */
         int64_t in[3] = { 0, 0, 0 }, c = 0, h = 0, w = 0;

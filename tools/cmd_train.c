@@ -338,6 +338,13 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         if (epochs_given) s.epochs = epochs_arg;
+        /* the checkpoint holds the cosine schedule over the saved epochs: more epochs would run at
+         * its final rate, and the run would be neither the one asked for nor a longer cosine run */
+        if (s.epochs != saved_epochs && !strcmp(s.lr_schedule, "cosine")) {
+            rc = cli_usage("--resume %s --epochs %d: the run's cosine schedule spans its %d epochs and cannot be "
+                           "changed; start a new run with --epochs %d", dir, s.epochs, saved_epochs, s.epochs);
+            goto out;
+        }
         snprintf(ckpt, sizeof ckpt, "%s/%s", dir, CHECKPOINT_FILE);
         if (!path_exists(ckpt)) {
             cli_error("--resume %s: no checkpoint (%s); was the run started with --checkpoint-every?", dir, ckpt);
@@ -413,7 +420,10 @@ int cmd_train(int argc, char **argv)
     }
     if (!opt_given(&s, "--lr")) s.lr = hp.lr;
     if (!opt_given(&s, "--momentum")) s.momentum = hp.momentum;
-    if (load_data(ctx, &s, &train, &test, &val, &scaler) != 0) goto out;
+    if ((kept = load_data(ctx, &s, &train, &test, &val, &scaler)) != 0) {
+        rc = kept;   /* 2 for a usage error */
+        goto out;
+    }
     if (asymbp_dataset_shape(train, &c, &h, &w) != ASYMBP_OK) goto out;
     net_spec = s.net ? s.net : default_net(h, w);
     st = asymbp_net_from_spec(ctx, net_spec, c, h, w, (int64_t)asymbp_dataset_classes(train), s.bn, &net);

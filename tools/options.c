@@ -367,7 +367,7 @@ void print_overview(FILE *f)
             "  eval MODEL  evaluate a saved model: asymbp eval run/model.asymbp --data digits8x8\n"
             "  info MODEL  describe a saved model (architecture, feedback, parameters)\n"
             "  gradcheck   finite-difference check of the backward pass:\n"
-            "              asymbp gradcheck --net SPEC --input CxHxW|N --classes K [--bn] [--seed S]\n"
+            "              asymbp gradcheck --net SPEC --input CxHxW|N --classes K [--bn] [--seed S] [--batch N]\n"
             "  sweep GRID  run a grid of trainings with a hyper-parameter search on a validation split\n"
             "              ('asymbp sweep --help'; docs/protocol.md)\n"
             "  --version   print the version\n"
@@ -433,7 +433,10 @@ void print_man(FILE *f)
           "installation).\n"
           ".SH EXIT STATUS\n0 success (a diverged run included), 1 the run could not be done, 2 usage error, 3 gradcheck "
           "found a relative error above 1e\\-2.\n"
-          ".SH FILES\nWith \\-\\-out DIR: curves.csv, summary.json, settings.txt, model.asymbp and checkpoint.asymbp.\n"
+          ".SH FILES\nWith \\-\\-out DIR: curves.csv, summary.json, settings.txt, model.asymbp, checkpoint.asymbp "
+          "(with \\-\\-checkpoint\\-every) and probe.csv (with \\-\\-probe\\-every). A sweep writes runs.csv "
+          "and selection.csv into its folder (one file of each per shard with \\-\\-shard), and each run's folder "
+          "under runs/ with the run's standard error in a .log file beside it.\n"
           ".SH SEE ALSO\nThe documentation in docs/cli.md of the source tree.\n", f);
 }
 

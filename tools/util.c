@@ -16,6 +16,7 @@
 #include "cli.h"
 
 const char *cli_prog = "asymbp";
+const char *cli_command = NULL;
 
 /* ---- messages ------------------------------------------------------------------------------ */
 
@@ -37,7 +38,8 @@ int cli_usage(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see '%s --help' or '%s train --help')\n", cli_prog, cli_prog);
+    if (cli_command) fprintf(stderr, "\n(see '%s %s --help')\n", cli_prog, cli_command);
+    else fprintf(stderr, "\n(see '%s --help')\n", cli_prog);
     return 2;
 }
 
