@@ -313,7 +313,7 @@ START_TEST(test_hooks_and_feedback)
     asymbp_ctx_t *ctx = test_ctx();
     asymbp_net_t *net = NULL;
     hook_count_t hc = { 0, 0, 0 };
-    asymbp__net_fb_hooks_t h = { &hc, h_refresh, h_after, h_destroy, NULL };
+    asymbp__net_fb_hooks_t h = { &hc, h_refresh, h_after, h_destroy, NULL, NULL, NULL };
     float x[8 * 6], dW_sym[40], dx_sym[8 * 6], V[3 * 5];
     int32_t y[8] = { 0, 1, 2, 0, 1, 2, 0, 1 };
     asymbp__wlayer_t *top;
@@ -374,7 +374,7 @@ START_TEST(test_hooks_and_feedback)
     ck_assert_int_eq(asymbp_net_backward(net), ASYMBP_OK);
     ck_assert_int_eq(hc.refresh, 5);
     {
-        asymbp__net_fb_hooks_t hf = { &hc, h_fail, NULL, NULL, NULL };
+        asymbp__net_fb_hooks_t hf = { &hc, h_fail, NULL, NULL, NULL, NULL, NULL };
         asymbp__net_set_fb_hooks(net, &hf);
         ck_assert_int_eq(hc.destroyed, 1);
         ck_assert_int_eq(asymbp_net_loss(net, y, 8, NULL), ASYMBP_OK);

@@ -217,6 +217,10 @@ asymbp_status_t asymbp__plugin_remove(asymbp_ctx_t *ctx, const asymbp__plugin_ki
 /* An object starts / stops using an entry (no-ops for built-ins and NULL). */
 void asymbp__plugin_ref(const asymbp__plugin_t *p);
 void asymbp__plugin_unref(const asymbp__plugin_t *p);
+/* asymbp__plugin_find on a whole NUL-terminated name, with ASYMBP_E_NOTFOUND and "<what> 'name'
+ * is unknown (known: ...)" in the context when there is none (*out NULL). */
+asymbp_status_t asymbp__plugin_lookup(asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, const char *name,
+                                      const asymbp__plugin_t **out);
 /* "a, b, c": the names of every entry, cut to fit cap bytes (NUL included). */
 void asymbp__plugin_known(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, char *buf, size_t cap);
 /* End every user registration of every kind (asymbp_ctx_destroy). */

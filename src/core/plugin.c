@@ -173,6 +173,16 @@ void asymbp__plugin_unref(const asymbp__plugin_t *p)
     if (p && !p->builtin && p->refs) ((asymbp__plugin_t *)p)->refs--;
 }
 
+asymbp_status_t asymbp__plugin_lookup(asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, const char *name,
+                                      const asymbp__plugin_t **out)
+{
+    char known[256];
+    *out = asymbp__plugin_find(ctx, kind, name, strlen(name));
+    if (*out) return ASYMBP_OK;
+    asymbp__plugin_known(ctx, kind, known, sizeof known);
+    return asymbp__error(ctx, ASYMBP_E_NOTFOUND, "%s '%.64s' is unknown (known: %s)", kind->what, name, known);
+}
+
 void asymbp__plugin_known(const asymbp_ctx_t *ctx, const asymbp__plugin_kind_t *kind, char *buf, size_t cap)
 {
     size_t i, n = asymbp__plugin_count(ctx, kind), used = 0;

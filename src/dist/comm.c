@@ -107,18 +107,14 @@ asymbp_status_t asymbp_comm_unregister(asymbp_ctx_t *ctx, const char *name)
 asymbp_status_t asymbp_comm_find(asymbp_ctx_t *ctx, const char *name, asymbp_comm_t **out)
 {
     const asymbp__plugin_t *c;
-    char known[256];
+    asymbp_status_t st;
     if (out) *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
     ASYMBP_CHECK_NULL(ctx, name, "communicator name");
     ASYMBP_CHECK_NULL(ctx, out, "out");
-    c = asymbp__plugin_find(ctx, &asymbp__comm_kind, name, strlen(name));
-    if (c) {
-        *out = (asymbp_comm_t *)c;   /* opaque; every function taking it takes it const */
-        return ASYMBP_OK;
-    }
-    asymbp__plugin_known(ctx, &asymbp__comm_kind, known, sizeof known);
-    return asymbp__error(ctx, ASYMBP_E_NOTFOUND, "communicator '%.64s' is unknown (known: %s)", name, known);
+    st = asymbp__plugin_lookup(ctx, &asymbp__comm_kind, name, &c);
+    *out = (asymbp_comm_t *)c;   /* opaque; every function taking it takes it const */
+    return st;
 }
 
 size_t asymbp_comm_count(const asymbp_ctx_t *ctx)

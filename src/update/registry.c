@@ -90,19 +90,14 @@ asymbp_status_t asymbp_update_rule_unregister(asymbp_ctx_t *ctx, const char *nam
 asymbp_status_t asymbp_update_rule_find(asymbp_ctx_t *ctx, const char *name, asymbp_update_rule_t **out)
 {
     const asymbp__plugin_t *r;
-    char known[256];
+    asymbp_status_t st;
     if (out) *out = NULL;
     if (!ctx) return ASYMBP_E_INVALID;
     ASYMBP_CHECK_NULL(ctx, name, "rule name");
     ASYMBP_CHECK_NULL(ctx, out, "out");
-    r = asymbp__plugin_find(ctx, &asymbp__update_kind, name, strlen(name));
-    if (r) {
-        /* the handle is opaque and every function taking it takes it const */
-        *out = (asymbp_update_rule_t *)r;
-        return ASYMBP_OK;
-    }
-    asymbp__plugin_known(ctx, &asymbp__update_kind, known, sizeof known);
-    return asymbp__error(ctx, ASYMBP_E_NOTFOUND, "update rule '%.64s' is unknown (known: %s)", name, known);
+    st = asymbp__plugin_lookup(ctx, &asymbp__update_kind, name, &r);
+    *out = (asymbp_update_rule_t *)r;   /* opaque; every function taking it takes it const */
+    return st;
 }
 
 size_t asymbp_update_rule_count(const asymbp_ctx_t *ctx)
