@@ -139,13 +139,19 @@ $(SHLIB): $(LIB_OBJ) src/asymbp.map
 	ln -sf libasymbp.so.$(VERSION) $(LIBOUT)/$(SONAME)
 	ln -sf $(SONAME) $(LIBOUT)/libasymbp.so
 
-# The tool finds data next to its own folder (../data in a build tree, ../share/asymbp/data when
-# installed) or through ASYMBP_DATA_DIR: nothing of the build folder is compiled in.  A build
-# into another folder (sanitizer builds) gets a data link beside its bin/.
-$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS) $(MPI_HEADER) | build-deps
+# The tool finds data next to its own folder (../data in a build tree; DATADIR as seen from BINDIR
+# when installed, ../share/asymbp/data by default) or through ASYMBP_DATA_DIR: only that relative
+# path is compiled in, nothing of the build folder.  A build into another folder (sanitizer
+# builds) gets a data link beside its bin/.
+DATA_REL = $(shell realpath -m --relative-to='$(BINDIR)' '$(DATADIR)')
+$(OBJDIR)/data-rel: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(DATA_REL)' > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
+$(CLI): $(TOOL_SRC) $(wildcard tools/*.h) $(STLIB) $(HEADERS) $(MPI_HEADER) $(OBJDIR)/data-rel | build-deps
 	@mkdir -p $(BINOUT)
-	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) -D_POSIX_C_SOURCE=200809L $(REPRO) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ \
-	    $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS) -ldl
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(MPI_DIR) -D_POSIX_C_SOURCE=200809L -DASYMBP_DATA_REL='"$(DATA_REL)"' $(REPRO) \
+	    $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRC) $(STLIB) $(ASYMBP_LIBS) -ldl
 	@[ -e $(BINOUT)/../data ] || ln -s $(CURDIR)/data $(BINOUT)/../data
 
 # ---- the MPI module (MPI=1) -------------------------------------------------------------------
@@ -539,7 +545,6 @@ check-install:
 	bash tests/install/check-install.sh
 
 # Two builds in different folders give identical files (REPRO_FILES).
-# TODO(issue 16): add $(CLI) once tools/ no longer compiles in the build folder.
 REPRO_FILES := $(STLIB) $(SHLIB) $(CLI)
 check-reproducible:
 	bash tests/install/reproducible.sh $(REPRO_FILES)

@@ -11,6 +11,11 @@
 #define CLI_PATH_MAX 4096
 #define CLI_MAX_STEPS 32
 
+/* DATADIR as seen from BINDIR (the Makefile passes it; relative, so nothing of the build folder) */
+#ifndef ASYMBP_DATA_REL
+#define ASYMBP_DATA_REL "../share/asymbp/data"
+#endif
+
 extern const char *cli_prog;
 extern const char *cli_command;   /* the subcommand being run (usage hints), NULL before */
 

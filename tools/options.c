@@ -351,7 +351,7 @@ void print_command_help(unsigned cmd, FILE *f)
     }
     if (cmd == CMD_TRAIN)
         fputs("\nEnvironment: ASYMBP_DATA_DIR, a folder searched first for data set names (then the data/\n"
-              "folder beside the executable's folder, then ../share/asymbp/data from it).\n"
+              "folder beside the executable's folder, then " ASYMBP_DATA_REL " from it).\n"
               "\nExample: asymbp train --data digits8x8 --feedback usf --update bm --bn --epochs 20\n", f);
 }
 
@@ -429,7 +429,7 @@ void print_man(FILE *f)
         }
     }
     fputs(".SH ENVIRONMENT\n.TP\n.B ASYMBP_DATA_DIR\nA folder searched first for data sets given by name; then "
-          "\\fIdata\\fR beside the executable's folder (a build tree) and \\fI../share/asymbp/data\\fR from it (an "
+          "\\fIdata\\fR beside the executable's folder (a build tree) and \\fI" ASYMBP_DATA_REL "\\fR from it (an "
           "installation).\n"
           ".SH EXIT STATUS\n0 success (a diverged run included), 1 the run could not be done, 2 usage error, 3 gradcheck "
           "found a relative error above 1e\\-2.\n"

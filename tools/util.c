@@ -256,7 +256,7 @@ size_t data_roots(const char **roots)
         if (slash) {
             *slash = '\0';   /* the executable's folder: bin/ of a build tree or of a prefix */
             snprintf(build, sizeof build, "%s/../data", exe);
-            snprintf(inst, sizeof inst, "%s/../share/asymbp/data", exe);
+            snprintf(inst, sizeof inst, "%s/%s", exe, ASYMBP_DATA_REL);
             roots[n++] = build;
             roots[n++] = inst;
         }

@@ -7,7 +7,8 @@
 #     and `pkg-config --cflags asymbp` names asymbp's include folder only;
 #  4. a second install with another PREFIX regenerates asymbp.pc and the CMake files;
 #  5. a staged install (DESTDIR) is found by CMake through CMAKE_PREFIX_PATH;
-#  6. `make uninstall` removes exactly what `make install` wrote, and the folders it created.
+#  6. `make uninstall` removes exactly what `make install` wrote, and the folders it created; a
+#     tool installed with its own DATADIR finds the bundled data there.
 # Everything happens under one mktemp folder, removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -93,6 +94,10 @@ echo other >"$pre/lib/libother.so"
 echo mine >"$pre/shared-data/notes.txt"
 mk install PREFIX="$pre" DATADIR="$pre/shared-data" >/dev/null
 [ -f "$pre/shared-data/wine/train.csv" ] && [ -f "$pre/lib/cmake/asymbp/asymbpConfig.cmake" ] || fail "install incomplete"
+# the installed tool finds the bundled data in that DATADIR on its own (no ASYMBP_DATA_DIR)
+out=$(cd "$scratch" && env -u ASYMBP_DATA_DIR "$pre/bin/asymbp" train --data wine --epochs 1 --quiet) ||
+    fail "the tool installed with DATADIR=$pre/shared-data does not find its data"
+case $out in *'"data":"wine"'*) ;; *) fail "unexpected output of the installed tool: $out" ;; esac
 mk uninstall PREFIX="$pre" DATADIR="$pre/shared-data" >/dev/null
 left=$(cd "$pre" && find . | sort | tr '\n' ' ')
 [ "$left" = ". ./bin ./lib ./lib/libother.so ./shared-data ./shared-data/notes.txt " ] ||
