@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # check-oom, tool part: every allocation of `asymbp train` (with --out and checkpoints), `train
-# --resume`, `eval` and `info` is failed in turn (LD_PRELOAD=libasymbp-fault.so, FAULT_ALLOC_FAIL=k
+# --resume`, `eval`, `info` and `gradcheck` is failed in turn (LD_PRELOAD=libasymbp-fault.so, FAULT_ALLOC_FAIL=k
 # for k = 1 .. the count of a run without failure).  Every run must end with exit status 0 or 1
 # (never a signal, never a hang: 60 s limit), a failure must print one message starting with
 # "asymbp:", the tool must free every block it allocated itself (FAULT_REPORT leaks 0), and the
@@ -96,9 +96,13 @@ for ((k = 1; k <= n_resume; k++)); do
 done
 total=$((total + n_resume))
 
-# eval and info of the reference model
-for cmd in eval info; do
-    if [ $cmd = eval ]; then args=(eval "$model_ref" --data iris); else args=(info "$model_ref"); fi
+# eval and info of the reference model, and a gradient check
+for cmd in eval info gradcheck; do
+    case $cmd in
+        eval) args=(eval "$model_ref" --data iris) ;;
+        info) args=(info "$model_ref") ;;
+        gradcheck) args=(gradcheck --net conv3x3x2,relu,maxpool2s2,fc4 --input 1x6x6 --classes 3 --bn) ;;
+    esac
     run_fault 0 "${args[@]}"
     n=$allocs
     [ "$rc" -eq 0 ] || { fail "$cmd without a failure"; continue; }
@@ -110,6 +114,6 @@ for cmd in eval info; do
     eval "n_$cmd=$n"
 done
 
-echo "check-oom: tool allocation points failed in turn: train $n_train, resume $n_resume, eval ${n_eval:-?}, info ${n_info:-?} ($total runs)"
+echo "check-oom: tool allocation points failed in turn: train $n_train, resume $n_resume, eval ${n_eval:-?}, info ${n_info:-?}, gradcheck ${n_gradcheck:-?} ($total runs)"
 [ "$bad" -eq 0 ] && echo "check-oom: every run ended with a status and a message, no leak, nothing half-written"
 exit "$bad"
