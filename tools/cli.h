@@ -191,6 +191,9 @@ int dist_json(sbuf_t *b, asymbp_ctx_t *ctx, asymbp_net_t *net);
 int dist_end(int rc);
 /* asymbp sweep --dist mpi: every rank waits for the others.  0, or 1 after a message. */
 int dist_barrier(void);
+/* asymbp sweep --dist mpi: a sum of int32 over the ranks; bytes broadcast from rank root */
+int dist_sum_int32(int32_t *buf, size_t n);
+int dist_broadcast(void *buf, size_t bytes, int root);
 
 /* ---- commands -------------------------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "cli.h"
 
@@ -189,7 +190,7 @@ typedef struct sweep {
     cell_t *cells;
     size_t n, cap;
     int jobs, shard, nshards, dry;
-    int rank, ranks;      /* --dist mpi: this rank and the number of ranks (claims when > 1) */
+    int rank, ranks;      /* --dist mpi: this rank and the number of ranks (rank 0 hands out runs) */
     char **done_ids;
     size_t n_done;
 } sweep_t;
@@ -483,14 +484,12 @@ static void csv_field(sbuf_t *b, const char *v)
     }
 }
 
-/* Append the row of a finished cell (one write with O_APPEND: rows of parallel runs never mix). */
-static int append_row(const sweep_t *w, const cell_t *c)
+/* The CSV row of a finished cell, from its summary.json, appended to b. */
+static int make_row(const sweep_t *w, const cell_t *c, sbuf_t *b)
 {
     char path[DIRMAX + 32], *js;
     FILE *f;
     long len;
-    sbuf_t b = { 0 };
-    int fd, rc = 0;
     snprintf(path, sizeof path, "%s/summary.json", c->dir);
     f = fopen(path, "r");
     if (!f) return cli_error("sweep: %s: no summary.json", c->dir);
@@ -505,38 +504,55 @@ static int append_row(const sweep_t *w, const cell_t *c)
     }
     js[len > 0 ? len : 0] = '\0';
     fclose(f);
-    csv_field(&b, c->id);
-    sb_puts(&b, ",");
-    csv_field(&b, w->g.name);
+    csv_field(b, c->id);
+    sb_puts(b, ",");
+    csv_field(b, w->g.name);
     const char *cols[] = { c->data, c->net, c->feedback, c->regime, c->lr, c->sched, c->seed, c->group };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
-        sb_puts(&b, ",");
-        csv_field(&b, cols[i]);
+        sb_puts(b, ",");
+        csv_field(b, cols[i]);
     }
     /* a search run's row is written before the choice: the report (and selection.csv) tell which
      * candidate won; "final" rows are the other seeds of a chosen candidate, or runs of a group
      * with a single candidate */
-    sb_printf(&b, ",%s", c->search ? "search" : "final");
+    sb_printf(b, ",%s", c->search ? "search" : "final");
     {
         char v[256];
         const char *keys[] = { "epochs", "batch", "val_split" };
         for (size_t i = 0; i < 3; i++) {
             json_get(js, keys[i], v, sizeof v);
-            sb_puts(&b, ",");
-            csv_field(&b, v);
+            sb_puts(b, ",");
+            csv_field(b, v);
         }
         for (int i = 0; row_fields[i]; i++) {
             json_get(js, row_fields[i], v, sizeof v);
-            sb_puts(&b, ",");
-            csv_field(&b, v);
+            sb_puts(b, ",");
+            csv_field(b, v);
         }
     }
-    sb_puts(&b, "\n");
+    sb_puts(b, "\n");
     free(js);
-    if (b.failed) return cli_error("sweep: out of memory");
+    if (b->failed) return cli_error("sweep: out of memory");
+    return 0;
+}
+
+/* Append rows to the CSV: one write with O_APPEND, so rows of parallel runs of one process never
+ * mix; under --dist mpi only rank 0 writes (the other ranks send it their rows). */
+static int append_text(const sweep_t *w, const char *text, size_t len)
+{
+    int fd, rc = 0;
     fd = open(w->csv, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (fd < 0 || write(fd, b.p, b.len) != (ssize_t)b.len || fsync(fd) != 0) rc = cli_error("sweep: cannot append to %s: %s", w->csv, strerror(errno));
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+        rc = cli_error("sweep: cannot append to %s: %s", w->csv, strerror(errno));
     if (fd >= 0) close(fd);
+    return rc;
+}
+
+static int append_row(const sweep_t *w, const cell_t *c)
+{
+    sbuf_t b = { 0 };
+    int rc = make_row(w, c, &b);
+    if (rc == 0) rc = append_text(w, b.p, b.len);
     sb_free(&b);
     return rc;
 }
@@ -632,49 +648,177 @@ static void row_value(const sweep_t *w, const char *id, const char *name, char *
     fclose(f);
 }
 
-/* ---- claims (--dist mpi) ---------------------------------------------------------------------
- * Every rank walks the same list of runs and takes the next one nobody has claimed: the claim is
- * a file created with O_EXCL in DIR/claims/ (atomic on a local or a POSIX shared file system), so
- * each run goes to exactly one rank and a rank takes more whenever it is free. */
+/* ---- handing out runs (--dist mpi) ----------------------------------------------------------
+ * Rank 0 hands out the runs and writes every row; the ranks meet in rounds (a few per second):
+ * each tells how many run slots it has free and how many bytes of finished rows it holds (one sum
+ * over the ranks), every rank holding rows broadcasts them and rank 0 appends them to the CSV,
+ * then rank 0 broadcasts the next runs for each free slot.  The communicator's collectives are
+ * all this needs (no point-to-point messages), only one process ever writes runs.csv (safe on a
+ * shared file system without atomic appends, NFS), and a fast rank gets more runs than a slow
+ * one.  A record of a finished run: int32 cell index, int32 1 (row follows) or 0 (the run
+ * failed), int32 row length, the row's bytes. */
 
-static void claim_path(const sweep_t *w, const cell_t *c, char *buf, size_t cap)
+#define POLL_NS 200000000L
+
+/* records are text: each int32 as 8 hex digits */
+static void put_i32(sbuf_t *b, int32_t v)
 {
-    snprintf(buf, cap, "%s/claims/%016llx.claim", w->out, (unsigned long long)fnv(c->id));
+    sb_printf(b, "%08x", (unsigned)(uint32_t)v);
 }
 
-/* 1 when this rank may run the cell (it claimed it), 0 when another rank has it. */
-static int claim(const sweep_t *w, const cell_t *c)
+static int32_t get_i32(const char **p, const char *end)
 {
-    char path[CLI_PATH_MAX + 64], host[128] = "?", text[1400];
-    int fd, n;
-    if (w->ranks < 2) return 1;
-    claim_path(w, c, path, sizeof path);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0) return 0;
-    (void)gethostname(host, sizeof host - 1);
-    n = snprintf(text, sizeof text, "rank %d of %d, pid %ld on %s: %s\n", w->rank, w->ranks, (long)getpid(), host, c->id);
-    if (n > 0 && write(fd, text, (size_t)n) < 0) { /* the claim stands even without its text */ }
-    close(fd);
-    return 1;
-}
-
-/* Rank 0, before the ranks start: claims of an earlier, interrupted sweep are void. */
-static void clear_claims(const sweep_t *w)
-{
-    char dir[CLI_PATH_MAX + 16];
-    DIR *d;
-    struct dirent *e;
-    snprintf(dir, sizeof dir, "%s/claims", w->out);
-    mkdir(dir, 0755);
-    d = opendir(dir);
-    if (!d) return;
-    while ((e = readdir(d)) != NULL) {
-        char p[CLI_PATH_MAX + 300];
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
+    char t[9];
+    if (end - *p < 8) {
+        *p = end;
+        return -1;
     }
-    closedir(d);
+    memcpy(t, *p, 8);
+    t[8] = '\0';
+    *p += 8;
+    return (int32_t)(uint32_t)strtoul(t, NULL, 16);
+}
+
+static int run_cells_dist(sweep_t *w, int want_search, size_t total)
+{
+    const int R = w->ranks, J = w->jobs, me = w->rank;
+    int32_t *info = calloc(3 * (size_t)R, sizeof *info), *asg = malloc(((size_t)R * J + 1) * sizeof *asg);
+    size_t next = 0, running = 0, finished = 0, failed = 0;
+    sbuf_t out = { 0 };
+    int rc = 0;
+    if (!info || !asg) {
+        free(info);
+        free(asg);
+        return cli_error("sweep: out of memory");
+    }
+    for (;;) {
+        int stop, idle = 1;
+        long all_running = 0;
+        /* this rank's finished runs */
+        for (;;) {
+            int st = 0;
+            pid_t pid = waitpid(-1, &st, WNOHANG);
+            if (pid <= 0) break;
+            for (size_t i = 0; i < w->n; i++) {
+                cell_t *c = &w->cells[i];
+                sbuf_t row = { 0 };
+                int ok;
+                if (c->pid != pid) continue;
+                c->pid = 0;
+                running--;
+                ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && make_row(w, c, &row) == 0;
+                put_i32(&out, (int32_t)i);
+                put_i32(&out, ok);
+                put_i32(&out, ok ? (int32_t)row.len : 0);
+                if (ok) sb_puts(&out, row.p);
+                sb_free(&row);
+                break;
+            }
+        }
+        if (out.failed) {
+            rc = cli_error("sweep: out of memory");
+            break;
+        }
+        memset(info, 0, 3 * (size_t)R * sizeof *info);
+        info[3 * me] = J - (int32_t)running;
+        info[3 * me + 1] = (int32_t)out.len;
+        info[3 * me + 2] = (int32_t)running;
+        if (dist_sum_int32(info, 3 * (size_t)R) != 0) {
+            rc = 1;
+            break;
+        }
+        /* rows to rank 0 */
+        for (int r = 0; r < R && rc == 0; r++) {
+            size_t len = (size_t)info[3 * r + 1];
+            char *buf;
+            const char *p, *end;
+            all_running += info[3 * r + 2];
+            if (len == 0) continue;
+            idle = 0;
+            buf = r == me ? out.p : malloc(len);
+            if (!buf) {
+                rc = cli_error("sweep: out of memory");
+                break;
+            }
+            if (dist_broadcast(buf, len, r) != 0) rc = 1;
+            for (p = buf, end = buf + len; rc == 0 && me == 0 && p < end;) {
+                int32_t idx = get_i32(&p, end), ok = get_i32(&p, end), n = get_i32(&p, end);
+                cell_t *c;
+                if (idx < 0 || (size_t)idx >= w->n || n < 0 || n > end - p) {
+                    rc = cli_error("sweep: a garbled record from rank %d", r);
+                    break;
+                }
+                c = &w->cells[idx];
+                finished++;
+                if (ok && append_text(w, p, (size_t)n) == 0) {
+                    c->done = 1;
+                    fprintf(stderr, "[%zu/%zu] done   %s (rank %d)\n", finished, total, c->id, r);
+                } else {
+                    c->failed = 1;
+                    failed++;
+                    fprintf(stderr, "[%zu/%zu] FAILED %s on rank %d (see %s.log)\n", finished, total, c->id, r, c->dir);
+                }
+                p += n;
+            }
+            if (r != me) free(buf);
+        }
+        if (rc != 0) break;
+        out.len = 0;
+        if (out.p) out.p[0] = '\0';
+        /* rank 0 hands out the next runs */
+        for (size_t k = 0; k < (size_t)R * J + 1; k++) asg[k] = -1;
+        if (me == 0) {
+            for (int r = 0; r < R; r++)
+                for (int slot = 0; slot < info[3 * r] && slot < J; slot++) {
+                    while (next < w->n && (!(want_search ? w->cells[next].search : w->cells[next].final) || w->cells[next].done))
+                        next++;
+                    if (next == w->n) break;
+                    asg[(size_t)r * J + slot] = (int32_t)next++;
+                    idle = 0;
+                }
+            while (next < w->n && (!(want_search ? w->cells[next].search : w->cells[next].final) || w->cells[next].done)) next++;
+            /* the end: nothing left to hand out, nothing running, no rows on their way */
+            asg[(size_t)R * J] = next == w->n && all_running == 0 && idle ? 1 + (failed > 0) : 0;
+        }
+        if (dist_broadcast(asg, ((size_t)R * J + 1) * sizeof *asg, 0) != 0) {
+            rc = 1;
+            break;
+        }
+        stop = asg[(size_t)R * J] > 0;
+        if (asg[(size_t)R * J] == 2) failed = failed ? failed : 1;   /* every rank ends with the same status */
+        /* every rank sleeps, or not, alike: a rank waiting in a collective may spin */
+        for (size_t k = 0; k < (size_t)R * J; k++)
+            if (asg[k] >= 0) idle = 0;
+        for (int slot = 0; slot < J; slot++) {
+            int32_t idx = asg[(size_t)me * J + slot];
+            cell_t *c;
+            if (idx < 0 || (size_t)idx >= w->n) continue;
+            c = &w->cells[idx];
+            c->pid = start_cell(w, c);
+            if (c->pid < 0) {
+                cli_error("sweep: cannot start %s", c->id);
+                c->pid = 0;
+                put_i32(&out, idx);
+                put_i32(&out, 0);
+                put_i32(&out, 0);
+                continue;
+            }
+            running++;
+        }
+        if (stop) break;
+        if (idle) {
+            struct timespec ts = { 0, POLL_NS };
+            nanosleep(&ts, NULL);
+        }
+    }
+    sb_free(&out);
+    free(info);
+    free(asg);
+    if (rc == 0 && failed) {
+        if (me == 0) cli_error("sweep: %zu runs failed; run the sweep again to retry them", failed);
+        rc = 1;
+    }
+    return rc;
 }
 
 /* ---- the sweep ----------------------------------------------------------------------------- */
@@ -691,23 +835,19 @@ static int run_cells(sweep_t *w, int want_search)
     if (w->rank == 0)
         fprintf(stderr, "sweep %s: %zu %s runs to do%s%s\n", w->g.name, total, want_search ? "search" : "final",
                 w->dry ? " (dry run)" : "", w->ranks > 1 ? ", shared by the ranks" : "");
+    if (!w->dry && w->ranks > 1) return run_cells_dist(w, want_search, total);
     for (;;) {
         while (running < (size_t)w->jobs && next < w->n) {
             cell_t *c = &w->cells[next++];
             if (!(want_search ? c->search : c->final) || c->done) continue;
             if (w->dry) {
                 char buf[8192], *argv[128];
-                if (cell_argv(w, c, buf, sizeof buf, argv, 128) > 0) {
+                if (w->rank == 0 && cell_argv(w, c, buf, sizeof buf, argv, 128) > 0) {
                     printf("asymbp");
                     for (int a = 0; argv[a]; a++) printf(" %s", argv[a]);
                     printf("\n");
                 }
                 c->done = 1;
-                continue;
-            }
-            if (!claim(w, c)) {   /* another rank runs it */
-                c->done = 1;
-                total--;
                 continue;
             }
             c->pid = start_cell(w, c);
@@ -972,7 +1112,6 @@ int cmd_sweep(int argc, char **argv)
                 }
             mkdir(p, 0755);
             ok = csv_header(w->csv) == 0;
-            if (ok && w->ranks > 1) clear_claims(w);
         }
         /* the other ranks start once rank 0 has the folder ready (an error there ends the job) */
         if (!ok || dist_barrier() != 0) goto done;

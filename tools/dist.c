@@ -257,3 +257,21 @@ int dist_barrier(void)
     if (dist.vtable()->barrier(dist.mpi) != ASYMBP_OK) return cli_error("--dist mpi: the ranks could not meet (barrier)");
     return 0;
 }
+
+/* For asymbp sweep --dist mpi: a sum of 32-bit integers over the ranks, and a broadcast of bytes
+ * from rank `root` (the module's collectives).  0, or 1 after a message. */
+int dist_sum_int32(int32_t *buf, size_t n)
+{
+    if (!dist.active || dist.ranks < 2 || !dist.mpi) return 0;
+    if (dist.vtable()->allreduce_sum_int(dist.mpi, buf, n, ASYMBP_COMM_INT32) != ASYMBP_OK)
+        return cli_error("--dist mpi: the ranks could not exchange their state (allreduce)");
+    return 0;
+}
+
+int dist_broadcast(void *buf, size_t bytes, int root)
+{
+    if (!dist.active || dist.ranks < 2 || !dist.mpi || bytes == 0) return 0;
+    if (dist.vtable()->broadcast(dist.mpi, buf, bytes, root) != ASYMBP_OK)
+        return cli_error("--dist mpi: the ranks could not exchange rows (broadcast from rank %d)", root);
+    return 0;
+}

@@ -106,8 +106,8 @@ const cli_opt_t cli_opts[] = {
     { "--dry-run", NULL, NULL, OT_FLAG, 0, 1, "off", "Sweep", "print the runs' commands, run nothing", SW, NULL,
       OFF(dry_run) },
     { "--dist", NULL, "mpi", OT_STR, 0, 0, NULL, "Sweep",
-      "run under mpirun/srun: the ranks share the grid, each taking the next unclaimed run whenever it is free "
-      "(claims in DIR/claims/, on a folder every rank sees), rows into the one DIR/runs.csv", SW, NULL, OFF(dist) },
+      "run under mpirun/srun: the ranks share the grid; rank 0 hands out runs as ranks become free and "
+      "writes every row into the one DIR/runs.csv (DIR on a folder every rank sees)", SW, NULL, OFF(dist) },
 };
 const size_t cli_opt_count = sizeof cli_opts / sizeof cli_opts[0];
 

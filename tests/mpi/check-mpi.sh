@@ -132,7 +132,7 @@ echo "          $(grep -m1 "needs the gradient" "$work/sgdvote.err" | cut -c1-10
 [ -e "$libdir/libasymbp-mpi.so.0" ] || fail "no $libdir/libasymbp-mpi.so.0"
 if ldd "$cli" | grep -q libmpi; then fail "the tool links MPI"; fi
 
-step "6b. a sweep shared by 2 ranks: every run once, the same rows as one process, both ranks working"
+step "6b. a sweep shared by 2 ranks (rank 0 hands out runs, collects rows): every run once, the same rows as one process, both ranks working"
 cat > "$work/t.grid" <<'GRID'
 name = t
 data = iris
@@ -151,7 +151,10 @@ GRID
 rows() { tail -n +2 "$1" | cut -d, -f1-24,26- | sort; }   # without the seconds column (25th)
 [ "$(rows "$work/sw1/runs.csv")" = "$(rows "$work/sw2/runs.csv")" ] || fail "the 2-rank sweep's rows differ from one process's"
 [ "$(tail -n +2 "$work/sw2/runs.csv" | cut -d, -f1 | sort | uniq -d | wc -l)" = 0 ] || fail "a run was done twice"
-for r in 0 1; do grep -q "rank $r of 2" "$work"/sw2/claims/*.claim || fail "rank $r took no run"; done
+# rank 0 hands out the runs and writes every row, naming the rank that ran it
+for r in 0 1; do grep -q "done .*(rank $r)\$" "$work/sw2.err" || fail "rank $r took no run"; done
+[ "$(grep -c "done .*(rank [01])\$" "$work/sw2.err")" = "$(tail -n +2 "$work/sw2/runs.csv" | wc -l)" ] ||
+    fail "rank 0 did not report every row it wrote"
 echo "sweep: $(tail -n +2 "$work/sw2/runs.csv" | wc -l) runs shared by 2 ranks, the same rows as one process"
 
 step "6. an installation: a pkg-config consumer of asymbp-mpi, and the installed tool"
