@@ -47,8 +47,7 @@ static void rm_tree(const char *path)
 
 static void tmp_setup(void)
 {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/asymbp-cli-XXXXXX");
-    ck_assert_msg(mkdtemp(tmp_root) != NULL, "mkdtemp: %s", strerror(errno));
+    test_tmpdir_make(tmp_root, sizeof tmp_root, "cli");
 }
 
 static void tmp_teardown(void)
@@ -1737,6 +1736,128 @@ START_TEST(test_sweep)
 }
 END_TEST
 
+/* ---- tests: damaged text files ------------------------------------------------------------------
+ * settings.txt (read by --resume) and grid files (read by sweep) mutated at random, with a fixed
+ * seed: bytes flipped, replaced, deleted, inserted or repeated, lines cut or repeated.  Every run
+ * must end with a status (0, 1 or 2, never a signal: under check-asan the tool is the ASan build)
+ * and a refusal must be one "asymbp:" message.  The run folder has no checkpoint, so an accepted
+ * settings file ends in "no checkpoint" after the whole file has been checked; grids are read by
+ * --dry-run, which starts nothing. */
+
+static uint64_t mut_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* A mutated copy of text (NUL-terminated, caller frees). */
+static char *mutate(const char *text, uint64_t *rng)
+{
+    static const char *const pieces[] = { "=", ",", ", ", "\n", "#", "-", "1e308", "nan", "-1", "999999999999",
+                                          ".", ":", "\"", "lr.", "regime.x = --bm", "feedback.iris = ", "\t", " " };
+    size_t len = strlen(text), cap = 2 * len + 4096, n;
+    char *out = malloc(cap);
+    int edits = 1 + (int)(mut_next(rng) % 4);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, text, len + 1);
+    n = len;
+    for (int e = 0; e < edits; e++) {
+        size_t at = n ? (size_t)(mut_next(rng) % n) : 0, k;
+        switch (mut_next(rng) % 7) {
+        case 0: /* flip a bit */
+            if (n) out[at] ^= (char)(1u << (mut_next(rng) % 7));
+            break;
+        case 1: /* any byte but NUL */
+            if (n) out[at] = (char)(1 + mut_next(rng) % 255);
+            break;
+        case 2: /* delete a run of bytes */
+            k = 1 + (size_t)(mut_next(rng) % 24);
+            if (at + k > n) k = n - at;
+            memmove(out + at, out + at + k, n - at - k + 1);
+            n -= k;
+            break;
+        case 3: { /* insert a piece of the syntax */
+            const char *p = pieces[mut_next(rng) % (sizeof pieces / sizeof pieces[0])];
+            k = strlen(p);
+            if (n + k + 1 > cap) break;
+            memmove(out + at + k, out + at, n - at + 1);
+            memcpy(out + at, p, k);
+            n += k;
+            break;
+        }
+        case 4: /* repeat a span */
+            k = 1 + (size_t)(mut_next(rng) % 64);
+            if (at + k > n) k = n - at;
+            if (n + k + 1 > cap) break;
+            memmove(out + at + k, out + at, n - at + 1);
+            n += k;
+            break;
+        case 5: /* cut the file */
+            n = at;
+            out[n] = '\0';
+            break;
+        default: { /* a long line */
+            k = 300 + (size_t)(mut_next(rng) % 3000);
+            if (n + k + 1 > cap) break;
+            memmove(out + at + k, out + at, n - at + 1);
+            memset(out + at, "ax,=9 "[mut_next(rng) % 6], k);
+            n += k;
+            break;
+        }
+        }
+    }
+    return out;
+}
+
+static void expect_status_and_message(const cli_run_t *r, const char *what, const char *text)
+{
+    ck_assert_msg(r->status >= 0 && r->status <= 2, "%s: " RUN_FMT "\n--- file:\n%.3000s", what, RUN_ARGS(r), text);
+    if (r->status != 0) {
+        ck_assert_msg(!strncmp(r->err, "asymbp: ", 8) && r->err[r->err_len - 1] == '\n', "%s: unclear message: " RUN_FMT,
+                      what, RUN_ARGS(r));
+        ck_assert_msg(r->out_len == 0, "%s: a failed run printed on stdout: " RUN_FMT, what, RUN_ARGS(r));
+    }
+}
+
+START_TEST(test_mutated_text_files)
+{
+    const int n = test_quick() ? 40 : 250;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    cli_run_t r = {0};
+    const char *d = tp("run");
+    char *orig, *m;
+    int refused = 0, accepted = 0;
+    cli(&r, "train", "--data", "iris", "--net", "mlp:8", "--epochs", "1", "--out", d, "--quiet", NULL);
+    expect_ok(&r);
+    orig = read_all(tp("run/settings.txt"), NULL);
+    ck_assert_ptr_nonnull(orig);
+    for (int i = 0; i < n; i++) {
+        m = mutate(orig, &rng);
+        write_text(tp("run/settings.txt"), m);
+        cli(&r, "train", "--resume", d, "--quiet", NULL);
+        expect_status_and_message(&r, "settings.txt", m);
+        ck_assert_msg(r.status != 0, "a resume without a checkpoint succeeded: " RUN_SHOW(&r));
+        free(m);
+    }
+    free(orig);
+    for (int i = 0; i < n; i++) {
+        m = mutate(sweep_grid, &rng);
+        write_text(tp("m.grid"), m);
+        cli(&r, "sweep", tp("m.grid"), "--out", tp("msw"), "--dry-run", NULL);
+        expect_status_and_message(&r, "grid", m);
+        if (r.status == 0) accepted++;
+        else refused++;
+        free(m);
+    }
+    /* the mutations reach both outcomes (a test that can fail in both directions) */
+    ck_assert_msg(accepted > 0 && refused > 0, "grids: %d accepted, %d refused", accepted, refused);
+    ck_assert(!file_exists(tp("msw/runs.csv")));
+    cli_free(&r);
+}
+END_TEST
+
 Suite *asymbp_test_cli_suite(void);
 Suite *asymbp_test_cli_suite(void)
 {
@@ -1773,6 +1894,7 @@ Suite *asymbp_test_cli_suite(void)
     tcase_add_test(good, test_resume_lost_row_and_stale_tmp);
     tcase_add_test(bad, test_resume_bad_settings);
     tcase_add_test(good, test_sweep);
+    tcase_add_test(bad, test_mutated_text_files);
     suite_add_tcase(s, bad);
     suite_add_tcase(s, good);
     return s;

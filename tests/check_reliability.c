@@ -50,10 +50,10 @@ static asymbp_ctx_t *byte_ctx(byte_alloc_t *b)
     return ctx;
 }
 
+/* a folder in the run's scratch folder (test_util.h), removed by the test */
 static void tmp_dir(char *buf, size_t n)
 {
-    snprintf(buf, n, "/tmp/asymbp-rel-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(buf));
+    test_tmpdir_make(buf, n, "rel");
 }
 
 /* Re-write the model file at `in` into `out` with the NETS chunk's input shape and class count
@@ -106,7 +106,7 @@ START_TEST(test_hostile_model_shape)
     byte_alloc_t ba = { 0, 0, (size_t)64 << 20, 0 };
     asymbp_ctx_t *ctx = byte_ctx(&ba);
     asymbp_net_t *net = NULL, *back = NULL;
-    char dir[64], good[128], bad[128];
+    char dir[4200], good[4300], bad[4300];
     struct stat sb;
     tmp_dir(dir, sizeof dir);
     snprintf(good, sizeof good, "%s/good.asymbp", dir);
@@ -134,9 +134,7 @@ START_TEST(test_hostile_model_shape)
     ck_assert_int_eq(asymbp_model_load(ctx, good, &back), ASYMBP_OK);
     asymbp_net_destroy(back);
     asymbp_net_destroy(net);
-    unlink(good);
-    unlink(bad);
-    rmdir(dir);
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -148,7 +146,7 @@ START_TEST(test_folder_is_not_a_model)
     byte_alloc_t ba = { 0, 0, (size_t)64 << 20, 0 };
     asymbp_ctx_t *ctx = byte_ctx(&ba);
     asymbp_net_t *net = NULL;
-    char dir[64];
+    char dir[4200];
     size_t before = ba.live;
     tmp_dir(dir, sizeof dir);
     ck_assert_int_eq(asymbp_model_load(ctx, dir, &net), ASYMBP_E_IO);
@@ -156,7 +154,7 @@ START_TEST(test_folder_is_not_a_model)
     ck_assert_msg(strstr(asymbp_ctx_last_error(ctx), "is a folder") != NULL, "message: %s", asymbp_ctx_last_error(ctx));
     ck_assert_uint_eq(ba.refused, 0);
     ck_assert_uint_eq(ba.live, before);
-    rmdir(dir);
+    test_tmpdir_remove(dir);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST

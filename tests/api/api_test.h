@@ -43,6 +43,18 @@ static inline int api_done(const char *name)
 typedef struct api_alloc {
     long calls, live;
 } api_alloc_t;
+/* A name for a scratch file, "$TMPDIR/asymbp-api-TAG-XXXXXX" (else /tmp), made with mkstemp;
+ * -1 when it could not be made. */
+static inline int api_tmpfile(char *buf, size_t cap, const char *tag)
+{
+    const char *dir = getenv("TMPDIR");
+    int fd;
+    if (!dir || !*dir) dir = "/tmp";
+    if (snprintf(buf, cap, "%s/asymbp-api-%s-XXXXXX", dir, tag) >= (int)cap) return -1;
+    fd = mkstemp(buf);
+    return fd;
+}
+
 static inline void *api_alloc_fn(void *user, size_t size, size_t align)
 {
     api_alloc_t *a = user;

@@ -40,8 +40,8 @@ int main(void)
     asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
     float x[32 * 4];
     int32_t y[32];
-    char model[] = "/tmp/asymbp-api-log-XXXXXX";
-    char ckpt[64];
+    char model[4096];
+    char ckpt[4200];
     int e0, fd;
 
     memset(&r, 0, sizeof r);
@@ -89,7 +89,7 @@ int main(void)
     /* a training run: one INFO per epoch and for the checkpoint and the model */
     api_blobs(x, y, 32, 4, 3, 7);
     OK(asymbp_dataset_create(ctx, 32, 4, 1, 1, 3, x, y, &ds));
-    fd = mkstemp(model);
+    fd = api_tmpfile(model, sizeof model, "log");
     CHECK(fd >= 0);
     if (fd >= 0) close(fd);
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);

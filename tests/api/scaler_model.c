@@ -28,12 +28,12 @@ int main(void)
     asymbp_train_params_t tp = ASYMBP_TRAIN_PARAMS_INIT;
     static float xtr[NTR * D], xte[NTE * D], xhost[NTE * D];
     int32_t ytr[NTR], yte[NTE], p1[NTE], p2[NTE];
-    char model[] = "/tmp/asymbp-api-scaler-XXXXXX", plain[64], ckpt[64];
+    char model[4096], plain[4200], ckpt[4200];
     size_t k;
     int fd;
     const float ones[5] = {1, 1, 1, 1, 1}, zeros[5] = {0};
 
-    fd = mkstemp(model);
+    fd = api_tmpfile(model, sizeof model, "scaler");
     if (fd >= 0) close(fd);
     snprintf(plain, sizeof plain, "%s.plain", model);
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
