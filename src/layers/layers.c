@@ -32,14 +32,23 @@ const float *asymbp__layer_input(const asymbp_net_t *net, size_t i)
 #define LANES 16
 #define BLOCK 4096
 
-static double fold_lanes(const float *acc)
+/* The reductions below are inlined into their callers, so that inside an AVX-512/AVX2 clone
+ * (ASYMBP__CLONES) they run with that clone's vectors, not as one out-of-line SSE2 copy: each
+ * lane's sum keeps its order, so the bits stay the same. */
+#if defined(__GNUC__)
+#define ASYMBP__INLINE inline __attribute__((always_inline))
+#else
+#define ASYMBP__INLINE inline
+#endif
+
+static ASYMBP__INLINE double fold_lanes(const float *acc)
 {
     double t = 0.0;
     for (int j = 0; j < LANES; j++) t += acc[j];
     return t;
 }
 
-static double sum_d(const float *restrict v, size_t n)
+static ASYMBP__INLINE double sum_d(const float *restrict v, size_t n)
 {
     double s = 0.0;
     for (size_t b = 0; b < n; b += BLOCK) {
@@ -723,7 +732,7 @@ static void avgpool_backward_range(void *arg, size_t s0, size_t s1, int t)
 /* ---- batch norm ----------------------------------------------------------------------------- */
 
 /* Sum of (v[i] - mu)^2 (lanes, see sum_d). */
-static double sumsq_centered(const float *restrict v, size_t n, float mu)
+static ASYMBP__INLINE double sumsq_centered(const float *restrict v, size_t n, float mu)
 {
     double s = 0.0;
     for (size_t b = 0; b < n; b += BLOCK) {
@@ -747,6 +756,8 @@ static double sumsq_centered(const float *restrict v, size_t n, float mu)
  * same order as the per-channel code below (double, sample by sample), but feature-major in blocks
  * of FBLK features so that every loop runs along contiguous features and vectorises. */
 #define FBLK 64
+/* channels of a convolutional BN read together, sample by sample (stack arrays of this size) */
+#define CBLK 64
 
 static void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c0,
                            size_t m, double *restrict mean, double *restrict var)
@@ -879,46 +890,64 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
         bn_forward_dense(net, L, x, n, train, c0, c1);
         return;
     }
-    for (size_t c = c0; c < c1; c++) {
-        double mean, var;
+    /* channels in chunks of up to CBLK, each chunk read sample by sample (the chunk's rows of a
+     * sample are contiguous: sequential reads the prefetcher follows, where one channel at a time
+     * read 3 KB rows 100 KB apart); every channel's sums still run over the samples in order, so
+     * the bits do not depend on the chunking or the thread split */
+    for (size_t cb = c0; cb < c1; cb += CBLK) {
+        size_t m = c1 - cb < CBLK ? c1 - cb : CBLK;
+        double sum[CBLK], sq[CBLK];
+        float mu[CBLK], g[CBLK], bb[CBLK];
         if (train) {
-            /* two passes (the channel's rows stay in cache for the second): lane sums per row,
-             * double across rows */
-            double sum = 0.0, sq = 0.0;
-            float mf;
-            for (size_t s = 0; s < n; s++) sum += sum_d(x + (s * C + c) * S, S);
-            mean = sum / (double)M;
-            mf = (float)mean;
-            for (size_t s = 0; s < n; s++) sq += sumsq_centered(x + (s * C + c) * S, S, mf);
-            var = sq / (double)M;
-            if (net->bn_recal) {
-                double uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
-                L->acc_mean[c] += (double)M * mean;
-                L->acc_var[c] += (double)M * uv;
-                if (c == 0) L->acc_count += (double)M;
-            } else if (!net->freeze_stats) {
-                double m = L->momentum, uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
-                L->run_mean[c] = (float)((1.0 - m) * L->run_mean[c] + m * mean);
-                L->run_var[c] = (float)((1.0 - m) * L->run_var[c] + m * uv);
+            float mf[CBLK];
+            for (size_t j = 0; j < m; j++) sum[j] = sq[j] = 0.0;
+            for (size_t s = 0; s < n; s++)
+                for (size_t j = 0; j < m; j++) sum[j] += sum_d(x + (s * C + cb + j) * S, S);
+            for (size_t j = 0; j < m; j++) mf[j] = (float)(sum[j] / (double)M);
+            for (size_t s = 0; s < n; s++)
+                for (size_t j = 0; j < m; j++) sq[j] += sumsq_centered(x + (s * C + cb + j) * S, S, mf[j]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            size_t c = cb + j;
+            double mean, var;
+            if (train) {
+                mean = sum[j] / (double)M;
+                var = sq[j] / (double)M;
+                if (net->bn_recal) {
+                    double uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
+                    L->acc_mean[c] += (double)M * mean;
+                    L->acc_var[c] += (double)M * uv;
+                    if (c == 0) L->acc_count += (double)M;
+                } else if (!net->freeze_stats) {
+                    double mo = L->momentum, uv = M > 1 ? var * (double)M / (double)(M - 1) : var;
+                    L->run_mean[c] = (float)((1.0 - mo) * L->run_mean[c] + mo * mean);
+                    L->run_var[c] = (float)((1.0 - mo) * L->run_var[c] + mo * uv);
+                }
+            } else {
+                mean = L->run_mean[c];
+                var = L->run_var[c];
             }
-        } else {
-            mean = L->run_mean[c];
-            var = L->run_var[c];
+            mu[j] = (float)mean;
+            {
+                float is = (float)(1.0 / sqrt(var + (double)L->eps));
+                L->bmean[c] = mu[j];
+                L->binvstd[c] = is;
+                g[j] = L->gamma[c] * is;
+                bb[j] = L->beta[c];
+            }
         }
-        float mu = (float)mean, is = (float)(1.0 / sqrt(var + (double)L->eps));
-        L->bmean[c] = mu;
-        L->binvstd[c] = is;
-        float g = L->gamma[c] * is, b = L->beta[c];
-        for (size_t s = 0; s < n; s++) {
-            const float *restrict xc = x + (s * C + c) * S;
-            float *restrict yc = L->out + (s * C + c) * S;
-            for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mu) * g + b;
-        }
+        for (size_t s = 0; s < n; s++)
+            for (size_t j = 0; j < m; j++) {
+                const float *restrict xc = x + (s * C + cb + j) * S;
+                float *restrict yc = L->out + (s * C + cb + j) * S;
+                const float mj = mu[j], gj = g[j], bj = bb[j];
+                for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mj) * gj + bj;
+            }
     }
 }
 
 /* Sums over one row of a BN channel: dy, dy * xhat, xhat with xhat = (x - mu) * is. */
-static void bn_row_sums(const float *restrict xc, const float *restrict dy, size_t S, float mu, float is,
+static ASYMBP__INLINE void bn_row_sums(const float *restrict xc, const float *restrict dy, size_t S, float mu, float is,
                         double *sdy, double *sdyx, double *sxh)
 {
     float a0[LANES] = { 0 }, a1[LANES] = { 0 }, a2[LANES] = { 0 };
@@ -955,35 +984,48 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
         bn_backward_dense(L, x, dx, n, c0, c1);
         return;
     }
-    for (size_t c = c0; c < c1; c++) {
-        float mu = L->bmean[c], is = L->binvstd[c];
-        double sdy = 0.0, sdyx = 0.0, sxh = 0.0;
-        for (size_t s = 0; s < n; s++)
-            bn_row_sums(x + (s * C + c) * S, L->dout + (s * C + c) * S, S, mu, is, &sdy, &sdyx, &sxh);
-        L->dgamma[c] = (float)sdyx;
-        L->dbeta[c] = (float)sdy;
-        if (!dx) continue;
-        if (L->bn_train) {
-            /* dx = gamma*is/M * (M dy - sum dy - xhat sum(dy xhat)).  The float xhat is
-             * re-centred on its measured mean mx: sum dx is exactly 0 in exact arithmetic (the
-             * layer below a BN has a bias gradient of 0) and with a small batch is is large, so
-             * an uncentred xhat leaves visible rounding in that sum. */
-            float g = L->gamma[c] * is, a = (float)(sdy / (double)M), bq = (float)(sdyx / (double)M);
-            float mx = (float)(sxh / (double)M);
-            for (size_t s = 0; s < n; s++) {
-                const float *restrict xc = x + (s * C + c) * S;
-                const float *restrict dy = L->dout + (s * C + c) * S;
-                float *restrict d = dx + (s * C + c) * S;
-                for (size_t i = 0; i < S; i++) d[i] = g * (dy[i] - a - ((xc[i] - mu) * is - mx) * bq);
-            }
-        } else {
-            float g = L->gamma[c] * is;
-            for (size_t s = 0; s < n; s++) {
-                const float *restrict dy = L->dout + (s * C + c) * S;
-                float *restrict d = dx + (s * C + c) * S;
-                for (size_t i = 0; i < S; i++) d[i] = g * dy[i];
-            }
+    /* chunks of channels read sample by sample, as in the forward; the same sums in the same order */
+    for (size_t cb = c0; cb < c1; cb += CBLK) {
+        size_t m = c1 - cb < CBLK ? c1 - cb : CBLK;
+        double sdy[CBLK], sdyx[CBLK], sxh[CBLK];
+        float g[CBLK], av[CBLK], bq[CBLK], mx[CBLK], mu[CBLK], is[CBLK];
+        for (size_t j = 0; j < m; j++) {
+            mu[j] = L->bmean[cb + j];
+            is[j] = L->binvstd[cb + j];
+            sdy[j] = sdyx[j] = sxh[j] = 0.0;
         }
+        for (size_t s = 0; s < n; s++)
+            for (size_t j = 0; j < m; j++) {
+                size_t o = (s * C + cb + j) * S;
+                bn_row_sums(x + o, L->dout + o, S, mu[j], is[j], &sdy[j], &sdyx[j], &sxh[j]);
+            }
+        for (size_t j = 0; j < m; j++) {
+            size_t c = cb + j;
+            L->dgamma[c] = (float)sdyx[j];
+            L->dbeta[c] = (float)sdy[j];
+            g[j] = L->gamma[c] * is[j];
+            av[j] = (float)(sdy[j] / (double)M);
+            bq[j] = (float)(sdyx[j] / (double)M);
+            mx[j] = (float)(sxh[j] / (double)M);
+        }
+        if (!dx) continue;
+        /* dx = gamma*is/M * (M dy - sum dy - xhat sum(dy xhat)).  The float xhat is re-centred on
+         * its measured mean mx: sum dx is exactly 0 in exact arithmetic (the layer below a BN has a
+         * bias gradient of 0) and with a small batch is is large, so an uncentred xhat leaves
+         * visible rounding in that sum. */
+        for (size_t s = 0; s < n; s++)
+            for (size_t j = 0; j < m; j++) {
+                size_t o = (s * C + cb + j) * S;
+                const float *restrict xc = x + o, *restrict dy = L->dout + o;
+                float *restrict d = dx + o;
+                const float gj = g[j];
+                if (L->bn_train) {
+                    const float aj = av[j], bj = bq[j], mj = mu[j], ij = is[j], xj = mx[j];
+                    for (size_t i = 0; i < S; i++) d[i] = gj * (dy[i] - aj - ((xc[i] - mj) * ij - xj) * bj);
+                } else {
+                    for (size_t i = 0; i < S; i++) d[i] = gj * dy[i];
+                }
+            }
     }
 }
 
