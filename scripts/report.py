@@ -161,6 +161,53 @@ def aggregate(final):
 
 def sweep_left(results, grid):
     """Runs a dry run of the grid's sweep counts as still to do (None without the tool)."""
+    cmds = sweep_left_cmds(results, grid)
+    return None if cmds is None else len(cmds)
+
+
+def arg_of(cmd, opt):
+    parts = cmd.split()
+    return parts[parts.index(opt) + 1] if opt in parts and parts.index(opt) + 1 < len(parts) else None
+
+
+def train_sizes(path="data/manifest.tsv"):
+    """Training-set sizes by data set name (MNIST and Fashion-MNIST are fetched, not listed)."""
+    n = {"mnist": 60000, "fashion-mnist": 60000}
+    try:
+        with open(path) as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                n[r["name"]] = float(r["n_train"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return n
+
+
+def estimate_left(cmds, rows):
+    """CPU-seconds the remaining runs would take, from the grid's finished runs: seconds per epoch
+    and training sample of the runs with the same data set and net, else with the same net on other
+    data, else of the whole grid, times each remaining run's epochs and training samples.  Runs
+    that diverged at once (no epoch done) are left out.  None when the grid has no finished run."""
+    size = train_sizes()
+    per = {}
+    for r in rows:
+        sec, ep = fnum(r["seconds"]), fnum(r.get("epochs_done") or "nan")
+        if math.isnan(sec) or math.isnan(ep) or ep <= 0 or sec <= 0:
+            continue
+        v = sec / ep / size.get(r["data"], 1.0)
+        for k in ((r["data"], r["net"]), ("*", r["net"]), None):
+            per.setdefault(k, []).append(v)
+    if None not in per:
+        return None
+    total = 0.0
+    for c in cmds:
+        d, n, e = arg_of(c, "--data"), arg_of(c, "--net"), fnum(arg_of(c, "--epochs") or "nan")
+        v = per.get((d, n)) or per.get(("*", n)) or per[None]
+        total += sum(v) / len(v) * (e if not math.isnan(e) else 1.0) * size.get(d, 1.0)
+    return total
+
+
+def sweep_left_cmds(results, grid):
+    """The commands a dry run of the grid's sweep lists as still to do (None without the tool)."""
     tool = os.environ.get("ASYMBP_CLI") or ("bin/asymbp" if os.path.exists("bin/asymbp") else shutil.which("asymbp"))
     path = os.path.join("grids", grid + ".grid")
     if not tool or not os.path.exists(path):
@@ -172,7 +219,7 @@ def sweep_left(results, grid):
         return None
     if p.returncode != 0:
         return None
-    return sum(1 for line in p.stdout.splitlines() if line.startswith("asymbp train "))
+    return [line for line in p.stdout.splitlines() if line.startswith("asymbp train ")]
 
 
 def chance_levels(path="data/manifest.tsv"):
@@ -292,12 +339,27 @@ def main():
     w("upper bound). Figures from a grid with runs still to do are partial: cells may be missing or have")
     w("fewer seeds than the grid asks for.")
     w("")
-    w("| grid | rows | still to do |")
-    w("|---|---|---|")
-    for g in grids_seen:
-        left = sweep_left(a.results, g)
-        w("| %s | %d | %s |" % (g, sum(1 for r in rows if r["grid"] == g),
-                                "complete" if left == 0 else ("unknown (no asymbp tool found)" if left is None else "%d" % left)))
+    w("| grid | rows | still to do | CPU-hours done | CPU-hours still to do (estimate) |")
+    w("|---|---|---|---|---|")
+    left_cpu = 0.0
+    for g in a.grids:
+        rs = [r for r in rows if r["grid"] == g]
+        cmds = sweep_left_cmds(a.results, g)
+        if not rs and cmds is None:
+            continue
+        done = sum(fnum(r["seconds"]) for r in rs if not math.isnan(fnum(r["seconds"]))) / 3600
+        est = estimate_left(cmds, rs) if cmds else 0.0
+        if est:
+            left_cpu += est
+        w("| %s | %d | %s | %.2f | %s |" % (
+            g, len(rs), "unknown (no asymbp tool found)" if cmds is None else ("complete" if not cmds else "%d" % len(cmds)),
+            done, "-" if cmds is None or (cmds and est is None) else ("0" if not cmds else "%.1f" % (est / 3600))))
+    w("")
+    w("The estimate takes the mean seconds per epoch of the grid's finished runs with the same data set")
+    w("and net (of the whole grid when there are none; `-` when the grid has no finished run yet) times")
+    w("the epochs of each run still to do. The grids run on separate machines with")
+    w("`asymbp sweep GRID --shard I/N` (each shard a job of an array; the report reads every shard's CSV)")
+    w("or under MPI (`--dist mpi`, docs/distributed.md).")
     w("")
     if disagree:
         w("**The choice recomputed here differs from the sweep's selection.csv for: %s.**" %
