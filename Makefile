@@ -112,6 +112,7 @@ require = $(1) || { echo "asymbp: $(2) is missing; 'sh scripts/install-deps.sh $
 # `make` never installs: it names the CBLAS pkg-config cannot find and stops.
 build-deps:
 	@$(call require,test -n '$(strip $(BLAS_LIBS))',the CBLAS '$(BLAS)' (pkg-config module; or give BLAS_LIBS=...),build)
+	@$(call require,printf '#include <zlib.h>\n' | $(CC) $(CPPFLAGS) -E -x c - >/dev/null 2>&1,zlib (its header zlib.h),build)
 
 # The README's two set-up commands install what they need (as root) through the one script.
 deps-test:
