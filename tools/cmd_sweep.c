@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -371,7 +374,7 @@ static pid_t start_cell(const sweep_t *w, cell_t *c)
     static char buf[8192];
     char *argv[128], ckpt[DIRMAX + 32], log[DIRMAX + 32];
     int resume;
-    pid_t pid;
+    pid_t pid, parent;
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.asymbp", c->dir);
     resume = path_exists(ckpt);
     if (resume) {
@@ -398,9 +401,18 @@ static pid_t start_cell(const sweep_t *w, cell_t *c)
     }
     snprintf(log, sizeof log, "%s.log", c->dir);
     fflush(NULL);
+    parent = getpid();
     pid = fork();
     if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_RDWR);
+        int fd, nul;
+#ifdef __linux__
+        /* a run ends with the sweep that started it (killed by anything: mpirun ending a rank
+         * sends SIGTERM to the rank alone), so no orphan keeps writing a run folder that the next
+         * sweep resumes; the run continues from its checkpoint then */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(126);
+#endif
+        fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        nul = open("/dev/null", O_RDWR);
         /* a run is a process of its own, not one more MPI rank: the launcher's variables go */
         for (int again = 1; again;) {
             again = 0;

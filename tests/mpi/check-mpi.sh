@@ -69,8 +69,10 @@ pv=$(jnum traffic_bytes_per_step "$work/vote2.json")
 echo "payload per step and rank: exact $pe bytes (4 per parameter + 4), vote $pv bytes (1 per parameter + 1; this net has BN too)"
 
 step "4. a rank killed mid-run; resume"
-kill_run=(--data digits8x8 --feedback usf --bn --update bm --bm-mode vote --epochs 12 --batch 100 --seed 2 -q --dist mpi
-          --checkpoint-every 1)
+# long enough (about 10 s on 2 loaded cores) that rank 1 is still running when it is found
+kill_epochs=24
+kill_run=(--data digits8x8 --feedback usf --bn --update bm --bm-mode vote --epochs $kill_epochs --batch 100 --seed 2 -q
+          --dist mpi --checkpoint-every 1)
 "${mpirun[@]}" -np 2 "$cli" train "${kill_run[@]}" --out "$work/whole" > "$work/whole.json"
 ranks_agree "$work/whole.json" 2
 ( set +e; "${mpirun[@]}" -np 2 "$cli" train "${kill_run[@]}" --out "$work/cut" > "$work/cut.json" 2> "$work/cut.err"
@@ -79,14 +81,17 @@ launcher=$!
 for _ in $(seq 600); do [ -e "$work/cut/checkpoint.asymbp" ] && break; sleep 0.1; done
 [ -e "$work/cut/checkpoint.asymbp" ] || fail "kill: no checkpoint after 60 s"
 victim=""
-for env in /proc/[0-9]*/environ; do
-    pid=${env#/proc/}; pid=${pid%/environ}
-    if tr '\0' '\n' 2>/dev/null < "$env" | grep -qx OMPI_COMM_WORLD_RANK=1 &&
-       tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q -- "$work/cut"; then victim=$pid; fi
+# the processes whose command line names the run's folder (mpirun and the two ranks), found
+# without a process per candidate (a scan that forks for each process took 3 s under load)
+for dir in /proc/[0-9]*; do
+    args=()
+    mapfile -d '' args 2>/dev/null < "$dir/cmdline" || continue
+    case " ${args[*]} " in *" $work/cut "*) ;; *) continue ;; esac
+    if tr '\0' '\n' 2>/dev/null < "$dir/environ" | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=${dir#/proc/}; fi
 done
-[ -n "$victim" ] || fail "kill: rank 1 not found"
+[ -n "$victim" ] || fail "kill: rank 1 not found (did the run end before it could be killed?)"
 killed_at=$(date +%s.%N)
-kill -9 "$victim"
+kill -9 "$victim" 2>/dev/null || fail "kill: rank 1 ended before it could be killed (the run is too short on this machine)"
 wait "$launcher" || true
 stopped=$(awk -v a="$killed_at" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 rc=$(cat "$work/cut.rc")
@@ -98,7 +103,7 @@ echo "kill: rank 1 (pid $victim) killed; the job stopped after $stopped s with s
 grep -E "asymbp|rank 1" "$work/cut.err" | sed 's/^/    /'
 cp -r "$work/cut" "$work/cut3"
 "${mpirun[@]}" -np 2 "$cli" train --resume "$work/cut" --dist mpi -q > "$work/resumed.json"
-[ "$(jnum epochs_done "$work/resumed.json")" = 12 ] || fail "resume: $(cat "$work/resumed.json")"
+[ "$(jnum epochs_done "$work/resumed.json")" = $kill_epochs ] || fail "resume: $(cat "$work/resumed.json")"
 w_whole=$(sed -n 's/.*"rank_weights":\["\([0-9a-f]*\)".*/\1/p' "$work/whole.json")
 w_res=$(sed -n 's/.*"rank_weights":\["\([0-9a-f]*\)".*/\1/p' "$work/resumed.json")
 [ "$w_whole" = "$w_res" ] || fail "resume on 2 ranks: weights $w_res, the uninterrupted run's $w_whole"
@@ -106,7 +111,7 @@ diff <(cut -d, -f1-7 "$work/whole/curves.csv") <(cut -d, -f1-7 "$work/cut/curves
     fail "resume: curves.csv differs from the uninterrupted run's (besides the timings)"
 echo "resume on 2 ranks: the same weights as the uninterrupted run ($w_res), test accuracy $(jnum test_accuracy "$work/resumed.json")"
 "${mpirun[@]}" -np 3 "$cli" train --resume "$work/cut3" --dist mpi -q > "$work/resumed3.json"
-[ "$(jnum epochs_done "$work/resumed3.json")" = 12 ] || fail "resume on 3 ranks: $(cat "$work/resumed3.json")"
+[ "$(jnum epochs_done "$work/resumed3.json")" = $kill_epochs ] || fail "resume on 3 ranks: $(cat "$work/resumed3.json")"
 ranks_agree "$work/resumed3.json" 3
 echo "resume on 3 ranks: finished, the ranks agree, test accuracy $(jnum test_accuracy "$work/resumed3.json")"
 
@@ -156,6 +161,40 @@ for r in 0 1; do grep -q "done .*(rank $r)\$" "$work/sw2.err" || fail "rank $r t
 [ "$(grep -c "done .*(rank [01])\$" "$work/sw2.err")" = "$(tail -n +2 "$work/sw2/runs.csv" | wc -l)" ] ||
     fail "rank 0 did not report every row it wrote"
 echo "sweep: $(tail -n +2 "$work/sw2/runs.csv" | wc -l) runs shared by 2 ranks, the same rows as one process"
+
+# a sweep job killed (mpirun ended by SIGTERM) while runs are going: no run outlives it, and the
+# next job finishes the grid with every run once
+cat > "$work/k.grid" <<'GRID'
+name = k
+data = iris
+net = mlp:16
+feedback = sym, usf, brsf, frsf
+regime = bn, bn+bm
+seed = 1, 2, 3
+epochs = 150
+batch = 16
+lr.sgd = 0.01
+lr.bm = 0.001
+GRID
+total=$("$cli" sweep "$work/k.grid" --out "$work/swk" --dry-run 2> /dev/null | grep -c "^asymbp train")
+"${mpirun[@]}" -np 2 "$cli" sweep "$work/k.grid" --out "$work/swk" --dist mpi 2> "$work/swk.err" &
+job=$!
+for _ in $(seq 600); do [ "$(tail -n +2 "$work/swk/runs.csv" 2> /dev/null | wc -l)" -ge 3 ] && break; sleep 0.1; done
+kill -TERM "$job" 2> /dev/null || fail "sweep kill: the job ended before it could be stopped"
+wait "$job" || true
+cut=$(($(wc -l < "$work/swk/runs.csv") - 1))
+[ "$cut" -lt "$total" ] || fail "sweep kill: the job had finished ($cut of $total rows)"
+sleep 1
+for dir in /proc/[0-9]*; do
+    args=()
+    mapfile -d '' args 2> /dev/null < "$dir/cmdline" || continue
+    case " ${args[*]} " in *" $work/swk/"*) fail "sweep kill: a run outlived its sweep: ${args[*]}" ;; esac
+done
+"${mpirun[@]}" -np 2 "$cli" sweep "$work/k.grid" --out "$work/swk" --dist mpi 2> "$work/swk2.err" ||
+    fail "the resumed sweep: $(tail -3 "$work/swk2.err")"
+[ "$(tail -n +2 "$work/swk/runs.csv" | wc -l)" = "$total" ] || fail "the resumed sweep has $(tail -n +2 "$work/swk/runs.csv" | wc -l) rows, not $total"
+[ "$(tail -n +2 "$work/swk/runs.csv" | cut -d, -f1 | sort | uniq -d | wc -l)" = 0 ] || fail "the resumed sweep did a run twice"
+echo "sweep kill: stopped with $cut of $total rows, no run left behind; resumed to $total rows, each run once"
 
 step "6. an installation: a pkg-config consumer of asymbp-mpi, and the installed tool"
 [ -n "$srcdir" ] || fail "no source folder"
