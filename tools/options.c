@@ -349,10 +349,11 @@ void print_command_help(unsigned cmd, FILE *f)
         else fprintf(f, "\n%24s", "");
         wrap(f, help, 24, 24, 100);
     }
-    if (cmd == CMD_TRAIN)
+    if (cmd == CMD_TRAIN || cmd == CMD_EVAL)
         fputs("\nEnvironment: ASYMBP_DATA_DIR, a folder searched first for data set names (then the data/\n"
-              "folder beside the executable's folder, then " ASYMBP_DATA_REL " from it).\n"
-              "\nExample: asymbp train --data digits8x8 --feedback usf --update bm --bn --epochs 20\n", f);
+              "folder beside the executable's folder, then " ASYMBP_DATA_REL " from it).\n", f);
+    if (cmd == CMD_TRAIN)
+        fputs("\nExample: asymbp train --data digits8x8 --feedback usf --update bm --bn --epochs 20\n", f);
 }
 
 void print_overview(FILE *f)
@@ -371,6 +372,8 @@ void print_overview(FILE *f)
             "  sweep GRID  run a grid of trainings with a hyper-parameter search on a validation split\n"
             "              ('asymbp sweep --help'; docs/protocol.md)\n"
             "  --version   print the version\n"
+            "\n"
+            "Data sets given by name are looked up in ASYMBP_DATA_DIR, then beside the executable.\n"
             "\n"
             "Start with:  asymbp train            (bundled digits8x8, a few seconds)\n"
             "             asymbp train --feedback usf --update bm --bn\n",

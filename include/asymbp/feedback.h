@@ -223,9 +223,9 @@ typedef struct asymbp_feedback_policy asymbp_feedback_policy_t;
 
 /** @name Registry
  * The registry follows the rules every plugin kind shares (docs/plugins.md): built-ins first, in
- * a static table (sym, usf, brsf, frsf, partial, rndf, signed-init), then user policies in
- * registration order; names unique case-insensitively, aliases ("bp" = sym, "fa" = rndf)
- * reserved like names; queries never allocate. */
+ * a static table (sym, usf, brsf, frsf, partial, rndf, signed-init, dfa, kp, mirror), then user
+ * policies in registration order; names unique case-insensitively, aliases ("bp" = sym, "fa" =
+ * rndf) reserved like names; queries never allocate. */
 /** @{ */
 
 /** Register a feedback policy in ctx under vt->name.  The vtable is copied (min(vt->struct_size,
