@@ -458,6 +458,35 @@ START_TEST(test_maxpool_ties)
     ck_assert_int_eq(L->argmax[2], 8);
     ck_assert_int_eq(L->argmax[3], 10);
     asymbp_net_destroy(net);
+    /* the paper CNN's 3 x 3 stride-2 pooling (its own window-by-window loop) on values drawn from
+     * {0, 1, 2}: many ties; every window's value and index must be those of the first maximum in
+     * row-major scan order, counted by hand here */
+    {
+        const int64_t H = 13, W = 29, OH = 6, OW = 14;   /* ceil mode: (13-3)/2+1, (29-3)/2+1 */
+        float xin[2 * 13 * 29];
+        uint32_t r = 12345u;
+        net = make(ctx, "maxpool3s2,fc2", 2, H, W, 2, 1);
+        L = net->layers[0];
+        ck_assert_int_eq(L->out_h, OH);
+        ck_assert_int_eq(L->out_w, OW);
+        for (int i = 0; i < 2 * 13 * 29; i++) {
+            r = r * 1664525u + 1013904223u;
+            xin[i] = (float)((r >> 24) % 3u);
+        }
+        ck_assert_int_eq(asymbp_net_forward(net, xin, 1, 1, NULL), ASYMBP_OK);
+        for (int c = 0; c < 2; c++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    const float *xp = xin + c * H * W;
+                    int64_t bi = -1;
+                    for (int64_t ih = 2 * oh; ih < 2 * oh + 3 && ih < H; ih++)
+                        for (int64_t iw = 2 * ow; iw < 2 * ow + 3 && iw < W; iw++)
+                            if (bi < 0 || xp[ih * W + iw] > xp[bi]) bi = ih * W + iw;
+                    ck_assert_int_eq(L->argmax[c * OH * OW + oh * OW + ow], (int32_t)bi);
+                    ck_assert(L->out[c * OH * OW + oh * OW + ow] == xp[bi]);
+                }
+        asymbp_net_destroy(net);
+    }
     asymbp_ctx_destroy(ctx);
 }
 END_TEST

@@ -561,6 +561,30 @@ static inline void maxpool_tap(const float *restrict xr, int32_t base, float *re
     }
 }
 
+/* The paper CNN's pooling (3 x 3, stride 2) over m whole windows of a row, window by window in
+ * registers: the same scan order and strict '>' as maxpool_window (the first maximum in row-major
+ * order wins), so the same values and indices as the tap-by-tap loop; b0 is the index of the
+ * first window's top-left input. */
+static ASYMBP__INLINE void maxpool_row_3s2(const float *restrict xp, int64_t W, int32_t b0, float *restrict y,
+                                           int32_t *restrict idx, int64_t m)
+{
+    for (int32_t i = 0; i < (int32_t)m; i++) {
+        int32_t o = b0 + 2 * i;
+        float best = xp[o];
+        int32_t bi = o;
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 3; c++) {
+                int32_t q = o + r * (int32_t)W + c;
+                float v = xp[q];
+                int gt = v > best;
+                bi = gt ? q : bi;
+                best = gt ? v : best;
+            }
+        y[i] = best;
+        idx[i] = bi;
+    }
+}
+
 ASYMBP__CLONES
 static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
@@ -602,12 +626,15 @@ static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
                     yr[ow] = x0[(ow - c_lo) * s];
                     ar[ow] = b0 + (int32_t)((ow - c_lo) * s);
                 }
-                for (int64_t ih = hs; ih < he; ih++)
-                    for (int kj = ih == hs ? 1 : 0; kj < k; kj++) {
-                        int32_t base = (int32_t)(ih * W + w0 + kj);
-                        if (s == 2) maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, 2);
-                        else maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, s);
-                    }
+                if (k == 3 && s == 2 && he - hs == 3)
+                    maxpool_row_3s2(xp, W, b0, yr + c_lo, ar + c_lo, c_hi - c_lo);
+                else
+                    for (int64_t ih = hs; ih < he; ih++)
+                        for (int kj = ih == hs ? 1 : 0; kj < k; kj++) {
+                            int32_t base = (int32_t)(ih * W + w0 + kj);
+                            if (s == 2) maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, 2);
+                            else maxpool_tap(xp + base, base, yr + c_lo, ar + c_lo, c_hi - c_lo, s);
+                        }
             }
         }
     }
