@@ -705,6 +705,19 @@ static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
             if (c_lo >= c_hi) continue;
             /* inner columns (full window width k): the same sums, vectorised across the row */
             avg_window(L, oh, c_lo, &hs, &he, &ws, &we, &inv);
+            if (k == 3 && s == 2 && he - hs == 3) {
+                /* the paper CNN's 3 x 3 stride-2 windows one after another in a register: the same
+                 * sums in the same order (0, then the taps in row-major order), fewer passes */
+                const float *restrict x0 = xp + hs * W + (c_lo * s - p);
+                for (int64_t ow = c_lo; ow < c_hi; ow++) {
+                    const float *restrict xw = x0 + 2 * (ow - c_lo);
+                    float acc = 0.0f;
+                    for (int r = 0; r < 3; r++)
+                        for (int c = 0; c < 3; c++) acc += xw[r * W + c];
+                    yr[ow] = acc * inv;
+                }
+                continue;
+            }
             for (int64_t ow = c_lo; ow < c_hi; ow++) yr[ow] = 0.0f;
             for (int64_t ih = hs; ih < he; ih++)
                 for (int kj = 0; kj < k; kj++) {
