@@ -48,6 +48,8 @@ common=(--data digits8x8 --feedback usf --update bm --epochs 8 --batch 100 --see
 "${mpirun[@]}" -np 2 "$cli" train "${common[@]}" --dist mpi --bm-mode exact > "$work/exact2.json"
 [ "$(jnum ranks "$work/exact2.json")" = 2 ] && [ "$(jstr bm_mode "$work/exact2.json")" = exact ] || fail "exact: summary: $(cat "$work/exact2.json")"
 ranks_agree "$work/exact2.json" 2
+# one summary line in all, from rank 0 (the other ranks are quiet)
+[ "$(grep -c '^{' "$work/exact2.json")" = 1 ] || fail "exact: $(grep -c '^{' "$work/exact2.json") summary lines, not 1"
 a1=$(jnum test_accuracy "$work/one.json")
 a2=$(jnum test_accuracy "$work/exact2.json")
 awk -v a="$a1" -v b="$a2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.005) }' ||
