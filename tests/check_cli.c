@@ -1823,7 +1823,11 @@ static void expect_status_and_message(const cli_run_t *r, const char *what, cons
 
 START_TEST(test_mutated_text_files)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    const int n = test_quick() ? 40 : 120;   /* the ASan tool starts slowly: fewer, same seed */
+#else
     const int n = test_quick() ? 40 : 250;
+#endif
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     cli_run_t r = {0};
     const char *d = tp("run");
@@ -1862,11 +1866,15 @@ Suite *asymbp_test_cli_suite(void);
 Suite *asymbp_test_cli_suite(void)
 {
     Suite *s = suite_create("cli");
-    TCase *bad = tcase_create("bad-input"), *good = tcase_create("good-paths");
+    TCase *bad = tcase_create("bad-input"), *good = tcase_create("good-paths"), *mut = tcase_create("mutations");
     tcase_add_checked_fixture(bad, tmp_setup, tmp_teardown);
     tcase_add_checked_fixture(good, tmp_setup, tmp_teardown);
+    tcase_add_checked_fixture(mut, tmp_setup, tmp_teardown);
     tcase_set_timeout(bad, 60);
     tcase_set_timeout(good, 120);
+    /* hundreds of runs of the tool (the ASan build under check-asan, on a loaded CI machine) */
+    tcase_set_timeout(mut, 600);
+    tcase_add_test(mut, test_mutated_text_files);
     tcase_add_test(bad, test_json_reader);
     tcase_add_test(bad, test_help);
     tcase_add_test(bad, test_bad_options);
@@ -1894,8 +1902,8 @@ Suite *asymbp_test_cli_suite(void)
     tcase_add_test(good, test_resume_lost_row_and_stale_tmp);
     tcase_add_test(bad, test_resume_bad_settings);
     tcase_add_test(good, test_sweep);
-    tcase_add_test(bad, test_mutated_text_files);
     suite_add_tcase(s, bad);
     suite_add_tcase(s, good);
+    suite_add_tcase(s, mut);
     return s;
 }
