@@ -159,12 +159,6 @@ def aggregate(final):
     return {k: Cell(v) for k, v in cells.items()}
 
 
-def sweep_left(results, grid):
-    """Runs a dry run of the grid's sweep counts as still to do (None without the tool)."""
-    cmds = sweep_left_cmds(results, grid)
-    return None if cmds is None else len(cmds)
-
-
 def arg_of(cmd, opt):
     parts = cmd.split()
     return parts[parts.index(opt) + 1] if opt in parts and parts.index(opt) + 1 < len(parts) else None

@@ -691,6 +691,13 @@ static int32_t get_i32(const char **p, const char *end)
     return (int32_t)(uint32_t)strtoul(t, NULL, 16);
 }
 
+/* The first cell from i on that this phase still has to run (w->n when none). */
+static size_t next_todo(const sweep_t *w, size_t i, int want_search)
+{
+    while (i < w->n && (!(want_search ? w->cells[i].search : w->cells[i].final) || w->cells[i].done)) i++;
+    return i;
+}
+
 static int run_cells_dist(sweep_t *w, int want_search, size_t total)
 {
     const int R = w->ranks, J = w->jobs, me = w->rank;
@@ -780,15 +787,13 @@ static int run_cells_dist(sweep_t *w, int want_search, size_t total)
         /* rank 0 hands out the next runs */
         for (size_t k = 0; k < (size_t)R * J + 1; k++) asg[k] = -1;
         if (me == 0) {
-            for (int r = 0; r < R; r++)
-                for (int slot = 0; slot < info[3 * r] && slot < J; slot++) {
-                    while (next < w->n && (!(want_search ? w->cells[next].search : w->cells[next].final) || w->cells[next].done))
-                        next++;
-                    if (next == w->n) break;
-                    asg[(size_t)r * J + slot] = (int32_t)next++;
+            next = next_todo(w, next, want_search);
+            for (int r = 0; r < R && next < w->n; r++)
+                for (int slot = 0; slot < info[3 * r] && slot < J && next < w->n; slot++) {
+                    asg[(size_t)r * J + slot] = (int32_t)next;
+                    next = next_todo(w, next + 1, want_search);
                     idle = 0;
                 }
-            while (next < w->n && (!(want_search ? w->cells[next].search : w->cells[next].final) || w->cells[next].done)) next++;
             /* the end: nothing left to hand out, nothing running, no rows on their way */
             asg[(size_t)R * J] = next == w->n && all_running == 0 && idle ? 1 + (failed > 0) : 0;
         }
