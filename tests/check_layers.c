@@ -571,12 +571,15 @@ START_TEST(test_bn_forward)
         v /= (double)(n * S);
         for (size_t s = 0; s < n; s++)
             for (size_t i = 0; i < S; i++)
-                ref[(s * C + c) * S + i] = B->gamma[c] * (in[(s * C + c) * S + i] - m) / sqrt(v + 1e-5) + B->beta[c];
+                ref[(s * C + c) * S + i] = fmax(0.0, B->gamma[c] * (in[(s * C + c) * S + i] - m) / sqrt(v + 1e-5) + B->beta[c]);
         /* running: 0.9 * init + 0.1 * batch (variance unbiased) */
         ck_assert_double_le(fabs(B->run_mean[c] - 0.1 * m), 1e-5);
         ck_assert_double_le(fabs(B->run_var[c] - (0.9 + 0.1 * v * (n * S) / (n * S - 1))), 1e-5);
     }
-    assert_close(B->out, ref, n * 48, 1e-4, "bn train forward");
+    /* the BN below a ReLU writes the ReLU's output (max(0, y)) in its place */
+    ck_assert_ptr_eq(B->relu, net->layers[2]);
+    ck_assert_ptr_null(B2->relu);
+    assert_close(net->layers[2]->out, ref, n * 48, 1e-4, "bn + relu train forward");
     {   /* per feature after dense: every feature of the batch has mean 0, variance ~1 */
         for (size_t j = 0; j < 5; j++) {
             double m = 0, v = 0;
@@ -594,9 +597,9 @@ START_TEST(test_bn_forward)
     for (size_t c = 0; c < C; c++)
         for (size_t s = 0; s < n; s++)
             for (size_t i = 0; i < S; i++)
-                ref[(s * C + c) * S + i] = B->gamma[c] * (net->layers[0]->out[(s * C + c) * S + i] - B->run_mean[c]) /
-                                           sqrt(B->run_var[c] + 1e-5) + B->beta[c];
-    assert_close(B->out, ref, n * 48, 1e-5, "bn eval forward");
+                ref[(s * C + c) * S + i] = fmax(0.0, B->gamma[c] * (net->layers[0]->out[(s * C + c) * S + i] - B->run_mean[c]) /
+                                                     sqrt(B->run_var[c] + 1e-5) + B->beta[c]);
+    assert_close(net->layers[2]->out, ref, n * 48, 1e-5, "bn + relu eval forward");
     /* eval does not move the running statistics */
     {
         float rm = B->run_mean[0];
@@ -624,6 +627,104 @@ START_TEST(test_bn_backward)
     gradcheck(net, x, y, n, "bn train (conv, dense)");
     free(x);
     asymbp_net_destroy(net);
+    asymbp_ctx_destroy(ctx);
+}
+END_TEST
+
+/* A BN directly below a ReLU runs both (layers_impl.h): the same bits as the two layers run
+ * apart (a dropout0 between them, the identity, keeps them apart), in every output, gradient and
+ * delta read-out, after conv and after dense, in training and evaluation, 1 and 2 threads. */
+static void bits_eq(const float *a, const float *b, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)))
+            ck_abort_msg("%s: element %zu differs (%.9g fused, %.9g apart)", what, i, a[i], b[i]);
+}
+
+START_TEST(test_bn_relu_fused)
+{
+    const int threads = _i + 1;
+    asymbp_ctx_t *ctx = test_ctx();
+    static const size_t fa[] = { 0, 1, 2, 3, 4, 5, 6 }, fb[] = { 0, 1, 3, 4, 5, 7, 8 };   /* A's layer i is B's fb[i] */
+    asymbp_net_t *A, *B;
+    size_t n = 7;
+    float *x = xalloc(n * 32), *ra, *rb;
+    int32_t y[7];
+    float la, lb;
+    const float *za, *zb;
+    ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
+    A = make(ctx, "conv3x3x4p1,bn,relu,fc6,bn,relu,fc3", 2, 4, 4, 3, 8);
+    B = make(ctx, "conv3x3x4p1,bn,dropout0,relu,fc6,bn,dropout0,relu,fc3", 2, 4, 4, 3, 8);
+    ck_assert_ptr_eq(A->layers[1]->relu, A->layers[2]);
+    ck_assert_int_eq(A->layers[5]->fused, 1);
+    ck_assert_ptr_null(B->layers[1]->relu);
+    ck_assert_int_eq(B->layers[4]->fused, 0);
+    /* the same parameters; betas of both signs so that the mask cuts */
+    for (size_t k = 0; k < 7; k++) {
+        asymbp__layer_t *P = A->layers[fa[k]], *Q = B->layers[fb[k]];
+        ck_assert_int_eq(P->kind, Q->kind);
+        if (P->kind == ASYMBP_LAYER_BATCHNORM) {
+            fill(P->gamma, (size_t)P->in_c, 90 + (uint32_t)k, 0.5f, 1.5f);
+            fill(P->beta, (size_t)P->in_c, 95 + (uint32_t)k, -0.8f, 0.8f);
+            memcpy(Q->gamma, P->gamma, (size_t)P->in_c * sizeof(float));
+            memcpy(Q->beta, P->beta, (size_t)P->in_c * sizeof(float));
+        } else if (P->kind == ASYMBP_LAYER_DENSE || P->kind == ASYMBP_LAYER_CONV2D) {
+            memcpy(Q->W, P->W, P->wl.numel * sizeof(float));
+            memcpy(Q->b, P->b, (size_t)P->out_c * sizeof(float));
+        }
+    }
+    fill(x, n * 32, 99, -1, 2);
+    labels_for(y, n, 3);
+    ck_assert_int_eq(asymbp_net_set_input_grad(A, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_set_input_grad(B, 1), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_forward(A, x, n, 1, &za), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_forward(B, x, n, 1, &zb), ASYMBP_OK);
+    bits_eq(za, zb, n * 3, "training logits");
+    bits_eq(A->layers[2]->out, B->layers[3]->out, n * 64, "conv bn + relu output");
+    bits_eq(A->layers[5]->out, B->layers[7]->out, n * 6, "dense bn + relu output");
+    {   /* some activations are cut, some pass */
+        size_t zeros = 0;
+        for (size_t i = 0; i < n * 64; i++) zeros += A->layers[2]->out[i] == 0.0f;
+        ck_assert_uint_gt(zeros, 0);
+        ck_assert_uint_lt(zeros, n * 64);
+    }
+    ck_assert_int_eq(asymbp_net_loss(A, y, n, &la), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_loss(B, y, n, &lb), ASYMBP_OK);
+    ck_assert(la == lb);
+    ck_assert_int_eq(asymbp_net_backward(A), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_backward(B), ASYMBP_OK);
+    bits_eq(A->dinput, B->dinput, n * 32, "input gradient");
+    for (size_t k = 0; k < 7; k++) {
+        asymbp__layer_t *P = A->layers[fa[k]], *Q = B->layers[fb[k]];
+        if (P->kind == ASYMBP_LAYER_BATCHNORM) {
+            bits_eq(P->dgamma, Q->dgamma, (size_t)P->in_c, "dgamma");
+            bits_eq(P->dbeta, Q->dbeta, (size_t)P->in_c, "dbeta");
+        } else if (P->kind == ASYMBP_LAYER_DENSE || P->kind == ASYMBP_LAYER_CONV2D) {
+            bits_eq(P->dW, Q->dW, P->wl.numel, "dW");
+            bits_eq(P->db, Q->db, (size_t)P->out_c, "db");
+        }
+    }
+    /* the delta read-outs of the BN and the ReLU: both sides of the fused pair */
+    ra = xalloc(n * 64);
+    rb = xalloc(n * 64);
+    for (size_t k = 1; k < 6; k++) {
+        size_t ca = 0, cb = 0;
+        for (int what = ASYMBP_READ_DELTA_RECEIVED; what <= ASYMBP_READ_DELTA_SENT; what++) {
+            ck_assert_int_eq(asymbp_net_read_layer(A, fa[k], (asymbp_readout_t)what, ra, n * 64, &ca), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_read_layer(B, fb[k], (asymbp_readout_t)what, rb, n * 64, &cb), ASYMBP_OK);
+            ck_assert_uint_eq(ca, cb);
+            bits_eq(ra, rb, ca, what == ASYMBP_READ_DELTA_SENT ? "delta sent" : "delta received");
+        }
+    }
+    free(ra);
+    free(rb);
+    /* evaluation: running statistics */
+    ck_assert_int_eq(asymbp_net_forward(A, x, n, 0, &za), ASYMBP_OK);
+    ck_assert_int_eq(asymbp_net_forward(B, x, n, 0, &zb), ASYMBP_OK);
+    bits_eq(za, zb, n * 3, "evaluation logits");
+    free(x);
+    asymbp_net_destroy(A);
+    asymbp_net_destroy(B);
     asymbp_ctx_destroy(ctx);
 }
 END_TEST
@@ -727,6 +828,7 @@ Suite *asymbp_test_layers_suite(void)
     tcase_add_test(tc, test_dropout);
     tcase_add_test(tc, test_bn_forward);
     tcase_add_test(tc, test_bn_backward);
+    tcase_add_loop_test(tc, test_bn_relu_fused, 0, 2);
     tcase_add_test(tc, test_softmax_xent);
     tcase_add_test(tc, test_gradcheck_detects);
     suite_add_tcase(s, tc);

@@ -799,7 +799,7 @@ static ASYMBP__INLINE double sumsq_centered(const float *restrict v, size_t n, f
 /* channels of a convolutional BN read together, sample by sample (stack arrays of this size) */
 #define CBLK 64
 
-static void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c0,
+static ASYMBP__INLINE void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c0,
                            size_t m, double *restrict mean, double *restrict var)
 {
     double acc[FBLK];
@@ -824,7 +824,7 @@ static void bn_stats_block(const float *restrict x, size_t n, size_t C, size_t c
     for (size_t j = 0; j < m; j++) var[j] = acc[j] / (double)n;
 }
 
-static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train,
+static ASYMBP__INLINE void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const float *x, size_t n, int train,
                              size_t b0, size_t b1)
 {
     size_t C = (size_t)L->in_c;
@@ -864,6 +864,17 @@ static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const 
             L->binvstd[c0 + j] = is;
             g[j] = L->gamma[c0 + j] * is;
         }
+        if (L->relu) {
+            for (size_t s = 0; s < n; s++) {
+                const float *restrict xs = x + s * C + c0;
+                float *restrict rs = L->relu->out + s * C + c0;
+                for (size_t j = 0; j < m; j++) {
+                    float v = (xs[j] - mu[j]) * g[j] + bt[j];
+                    rs[j] = v > 0.0f ? v : 0.0f;
+                }
+            }
+            continue;
+        }
         for (size_t s = 0; s < n; s++) {
             const float *restrict xs = x + s * C + c0;
             float *restrict ys = L->out + s * C + c0;
@@ -872,7 +883,7 @@ static void bn_forward_dense(const asymbp_net_t *net, asymbp__layer_t *L, const 
     }
 }
 
-static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, size_t n, size_t b0, size_t b1)
+static ASYMBP__INLINE void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, size_t n, size_t b0, size_t b1)
 {
     size_t C = (size_t)L->in_c;
     for (size_t c0 = b0 * FBLK; c0 < C && c0 < b1 * FBLK; c0 += FBLK) {
@@ -882,21 +893,38 @@ static void bn_backward_dense(asymbp__layer_t *L, const float *x, float *dx, siz
         for (size_t j = 0; j < m; j++) {
             mu[j] = L->bmean[c0 + j];
             is[j] = L->binvstd[c0 + j];
+            g[j] = L->gamma[c0 + j] * is[j];
             sdy[j] = sdyx[j] = sxh[j] = 0.0;
         }
         for (size_t s = 0; s < n; s++) {
-            const float *restrict xs = x + s * C + c0, *restrict dy = L->dout + s * C + c0;
-            for (size_t j = 0; j < m; j++) {
-                float xh = (xs[j] - mu[j]) * is[j], d = dy[j];
-                sdy[j] += (double)d;
-                sdyx[j] += (double)(d * xh);
-                sxh[j] += (double)xh;
+            const float *restrict xs = x + s * C + c0;
+            if (L->relu) {
+                /* the ReLU's backward: its mask y > 0 with y computed as the forward did */
+                const float *restrict dr = L->relu->dout + s * C + c0, *restrict bt = L->beta + c0;
+                float *restrict dw = L->dout + s * C + c0;
+                for (size_t j = 0; j < m; j++) {
+                    float v = (xs[j] - mu[j]) * g[j] + bt[j], xh = (xs[j] - mu[j]) * is[j];
+                    float d = v > 0.0f ? dr[j] : 0.0f;
+                    dw[j] = d;
+                    sdy[j] += (double)d;
+                    sdyx[j] += (double)(d * xh);
+                    sxh[j] += (double)xh;
+                }
+                continue;
+            }
+            {
+                const float *restrict dy = L->dout + s * C + c0;
+                for (size_t j = 0; j < m; j++) {
+                    float xh = (xs[j] - mu[j]) * is[j], d = dy[j];
+                    sdy[j] += (double)d;
+                    sdyx[j] += (double)(d * xh);
+                    sxh[j] += (double)xh;
+                }
             }
         }
         for (size_t j = 0; j < m; j++) {
             L->dgamma[c0 + j] = (float)sdyx[j];
             L->dbeta[c0 + j] = (float)sdy[j];
-            g[j] = L->gamma[c0 + j] * is[j];
             a[j] = (float)(sdy[j] / (double)n);
             bq[j] = (float)(sdyx[j] / (double)n);
             mx[j] = (float)(sxh[j] / (double)n);
@@ -979,9 +1007,17 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
         for (size_t s = 0; s < n; s++)
             for (size_t j = 0; j < m; j++) {
                 const float *restrict xc = x + (s * C + cb + j) * S;
-                float *restrict yc = L->out + (s * C + cb + j) * S;
                 const float mj = mu[j], gj = g[j], bj = bb[j];
-                for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mj) * gj + bj;
+                if (L->relu) {
+                    float *restrict rc = L->relu->out + (s * C + cb + j) * S;
+                    for (size_t i = 0; i < S; i++) {
+                        float v = (xc[i] - mj) * gj + bj;
+                        rc[i] = v > 0.0f ? v : 0.0f;
+                    }
+                } else {
+                    float *restrict yc = L->out + (s * C + cb + j) * S;
+                    for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mj) * gj + bj;
+                }
             }
     }
 }
@@ -1001,6 +1037,36 @@ static ASYMBP__INLINE void bn_row_sums(const float *restrict xc, const float *re
         }
     for (int j = 0; i < S; i++, j++) {
         float xh = (xc[i] - mu) * is, d = dy[i];
+        a0[j] += d;
+        a1[j] += d * xh;
+        a2[j] += xh;
+    }
+    *sdy += fold_lanes(a0);
+    *sdyx += fold_lanes(a1);
+    *sxh += fold_lanes(a2);
+}
+
+/* The same sums with the ReLU above folded in: the error is dr where y = (x - mu) * g + b > 0
+ * (y as the forward computed it), else 0, and is written to dy for the pass that follows. */
+static ASYMBP__INLINE void bn_row_sums_relu(const float *restrict xc, const float *restrict dr, float *restrict dy,
+                                            size_t S, float mu, float is, float g, float b, double *sdy, double *sdyx,
+                                            double *sxh)
+{
+    float a0[LANES] = { 0 }, a1[LANES] = { 0 }, a2[LANES] = { 0 };
+    size_t i = 0;
+    for (; i + LANES <= S; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float v = (xc[i + j] - mu) * g + b, xh = (xc[i + j] - mu) * is;
+            float d = v > 0.0f ? dr[i + j] : 0.0f;
+            dy[i + j] = d;
+            a0[j] += d;
+            a1[j] += d * xh;
+            a2[j] += xh;
+        }
+    for (int j = 0; i < S; i++, j++) {
+        float v = (xc[i] - mu) * g + b, xh = (xc[i] - mu) * is;
+        float d = v > 0.0f ? dr[i] : 0.0f;
+        dy[i] = d;
         a0[j] += d;
         a1[j] += d * xh;
         a2[j] += xh;
@@ -1032,18 +1098,22 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
         for (size_t j = 0; j < m; j++) {
             mu[j] = L->bmean[cb + j];
             is[j] = L->binvstd[cb + j];
+            g[j] = L->gamma[cb + j] * is[j];
             sdy[j] = sdyx[j] = sxh[j] = 0.0;
         }
         for (size_t s = 0; s < n; s++)
             for (size_t j = 0; j < m; j++) {
                 size_t o = (s * C + cb + j) * S;
-                bn_row_sums(x + o, L->dout + o, S, mu[j], is[j], &sdy[j], &sdyx[j], &sxh[j]);
+                if (L->relu)
+                    bn_row_sums_relu(x + o, L->relu->dout + o, L->dout + o, S, mu[j], is[j], g[j], L->beta[cb + j],
+                                     &sdy[j], &sdyx[j], &sxh[j]);
+                else
+                    bn_row_sums(x + o, L->dout + o, S, mu[j], is[j], &sdy[j], &sdyx[j], &sxh[j]);
             }
         for (size_t j = 0; j < m; j++) {
             size_t c = cb + j;
             L->dgamma[c] = (float)sdyx[j];
             L->dbeta[c] = (float)sdy[j];
-            g[j] = L->gamma[c] * is[j];
             av[j] = (float)(sdy[j] / (double)M);
             bq[j] = (float)(sdyx[j] / (double)M);
             mx[j] = (float)(sxh[j] / (double)M);
@@ -1164,7 +1234,9 @@ void asymbp__layer_forward(asymbp_net_t *net, asymbp__layer_t *L, const float *x
         break;
     case ASYMBP_LAYER_MAXPOOL: run(&a, n, maxpool_forward_range); break;
     case ASYMBP_LAYER_AVGPOOL: run(&a, n, avgpool_forward_range); break;
-    case ASYMBP_LAYER_RELU: run(&a, n, relu_forward_range); break;
+    case ASYMBP_LAYER_RELU:
+        if (!L->fused) run(&a, n, relu_forward_range);   /* fused: the BN below wrote L->out */
+        break;
     case ASYMBP_LAYER_FLATTEN: break;   /* out aliases the input */
     case ASYMBP_LAYER_BATCHNORM:
         run(&a, bn_units(L), bn_forward_range);
@@ -1218,7 +1290,9 @@ void asymbp__layer_backward(asymbp_net_t *net, asymbp__layer_t *L, const float *
         break;
     case ASYMBP_LAYER_MAXPOOL: if (dx) run(&a, n, maxpool_backward_range); break;
     case ASYMBP_LAYER_AVGPOOL: if (dx) run(&a, n, avgpool_backward_range); break;
-    case ASYMBP_LAYER_RELU: if (dx) run(&a, n, relu_backward_range); break;
+    case ASYMBP_LAYER_RELU:
+        if (dx && !L->fused) run(&a, n, relu_backward_range);   /* fused: the BN below does it */
+        break;
     case ASYMBP_LAYER_FLATTEN: break;   /* dout aliases dx */
     case ASYMBP_LAYER_BATCHNORM: run(&a, bn_units(L), bn_backward_range); break;
     case ASYMBP_LAYER_DROPOUT:

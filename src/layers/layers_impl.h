@@ -38,6 +38,14 @@ typedef struct asymbp__layer {
                                              mean and count x unbiased batch variance per channel */
     double acc_count;                     /* values per channel accumulated so far */
     int bn_train;                         /* statistics of the last forward: 1 batch, 0 running */
+    /* BN followed directly by a ReLU (set by net_bind): the BN kernels do the ReLU's work too.
+     * The forward writes max(0, y) straight into the ReLU's output (the BN's own output buffer is
+     * then never written: nothing reads it); the backward takes the error from the ReLU's dout,
+     * masks it with y > 0 recomputed from x exactly as the forward computed y, and writes the
+     * masked error into the BN's dout (the delta read-outs stay what they were).  The same bits
+     * as the two layers run one after the other, two fewer passes over the activations each way. */
+    struct asymbp__layer *relu;           /* BN: the ReLU it runs, or NULL */
+    int fused;                            /* ReLU: the BN below runs it (its kernels are skipped) */
     /* dropout */
     float p;
     asymbp_rng_t rng;

@@ -47,6 +47,8 @@ static void unbind(asymbp_net_t *net)
             asymbp__free(ctx, L->dout);
         }
         L->out = L->dout = NULL;
+        L->relu = NULL;
+        L->fused = 0;
         asymbp__free(ctx, L->argmax);
         L->argmax = NULL;
         asymbp__free(ctx, L->mask);
@@ -584,6 +586,14 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
             asymbp__conv_geometry(L, L->colgeo);
         }
     }
+    /* a BN directly below a ReLU runs the ReLU's passes too (layers_impl.h) */
+    for (size_t i = 0; i < net->n_layers; i++) {
+        asymbp__layer_t *L = net->layers[i], *U = i + 1 < net->n_layers ? net->layers[i + 1] : NULL;
+        L->fused = 0;
+        L->relu = L->kind == ASYMBP_LAYER_BATCHNORM && U && U->kind == ASYMBP_LAYER_RELU ? U : NULL;
+    }
+    for (size_t i = 0; i < net->n_layers; i++)
+        if (net->layers[i]->relu) net->layers[i]->relu->fused = 1;
     if (col && (asymbp__mul_size(nthr, col, &tot) != 0 || !(net->col = asymbp__alloc(ctx, tot * sizeof(float)))))
         goto nomem;
     net->col_cap = col;
