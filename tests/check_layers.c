@@ -631,9 +631,10 @@ START_TEST(test_bn_backward)
 }
 END_TEST
 
-/* A BN directly below a ReLU runs both (layers_impl.h): the same bits as the two layers run
- * apart (a dropout0 between them, the identity, keeps them apart), in every output, gradient and
- * delta read-out, after conv and after dense, in training and evaluation, 1 and 2 threads. */
+/* A BN directly below a ReLU runs both, and a BN directly above a conv takes its mean's row sums
+ * from the conv (layers_impl.h): the same bits as the layers run apart (a dropout0 between them,
+ * the identity, keeps them apart), in every output, gradient and delta read-out, after conv and
+ * after dense, in training and evaluation, 1 and 2 threads. */
 static void bits_eq(const float *a, const float *b, size_t n, const char *what)
 {
     for (size_t i = 0; i < n; i++)
@@ -645,7 +646,7 @@ START_TEST(test_bn_relu_fused)
 {
     const int threads = _i + 1;
     asymbp_ctx_t *ctx = test_ctx();
-    static const size_t fa[] = { 0, 1, 2, 3, 4, 5, 6 }, fb[] = { 0, 1, 3, 4, 5, 7, 8 };   /* A's layer i is B's fb[i] */
+    static const size_t fa[] = { 0, 1, 2, 3, 4, 5, 6 }, fb[] = { 0, 2, 4, 5, 6, 8, 9 };   /* A's layer i is B's fb[i] */
     asymbp_net_t *A, *B;
     size_t n = 7;
     float *x = xalloc(n * 32), *ra, *rb;
@@ -654,10 +655,14 @@ START_TEST(test_bn_relu_fused)
     const float *za, *zb;
     ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
     A = make(ctx, "conv3x3x4p1,bn,relu,fc6,bn,relu,fc3", 2, 4, 4, 3, 8);
-    B = make(ctx, "conv3x3x4p1,bn,dropout0,relu,fc6,bn,dropout0,relu,fc3", 2, 4, 4, 3, 8);
+    B = make(ctx, "conv3x3x4p1,dropout0,bn,dropout0,relu,fc6,bn,dropout0,relu,fc3", 2, 4, 4, 3, 8);
     ck_assert_ptr_eq(A->layers[1]->relu, A->layers[2]);
     ck_assert_int_eq(A->layers[5]->fused, 1);
-    ck_assert_ptr_null(B->layers[1]->relu);
+    ck_assert_ptr_eq(A->layers[0]->bn, A->layers[1]);
+    ck_assert_ptr_nonnull(A->layers[1]->rowsum);
+    ck_assert_ptr_null(B->layers[2]->relu);
+    ck_assert_ptr_null(B->layers[2]->rowsum);
+    ck_assert_ptr_null(B->layers[0]->bn);
     ck_assert_int_eq(B->layers[4]->fused, 0);
     /* the same parameters; betas of both signs so that the mask cuts */
     for (size_t k = 0; k < 7; k++) {
@@ -680,8 +685,10 @@ START_TEST(test_bn_relu_fused)
     ck_assert_int_eq(asymbp_net_forward(A, x, n, 1, &za), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_forward(B, x, n, 1, &zb), ASYMBP_OK);
     bits_eq(za, zb, n * 3, "training logits");
-    bits_eq(A->layers[2]->out, B->layers[3]->out, n * 64, "conv bn + relu output");
-    bits_eq(A->layers[5]->out, B->layers[7]->out, n * 6, "dense bn + relu output");
+    bits_eq(A->layers[2]->out, B->layers[4]->out, n * 64, "conv bn + relu output");
+    bits_eq(A->layers[5]->out, B->layers[8]->out, n * 6, "dense bn + relu output");
+    bits_eq(A->layers[1]->run_mean, B->layers[2]->run_mean, 4, "running mean");
+    bits_eq(A->layers[1]->run_var, B->layers[2]->run_var, 4, "running variance");
     {   /* some activations are cut, some pass */
         size_t zeros = 0;
         for (size_t i = 0; i < n * 64; i++) zeros += A->layers[2]->out[i] == 0.0f;

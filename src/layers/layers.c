@@ -408,6 +408,10 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
                 for (size_t i = 0; i < P; i++) yc[i] += bc;
             }
         }
+        if (a->train && L->bn) {   /* the BN above takes these (layers_impl.h) */
+            double *rs = L->bn->rowsum + s * OC;
+            for (size_t c = 0; c < OC; c++) rs[c] = sum_d(y + c * P, P);
+        }
     }
 }
 
@@ -969,8 +973,12 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
         if (train) {
             float mf[CBLK];
             for (size_t j = 0; j < m; j++) sum[j] = sq[j] = 0.0;
-            for (size_t s = 0; s < n; s++)
-                for (size_t j = 0; j < m; j++) sum[j] += sum_d(x + (s * C + cb + j) * S, S);
+            if (L->rowsum)   /* the conv below summed its rows while it wrote them */
+                for (size_t s = 0; s < n; s++)
+                    for (size_t j = 0; j < m; j++) sum[j] += L->rowsum[s * C + cb + j];
+            else
+                for (size_t s = 0; s < n; s++)
+                    for (size_t j = 0; j < m; j++) sum[j] += sum_d(x + (s * C + cb + j) * S, S);
             for (size_t j = 0; j < m; j++) mf[j] = (float)(sum[j] / (double)M);
             for (size_t s = 0; s < n; s++)
                 for (size_t j = 0; j < m; j++) sq[j] += sumsq_centered(x + (s * C + cb + j) * S, S, mf[j]);
