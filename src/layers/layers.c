@@ -386,6 +386,31 @@ static int conv_is_pointwise(const asymbp__layer_t *L)
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
 }
 
+/* v[i] += b, then sum_d(v, n) in the same pass: the same sums in the same order (blocks of
+ * BLOCK, LANES lanes) over the values stored. */
+static ASYMBP__INLINE double add_sum_d(float *restrict v, size_t n, float b)
+{
+    double s = 0.0;
+    for (size_t k = 0; k < n; k += BLOCK) {
+        size_t e = n - k < BLOCK ? n : k + BLOCK, i = k;
+        float acc[LANES] = { 0 };
+        for (; i + LANES <= e; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                float y = v[i + j] + b;
+                v[i + j] = y;
+                acc[j] += y;
+            }
+        for (int j = 0; i < e; i++, j++) {
+            float y = v[i] + b;
+            v[i] = y;
+            acc[j] += y;
+        }
+        s += fold_lanes(acc);
+    }
+    return s;
+}
+
+ASYMBP__CLONES
 static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -401,16 +426,15 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
         }
         if (a->net->isa) asymbp__gemm_packed(a->net->isa, OC, P, K, a->net->gpack, col, P, 0, y, P);
         else asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
-        if (L->has_bias) {
+        if (a->train && L->bn) {   /* the BN above takes the row sums (layers_impl.h) */
+            double *rs = L->bn->rowsum + s * OC;
+            for (size_t c = 0; c < OC; c++) rs[c] = L->has_bias ? add_sum_d(y + c * P, P, L->b[c]) : sum_d(y + c * P, P);
+        } else if (L->has_bias) {
             for (size_t c = 0; c < OC; c++) {
                 float *restrict yc = y + c * P;
                 float bc = L->b[c];
                 for (size_t i = 0; i < P; i++) yc[i] += bc;
             }
-        }
-        if (a->train && L->bn) {   /* the BN above takes these (layers_impl.h) */
-            double *rs = L->bn->rowsum + s * OC;
-            for (size_t c = 0; c < OC; c++) rs[c] = sum_d(y + c * P, P);
         }
     }
 }
@@ -903,18 +927,15 @@ static ASYMBP__INLINE void bn_backward_dense(asymbp__layer_t *L, const float *x,
         for (size_t s = 0; s < n; s++) {
             const float *restrict xs = x + s * C + c0;
             if (L->relu) {
-                /* the ReLU's backward: its mask y > 0 with y computed as the forward did */
+                /* the ReLU's backward first (its mask y > 0 with y computed as the forward did),
+                 * into this layer's dout, read back below from L1 (one loop doing both does not
+                 * vectorise) */
                 const float *restrict dr = L->relu->dout + s * C + c0, *restrict bt = L->beta + c0;
                 float *restrict dw = L->dout + s * C + c0;
                 for (size_t j = 0; j < m; j++) {
-                    float v = (xs[j] - mu[j]) * g[j] + bt[j], xh = (xs[j] - mu[j]) * is[j];
-                    float d = v > 0.0f ? dr[j] : 0.0f;
-                    dw[j] = d;
-                    sdy[j] += (double)d;
-                    sdyx[j] += (double)(d * xh);
-                    sxh[j] += (double)xh;
+                    float v = (xs[j] - mu[j]) * g[j] + bt[j], r = dr[j];
+                    dw[j] = v > 0.0f ? r : 0.0f;
                 }
-                continue;
             }
             {
                 const float *restrict dy = L->dout + s * C + c0;
@@ -1065,7 +1086,7 @@ static ASYMBP__INLINE void bn_row_sums_relu(const float *restrict xc, const floa
     for (; i + LANES <= S; i += LANES)
         for (int j = 0; j < LANES; j++) {
             float v = (xc[i + j] - mu) * g + b, xh = (xc[i + j] - mu) * is;
-            float d = v > 0.0f ? dr[i + j] : 0.0f;
+            float r = dr[i + j], d = v > 0.0f ? r : 0.0f;
             dy[i + j] = d;
             a0[j] += d;
             a1[j] += d * xh;
@@ -1073,7 +1094,7 @@ static ASYMBP__INLINE void bn_row_sums_relu(const float *restrict xc, const floa
         }
     for (int j = 0; i < S; i++, j++) {
         float v = (xc[i] - mu) * g + b, xh = (xc[i] - mu) * is;
-        float d = v > 0.0f ? dr[i] : 0.0f;
+        float r = dr[i], d = v > 0.0f ? r : 0.0f;
         dy[i] = d;
         a0[j] += d;
         a1[j] += d * xh;
