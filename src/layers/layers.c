@@ -386,31 +386,6 @@ static int conv_is_pointwise(const asymbp__layer_t *L)
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
 }
 
-/* v[i] += b, then sum_d(v, n) in the same pass: the same sums in the same order (blocks of
- * BLOCK, LANES lanes) over the values stored. */
-static ASYMBP__INLINE double add_sum_d(float *restrict v, size_t n, float b)
-{
-    double s = 0.0;
-    for (size_t k = 0; k < n; k += BLOCK) {
-        size_t e = n - k < BLOCK ? n : k + BLOCK, i = k;
-        float acc[LANES] = { 0 };
-        for (; i + LANES <= e; i += LANES)
-            for (int j = 0; j < LANES; j++) {
-                float y = v[i + j] + b;
-                v[i + j] = y;
-                acc[j] += y;
-            }
-        for (int j = 0; i < e; i++, j++) {
-            float y = v[i] + b;
-            v[i] = y;
-            acc[j] += y;
-        }
-        s += fold_lanes(acc);
-    }
-    return s;
-}
-
-ASYMBP__CLONES
 static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
 {
     const kargs_t *a = arg;
@@ -426,10 +401,7 @@ static void conv_forward_range(void *arg, size_t s0, size_t s1, int t)
         }
         if (a->net->isa) asymbp__gemm_packed(a->net->isa, OC, P, K, a->net->gpack, col, P, 0, y, P);
         else asymbp__sgemm(0, 0, OC, P, K, 1.0f, L->W, K, col, P, 0.0f, y, P);
-        if (a->train && L->bn) {   /* the BN above takes the row sums (layers_impl.h) */
-            double *rs = L->bn->rowsum + s * OC;
-            for (size_t c = 0; c < OC; c++) rs[c] = L->has_bias ? add_sum_d(y + c * P, P, L->b[c]) : sum_d(y + c * P, P);
-        } else if (L->has_bias) {
+        if (L->has_bias) {
             for (size_t c = 0; c < OC; c++) {
                 float *restrict yc = y + c * P;
                 float bc = L->b[c];
@@ -994,12 +966,8 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
         if (train) {
             float mf[CBLK];
             for (size_t j = 0; j < m; j++) sum[j] = sq[j] = 0.0;
-            if (L->rowsum)   /* the conv below summed its rows while it wrote them */
-                for (size_t s = 0; s < n; s++)
-                    for (size_t j = 0; j < m; j++) sum[j] += L->rowsum[s * C + cb + j];
-            else
-                for (size_t s = 0; s < n; s++)
-                    for (size_t j = 0; j < m; j++) sum[j] += sum_d(x + (s * C + cb + j) * S, S);
+            for (size_t s = 0; s < n; s++)
+                for (size_t j = 0; j < m; j++) sum[j] += sum_d(x + (s * C + cb + j) * S, S);
             for (size_t j = 0; j < m; j++) mf[j] = (float)(sum[j] / (double)M);
             for (size_t s = 0; s < n; s++)
                 for (size_t j = 0; j < m; j++) sq[j] += sumsq_centered(x + (s * C + cb + j) * S, S, mf[j]);

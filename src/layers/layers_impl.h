@@ -46,11 +46,6 @@ typedef struct asymbp__layer {
      * as the two layers run one after the other, two fewer passes over the activations each way. */
     struct asymbp__layer *relu;           /* BN: the ReLU it runs, or NULL */
     int fused;                            /* ReLU: the BN below runs it (its kernels are skipped) */
-    /* BN directly above a conv layer (set by net_bind): in a training forward the conv adds up each
-     * output row (sample, channel) while it is still in cache, in the order the BN's mean would
-     * read it, and the BN takes those sums instead of a pass of its own over its input. */
-    double *rowsum;                       /* BN, bound: batch x channels sums, or NULL */
-    struct asymbp__layer *bn;             /* conv: the BN above that takes its row sums, or NULL */
     /* dropout */
     float p;
     asymbp_rng_t rng;

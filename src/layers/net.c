@@ -49,9 +49,6 @@ static void unbind(asymbp_net_t *net)
         L->out = L->dout = NULL;
         L->relu = NULL;
         L->fused = 0;
-        L->bn = NULL;
-        asymbp__free(ctx, L->rowsum);
-        L->rowsum = NULL;
         asymbp__free(ctx, L->argmax);
         L->argmax = NULL;
         asymbp__free(ctx, L->mask);
@@ -597,14 +594,6 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     }
     for (size_t i = 0; i < net->n_layers; i++)
         if (net->layers[i]->relu) net->layers[i]->relu->fused = 1;
-    /* a BN directly above a conv layer takes its mean's row sums from the conv (layers_impl.h) */
-    for (size_t i = 1; i < net->n_layers; i++) {
-        asymbp__layer_t *L = net->layers[i], *D = net->layers[i - 1];
-        if (L->kind != ASYMBP_LAYER_BATCHNORM || D->kind != ASYMBP_LAYER_CONV2D || L->in_h * L->in_w < 2) continue;
-        if (asymbp__mul_size(batch, (size_t)L->in_c, &tot) != 0 || !(L->rowsum = asymbp__alloc(ctx, tot * sizeof(double))))
-            goto nomem;
-        D->bn = L;
-    }
     if (col && (asymbp__mul_size(nthr, col, &tot) != 0 || !(net->col = asymbp__alloc(ctx, tot * sizeof(float)))))
         goto nomem;
     net->col_cap = col;
