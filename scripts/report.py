@@ -200,10 +200,11 @@ def estimate_left(cmds, rows):
     return total
 
 
-def sweep_left_cmds(results, grid):
-    """The commands a dry run of the grid's sweep lists as still to do (None without the tool)."""
+def sweep_left_cmds(results, grid, path=None):
+    """The commands a dry run of the grid's sweep lists as still to do (None without the tool);
+    path: another grid file to read in place of grids/GRID.grid, with the same results."""
     tool = os.environ.get("ASYMBP_CLI") or ("bin/asymbp" if os.path.exists("bin/asymbp") else shutil.which("asymbp"))
-    path = os.path.join("grids", grid + ".grid")
+    path = path or os.path.join("grids", grid + ".grid")
     if not tool or not os.path.exists(path):
         return None
     try:
@@ -214,6 +215,30 @@ def sweep_left_cmds(results, grid):
     if p.returncode != 0:
         return None
     return [line for line in p.stdout.splitlines() if line.startswith("asymbp train ")]
+
+
+BUDGET_KEYS = ("seed", "epochs", "feedback")
+
+
+def full_grid_left_cmds(results, grid):
+    """The runs a grid would still need without its budget cuts: its per-data-set overrides of the
+    seeds, epochs and feedback settings (e.g. `seed.mnist = 1`) removed, so that every data set
+    runs as the grid's defaults say.  None when the grid has no such cut (or without the tool)."""
+    path = os.path.join("grids", grid + ".grid")
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    kept = [l for l in lines if l.split("=")[0].strip().split(".")[0] not in BUDGET_KEYS or
+            "." not in l.split("=")[0]]
+    if len(kept) == len(lines):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        full = os.path.join(tmp, grid + ".grid")
+        with open(full, "w") as f:
+            f.write("\n".join(kept) + "\n")
+        return sweep_left_cmds(results, grid, full)
 
 
 def data_kinds(path="data/manifest.tsv"):
@@ -455,6 +480,19 @@ def main():
         rs = [r for r in rows if r["grid"] == g]
         w("| %s | %d | %.2f |" % (g, len(rs), sum(fnum(r["seconds"]) for r in rs if not math.isnan(fnum(r["seconds"]))) / 3600))
     w("")
+    for g in grids_seen:
+        cmds = full_grid_left_cmds(a.results, g)
+        if not cmds:
+            continue
+        est = estimate_left(cmds, [r for r in rows if r["grid"] == g])
+        if est is None:
+            continue
+        w("Without its budget cuts (the per-data-set `seed.`, `epochs.` and `feedback.` lines of "
+          "`grids/%s.grid` removed, so that every data set runs every setting with the grid's seeds "
+          "and epochs), `%s` would need %d more runs, about %.1f CPU-hours by the estimate of the "
+          "status table (%.1f days of this 2-core machine); `asymbp sweep --shard I/N` splits them "
+          "into N jobs, `--dist mpi` over the ranks of one." % (g, g, len(cmds), est / 3600, est / 3600 / 48))
+        w("")
     P.close()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

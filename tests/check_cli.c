@@ -1732,6 +1732,22 @@ START_TEST(test_sweep)
     expect_fail(&r, "no learning rate", NULL);
     cli(&r, "sweep", tp("t.grid"), "--shard", "2/2", NULL);
     expect_fail(&r, "--shard", NULL);
+    /* the grid changed after its runs (a run is named without its epochs): the sweep refuses to mix
+     * the old rows with new ones and writes nothing; a dry run lists every run as still to do */
+    {
+        char *changed = strdup(sweep_grid);
+        ck_assert_ptr_nonnull(changed);
+        strstr(changed, "epochs = 3")[9] = '4';
+        write_text(tp("t4.grid"), changed);
+        free(changed);
+    }
+    cli(&r, "sweep", tp("t4.grid"), "--out", tp("sw"), NULL);
+    expect_fail(&r, "10 runs made with other settings", "has epochs 3, the grid now asks for 4", "--out", NULL);
+    ck_assert_int_eq(csv_rows(tp("sw/runs.csv"), NULL, NULL), 10);
+    cli(&r, "sweep", tp("t4.grid"), "--out", tp("sw"), "--dry-run", NULL);
+    expect_ok(&r);
+    ck_assert_int_eq(dry_commands(&r), 10);
+    ck_assert_ptr_nonnull(strstr(r.err, "still to do"));
     cli_free(&r);
 }
 END_TEST

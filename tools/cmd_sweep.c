@@ -195,7 +195,9 @@ typedef struct sweep {
     int jobs, shard, nshards, dry;
     int rank, ranks;      /* --dist mpi: this rank and the number of ranks (rank 0 hands out runs) */
     char **done_ids;
+    char **done_rows;     /* the CSV line of each done id (its settings are checked against the grid) */
     size_t n_done;
+    int col_settings[3];  /* columns of epochs, batch and val_split in the CSV (-1: none) */
 } sweep_t;
 
 static void sanitize(char *dst, size_t cap, const char *src)
@@ -569,15 +571,52 @@ static int append_row(const sweep_t *w, const cell_t *c)
     return rc;
 }
 
+/* Field k (0-based) of a CSV line, quotes undone, into out; 0 when the line has it. */
+static int csv_field_at(const char *line, int k, char *out, size_t cap)
+{
+    const char *p = line;
+    for (int i = 0;; i++) {
+        size_t n = 0;
+        if (*p == '"') {
+            for (p++; *p; p++) {
+                if (*p == '"' && p[1] == '"') p++;
+                else if (*p == '"') {
+                    p++;
+                    break;
+                }
+                if (i == k && n + 1 < cap) out[n++] = *p;
+            }
+        } else {
+            for (; *p && *p != ',' && *p != '\n'; p++)
+                if (i == k && n + 1 < cap) out[n++] = *p;
+        }
+        if (i == k) {
+            out[n] = '\0';
+            return 0;
+        }
+        if (*p != ',') return -1;
+        p++;
+    }
+}
+
+static const char *const setting_cols[3] = { "epochs", "batch", "val_split" };
+
 /* ids already in the CSV (rows of finished cells) */
 static int load_done(sweep_t *w)
 {
     FILE *f = fopen(w->csv, "r");
     char line[16384];
+    for (int i = 0; i < 3; i++) w->col_settings[i] = -1;
     if (!f) return 0;
     if (!fgets(line, sizeof line, f)) {
         fclose(f);
         return 0;
+    }
+    for (int k = 0;; k++) {
+        char name[64];
+        if (csv_field_at(line, k, name, sizeof name) != 0) break;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(name, setting_cols[i])) w->col_settings[i] = k;
     }
     while (fgets(line, sizeof line, f)) {
         char id[1100];
@@ -598,11 +637,59 @@ static int load_done(sweep_t *w)
         nd = realloc(w->done_ids, (w->n_done + 1) * sizeof *nd);
         if (!nd) break;
         w->done_ids = nd;
+        nd = realloc(w->done_rows, (w->n_done + 1) * sizeof *nd);
+        if (!nd) break;
+        w->done_rows = nd;
         w->done_ids[w->n_done] = strdup(id);
-        if (w->done_ids[w->n_done]) w->n_done++;
+        w->done_rows[w->n_done] = strdup(line);
+        if (w->done_ids[w->n_done] && w->done_rows[w->n_done]) w->n_done++;
+        else {
+            free(w->done_ids[w->n_done]);
+            free(w->done_rows[w->n_done]);
+        }
     }
     fclose(f);
     return 0;
+}
+
+/* A cell's id names its data set, net, feedback, regime, learning rate, schedule and seed, not its
+ * epochs, batch or validation split: a row made before the grid changed one of these would count
+ * as the run of the changed grid.  Such cells are left to do (a dry run lists them) and reported;
+ * 1 when there is one (the caller refuses to run: the new rows would mix with the old). */
+static int check_done_settings(sweep_t *w)
+{
+    int bad = 0;
+    char first[1536] = "";
+    for (size_t i = 0; i < w->n; i++) {
+        cell_t *c = &w->cells[i];
+        const char *want[3];
+        size_t r;
+        if (!c->done) continue;
+        for (r = 0; r < w->n_done && strcmp(w->done_ids[r], c->id); r++) {}
+        if (r == w->n_done) continue;
+        want[0] = gv(&w->g, "epochs", c->data, NULL, "10");
+        want[1] = gv(&w->g, "batch", c->data, c->net, "100");
+        want[2] = gv(&w->g, "val-split", c->data, NULL, "0.1");
+        for (int k = 0; k < 3; k++) {
+            char v[64];
+            double a, b;
+            if (w->col_settings[k] < 0 || csv_field_at(w->done_rows[r], w->col_settings[k], v, sizeof v) != 0 || !*v)
+                continue;
+            a = strtod(v, NULL);
+            b = strtod(want[k], NULL);
+            if (fabs(a - b) <= 1e-9 * fabs(b)) continue;
+            if (!bad) snprintf(first, sizeof first, "run %s has %s %s, the grid now asks for %s", c->id, setting_cols[k], v, want[k]);
+            bad++;
+            c->done = 0;
+            break;
+        }
+    }
+    if (bad && w->rank == 0)
+        fprintf(stderr, "asymbp: sweep: %s: %d run%s made with other settings than the grid's (%s%s); a run is named "
+                "without its epochs, batch and validation split: write a changed grid's runs to another folder with "
+                "--out%s\n", w->csv, bad, bad == 1 ? "" : "s", first, bad > 1 ? ", ..." : "",
+                w->dry ? " (the dry run lists them as still to do)" : "");
+    return bad > 0;
 }
 
 static int is_done(const sweep_t *w, const char *id)
@@ -1138,6 +1225,10 @@ int cmd_sweep(int argc, char **argv)
      * itself (cheap) and gets its row then */
     for (size_t i = 0; i < w->n; i++)
         if (is_done(w, w->cells[i].id)) w->cells[i].done = 1;
+    if (check_done_settings(w) && !w->dry) {
+        rc = 1;
+        goto done;
+    }
     {
         size_t ns = 0, nf = 0, nd = 0;
         for (size_t i = 0; i < w->n; i++) {
@@ -1158,8 +1249,12 @@ int cmd_sweep(int argc, char **argv)
     if (rc == 0 && !w->dry && w->rank == 0) fprintf(stderr, "sweep %s: complete; rows in %s\n", w->g.name, w->csv);
 done:
     asymbp_ctx_destroy(ctx);
-    for (size_t i = 0; i < w->n_done; i++) free(w->done_ids[i]);
+    for (size_t i = 0; i < w->n_done; i++) {
+        free(w->done_ids[i]);
+        free(w->done_rows[i]);
+    }
     free(w->done_ids);
+    free(w->done_rows);
     free(w->cells);
     free(w);
     return dist_end(rc);
