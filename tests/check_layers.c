@@ -631,9 +631,10 @@ START_TEST(test_bn_backward)
 }
 END_TEST
 
-/* A BN directly below a ReLU runs both (layers_impl.h): the same bits as the layers run apart (a
- * dropout0 between them, the identity, keeps them apart), in every output, gradient and delta
- * read-out, after conv and after dense, in training and evaluation, 1 and 2 threads. */
+/* A BN directly below a ReLU runs both, and a convolutional BN's last pass runs in the pooling
+ * layer above (forward) and the conv below (backward) (layers_impl.h): the same bits as the layers
+ * run apart (a dropout0 between them, the identity, keeps them apart), in every output, gradient
+ * and delta read-out, after conv and after dense, in training and evaluation, 1 and 2 threads. */
 static void bits_eq(const float *a, const float *b, size_t n, const char *what)
 {
     for (size_t i = 0; i < n; i++)
@@ -645,22 +646,37 @@ START_TEST(test_bn_relu_fused)
 {
     const int threads = _i + 1;
     asymbp_ctx_t *ctx = test_ctx();
-    static const size_t fa[] = { 0, 1, 2, 3, 4, 5, 6 }, fb[] = { 0, 2, 4, 5, 6, 8, 9 };   /* A's layer i is B's fb[i] */
+    /* A's layer fa[k] is B's fb[k]: conv, bn, relu, maxpool, conv, bn, relu, avgpool, fc, bn, relu, fc */
+    static const size_t fa[] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 };
+    static const size_t fb[] = { 0, 2, 4, 6, 7, 9, 11, 13, 14, 15, 17, 18 };
+    const size_t K = sizeof fa / sizeof fa[0], big = 256;   /* the largest layer, floats per sample */
     asymbp_net_t *A, *B;
     size_t n = 7;
-    float *x = xalloc(n * 32), *ra, *rb;
+    float *x = xalloc(n * 128), *ra, *rb;
     int32_t y[7];
     float la, lb;
     const float *za, *zb;
     ck_assert_int_eq(asymbp_ctx_set_threads(ctx, threads), ASYMBP_OK);
-    A = make(ctx, "conv3x3x4p1,bn,relu,fc6,bn,relu,fc3", 2, 4, 4, 3, 8);
-    B = make(ctx, "conv3x3x4p1,dropout0,bn,dropout0,relu,fc6,bn,dropout0,relu,fc3", 2, 4, 4, 3, 8);
+    A = make(ctx, "conv3x3x4p1,bn,relu,maxpool2s2,conv3x3x4p1,bn,relu,avgpool2s2,fc6,bn,relu,fc3", 2, 8, 8, 3, 8);
+    B = make(ctx, "conv3x3x4p1,dropout0,bn,dropout0,relu,dropout0,maxpool2s2,conv3x3x4p1,dropout0,bn,dropout0,relu,"
+                  "dropout0,avgpool2s2,fc6,bn,dropout0,relu,fc3", 2, 8, 8, 3, 8);
+    /* A: every BN runs its ReLU; the conv BNs' last passes run in the pools above and the convs below */
     ck_assert_ptr_eq(A->layers[1]->relu, A->layers[2]);
-    ck_assert_int_eq(A->layers[5]->fused, 1);
-    ck_assert_ptr_null(B->layers[2]->relu);
-    ck_assert_int_eq(B->layers[4]->fused, 0);
+    ck_assert_int_eq(A->layers[10]->fused, 1);
+    ck_assert_ptr_eq(A->layers[3]->bn_fwd, A->layers[1]);
+    ck_assert_ptr_eq(A->layers[7]->bn_fwd, A->layers[5]);
+    ck_assert_ptr_eq(A->layers[0]->bn_bwd, A->layers[1]);
+    ck_assert_ptr_eq(A->layers[4]->bn_bwd, A->layers[5]);
+    ck_assert_ptr_null(A->layers[8]->bn_bwd);   /* a dense BN keeps its passes */
+    /* B: nothing is fused */
+    for (size_t i = 0; i < B->n_layers; i++) {
+        ck_assert_ptr_null(B->layers[i]->relu);
+        ck_assert_int_eq(B->layers[i]->fused, 0);
+        ck_assert_ptr_null(B->layers[i]->bn_fwd);
+        ck_assert_ptr_null(B->layers[i]->bn_bwd);
+    }
     /* the same parameters; betas of both signs so that the mask cuts */
-    for (size_t k = 0; k < 7; k++) {
+    for (size_t k = 0; k < K; k++) {
         asymbp__layer_t *P = A->layers[fa[k]], *Q = B->layers[fb[k]];
         ck_assert_int_eq(P->kind, Q->kind);
         if (P->kind == ASYMBP_LAYER_BATCHNORM) {
@@ -673,30 +689,29 @@ START_TEST(test_bn_relu_fused)
             memcpy(Q->b, P->b, (size_t)P->out_c * sizeof(float));
         }
     }
-    fill(x, n * 32, 99, -1, 2);
+    fill(x, n * 128, 99, -1, 2);
     labels_for(y, n, 3);
     ck_assert_int_eq(asymbp_net_set_input_grad(A, 1), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_set_input_grad(B, 1), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_forward(A, x, n, 1, &za), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_forward(B, x, n, 1, &zb), ASYMBP_OK);
     bits_eq(za, zb, n * 3, "training logits");
-    bits_eq(A->layers[2]->out, B->layers[4]->out, n * 64, "conv bn + relu output");
-    bits_eq(A->layers[5]->out, B->layers[8]->out, n * 6, "dense bn + relu output");
-    bits_eq(A->layers[1]->run_mean, B->layers[2]->run_mean, 4, "running mean");
-    bits_eq(A->layers[1]->run_var, B->layers[2]->run_var, 4, "running variance");
+    bits_eq(A->layers[2]->out, B->layers[4]->out, n * 256, "conv bn + relu output (under max pooling)");
+    bits_eq(A->layers[6]->out, B->layers[11]->out, n * 64, "conv bn + relu output (under average pooling)");
+    bits_eq(A->layers[10]->out, B->layers[17]->out, n * 6, "dense bn + relu output");
     {   /* some activations are cut, some pass */
         size_t zeros = 0;
-        for (size_t i = 0; i < n * 64; i++) zeros += A->layers[2]->out[i] == 0.0f;
+        for (size_t i = 0; i < n * 256; i++) zeros += A->layers[2]->out[i] == 0.0f;
         ck_assert_uint_gt(zeros, 0);
-        ck_assert_uint_lt(zeros, n * 64);
+        ck_assert_uint_lt(zeros, n * 256);
     }
     ck_assert_int_eq(asymbp_net_loss(A, y, n, &la), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_loss(B, y, n, &lb), ASYMBP_OK);
     ck_assert(la == lb);
     ck_assert_int_eq(asymbp_net_backward(A), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_backward(B), ASYMBP_OK);
-    bits_eq(A->dinput, B->dinput, n * 32, "input gradient");
-    for (size_t k = 0; k < 7; k++) {
+    bits_eq(A->dinput, B->dinput, n * 128, "input gradient");
+    for (size_t k = 0; k < K; k++) {
         asymbp__layer_t *P = A->layers[fa[k]], *Q = B->layers[fb[k]];
         if (P->kind == ASYMBP_LAYER_BATCHNORM) {
             bits_eq(P->dgamma, Q->dgamma, (size_t)P->in_c, "dgamma");
@@ -706,14 +721,14 @@ START_TEST(test_bn_relu_fused)
             bits_eq(P->db, Q->db, (size_t)P->out_c, "db");
         }
     }
-    /* the delta read-outs of the BN and the ReLU: both sides of the fused pair */
-    ra = xalloc(n * 64);
-    rb = xalloc(n * 64);
-    for (size_t k = 1; k < 6; k++) {
+    /* the delta read-outs of every layer but the ends: both sides of every fused pair */
+    ra = xalloc(n * big);
+    rb = xalloc(n * big);
+    for (size_t k = 1; k + 1 < K; k++) {
         size_t ca = 0, cb = 0;
         for (int what = ASYMBP_READ_DELTA_RECEIVED; what <= ASYMBP_READ_DELTA_SENT; what++) {
-            ck_assert_int_eq(asymbp_net_read_layer(A, fa[k], (asymbp_readout_t)what, ra, n * 64, &ca), ASYMBP_OK);
-            ck_assert_int_eq(asymbp_net_read_layer(B, fb[k], (asymbp_readout_t)what, rb, n * 64, &cb), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_read_layer(A, fa[k], (asymbp_readout_t)what, ra, n * big, &ca), ASYMBP_OK);
+            ck_assert_int_eq(asymbp_net_read_layer(B, fb[k], (asymbp_readout_t)what, rb, n * big, &cb), ASYMBP_OK);
             ck_assert_uint_eq(ca, cb);
             bits_eq(ra, rb, ca, what == ASYMBP_READ_DELTA_SENT ? "delta sent" : "delta received");
         }
@@ -724,6 +739,7 @@ START_TEST(test_bn_relu_fused)
     ck_assert_int_eq(asymbp_net_forward(A, x, n, 0, &za), ASYMBP_OK);
     ck_assert_int_eq(asymbp_net_forward(B, x, n, 0, &zb), ASYMBP_OK);
     bits_eq(za, zb, n * 3, "evaluation logits");
+    bits_eq(A->layers[6]->out, B->layers[11]->out, n * 64, "conv bn + relu evaluation output");
     free(x);
     asymbp_net_destroy(A);
     asymbp_net_destroy(B);

@@ -381,6 +381,44 @@ static void col2im(const asymbp__layer_t *L, float *restrict col, float *restric
     }
 }
 
+/* ---- a convolutional BN's passes run by its neighbours (layers_impl.h) ----------------------------- */
+
+/* The BN's output plane pl (sample pl / C, channel pl % C) through the ReLU above it, into the
+ * ReLU's output: the normalisation of bn_forward_range's last pass with the ReLU folded in. */
+ASYMBP__CLONES
+static void bn_out_plane(const asymbp__layer_t *B, size_t pl)
+{
+    size_t C = (size_t)B->in_c, S = (size_t)(B->in_h * B->in_w), c = pl % C;
+    const float *restrict xc = B->bn_in + pl * S;
+    float *restrict rc = B->relu->out + pl * S;
+    const float mj = B->bmean[c], gj = B->gamma[c] * B->binvstd[c], bj = B->beta[c];
+    for (size_t i = 0; i < S; i++) {
+        float v = (xc[i] - mj) * gj + bj;
+        rc[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+/* The error the BN sends down for sample s, into d (the dout of the conv below): the last pass of
+ * bn_backward_range, with the coefficients it left in B->bn_coef. */
+ASYMBP__CLONES
+static void bn_dx_sample(const asymbp__layer_t *B, float *d, size_t s)
+{
+    size_t C = (size_t)B->in_c, S = (size_t)(B->in_h * B->in_w);
+    const float *g = B->bn_coef, *av = g + C, *bq = av + C, *mx = bq + C;
+    for (size_t j = 0; j < C; j++) {
+        size_t o = (s * C + j) * S;
+        const float *restrict xc = B->bn_in + o, *restrict dy = B->dout + o;
+        float *restrict dj = d + o;
+        const float gj = g[j];
+        if (B->bn_train) {
+            const float aj = av[j], bj = bq[j], mj = B->bmean[j], ij = B->binvstd[j], xj = mx[j];
+            for (size_t i = 0; i < S; i++) dj[i] = gj * (dy[i] - aj - ((xc[i] - mj) * ij - xj) * bj);
+        } else {
+            for (size_t i = 0; i < S; i++) dj[i] = gj * dy[i];
+        }
+    }
+}
+
 static int conv_is_pointwise(const asymbp__layer_t *L)
 {
     return L->kh == 1 && L->kw == 1 && L->stride == 1 && L->pad == 0;
@@ -424,6 +462,7 @@ static void conv_backward_packed(const kargs_t *a, size_t s0, size_t s1, int t, 
     float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
     for (size_t s = s0; s < s1; s++) {
         const float *xs = a->x + s * L->in_size, *dy = L->dout + s * L->out_size, *col = xs;
+        if (L->bn_bwd) bn_dx_sample(L->bn_bwd, L->dout, s);   /* this sample's error, from the BN above */
         if (!pw) {
             im2col(L, xs, mycol);
             col = mycol;
@@ -465,6 +504,7 @@ static void conv_backward_range(void *arg, size_t s0, size_t s1, int t)
     for (size_t s = s0; s < s1; s++) {
         const float *xs = a->x + s * L->in_size, *col = xs;
         const float *dy = L->dout + s * L->out_size;
+        if (L->bn_bwd) bn_dx_sample(L->bn_bwd, L->dout, s);   /* this sample's error, from the BN above */
         if (!pw) {
             im2col(L, xs, mycol);
             col = mycol;
@@ -597,6 +637,7 @@ static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = pl0; pl < planes; pl++) {
+        if (L->bn_fwd) bn_out_plane(L->bn_fwd, pl);   /* this plane of the input, from the BN below */
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *y = L->out + pl * (size_t)(OH * OW);
         int32_t *am = L->argmax + pl * (size_t)(OH * OW);
@@ -687,6 +728,7 @@ static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = pl0; pl < planes; pl++) {
+        if (L->bn_fwd) bn_out_plane(L->bn_fwd, pl);   /* this plane of the input, from the BN below */
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *restrict y = L->out + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -1001,6 +1043,7 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
                 bb[j] = L->beta[c];
             }
         }
+        if (L->fwd_deferred) continue;   /* the pooling layer above writes the output (bn_out_plane) */
         for (size_t s = 0; s < n; s++)
             for (size_t j = 0; j < m; j++) {
                 const float *restrict xc = x + (s * C + cb + j) * S;
@@ -1114,6 +1157,15 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
             av[j] = (float)(sdy[j] / (double)M);
             bq[j] = (float)(sdyx[j] / (double)M);
             mx[j] = (float)(sxh[j] / (double)M);
+        }
+        if (L->bwd_deferred) {   /* the conv below writes the error sent down (bn_dx_sample) */
+            for (size_t j = 0; j < m; j++) {
+                L->bn_coef[cb + j] = g[j];
+                L->bn_coef[C + cb + j] = av[j];
+                L->bn_coef[2 * C + cb + j] = bq[j];
+                L->bn_coef[3 * C + cb + j] = mx[j];
+            }
+            continue;
         }
         if (!dx) continue;
         /* dx = gamma*is/M * (M dy - sum dy - xhat sum(dy xhat)).  The float xhat is re-centred on

@@ -46,6 +46,19 @@ typedef struct asymbp__layer {
      * as the two layers run one after the other, two fewer passes over the activations each way. */
     struct asymbp__layer *relu;           /* BN: the ReLU it runs, or NULL */
     int fused;                            /* ReLU: the BN below runs it (its kernels are skipped) */
+    /* A convolutional BN's last pass each way runs in the layer that reads what it writes, a
+     * plane or a sample at a time, just before reading it, so that it reads from cache what would
+     * have come back from memory (set by net_bind; the same operations, so the same bits):
+     * - forward: BN + ReLU under a pooling layer: the pool writes the ReLU's output plane (the
+     *   normalisation and max(0, .)) before it pools that plane;
+     * - backward: BN over a conv: the conv writes the error the BN sends down for a sample (into
+     *   its own dout, where the BN would have written it) before it reads that sample's error. */
+    struct asymbp__layer *bn_fwd;         /* pooling layer: the BN whose output planes it writes */
+    struct asymbp__layer *bn_bwd;         /* conv: the BN whose error sent down it writes */
+    int fwd_deferred, bwd_deferred;       /* BN: its last forward / backward pass runs there */
+    const float *bn_in;                   /* BN, bound: its input */
+    float *bn_coef;                       /* BN over a conv, bound: per channel gamma * invstd, the
+                                             means of dy, dy * xhat and xhat of the last backward */
     /* dropout */
     float p;
     asymbp_rng_t rng;

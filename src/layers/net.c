@@ -49,6 +49,11 @@ static void unbind(asymbp_net_t *net)
         L->out = L->dout = NULL;
         L->relu = NULL;
         L->fused = 0;
+        L->bn_fwd = L->bn_bwd = NULL;
+        L->fwd_deferred = L->bwd_deferred = 0;
+        L->bn_in = NULL;
+        asymbp__free(ctx, L->bn_coef);
+        L->bn_coef = NULL;
         asymbp__free(ctx, L->argmax);
         L->argmax = NULL;
         asymbp__free(ctx, L->mask);
@@ -594,6 +599,21 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
     }
     for (size_t i = 0; i < net->n_layers; i++)
         if (net->layers[i]->relu) net->layers[i]->relu->fused = 1;
+    /* a convolutional BN's last pass each way runs in the layer next to it (layers_impl.h) */
+    for (size_t i = 0; i < net->n_layers; i++) {
+        asymbp__layer_t *L = net->layers[i], *P = i + 2 < net->n_layers ? net->layers[i + 2] : NULL;
+        if (L->kind != ASYMBP_LAYER_BATCHNORM || L->in_h * L->in_w < 2) continue;
+        L->bn_in = asymbp__layer_input(net, i);
+        if (L->relu && P && (P->kind == ASYMBP_LAYER_MAXPOOL || P->kind == ASYMBP_LAYER_AVGPOOL)) {
+            P->bn_fwd = L;
+            L->fwd_deferred = 1;
+        }
+        if (i > 0 && net->layers[i - 1]->kind == ASYMBP_LAYER_CONV2D) {
+            if (!(L->bn_coef = asymbp__calloc(ctx, 4 * (size_t)L->in_c, sizeof(float)))) goto nomem;
+            net->layers[i - 1]->bn_bwd = L;
+            L->bwd_deferred = 1;
+        }
+    }
     if (col && (asymbp__mul_size(nthr, col, &tot) != 0 || !(net->col = asymbp__alloc(ctx, tot * sizeof(float)))))
         goto nomem;
     net->col_cap = col;
