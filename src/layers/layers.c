@@ -383,29 +383,42 @@ static void col2im(const asymbp__layer_t *L, float *restrict col, float *restric
 
 /* ---- a convolutional BN's passes run by its neighbours (layers_impl.h) ----------------------------- */
 
-/* The BN's output plane pl (sample pl / C, channel pl % C) through the ReLU above it, into the
- * ReLU's output: the normalisation of bn_forward_range's last pass with the ReLU folded in. */
+/* Channels [j0, j1) of sample s of the BN's output, from the statistics of its last forward: into
+ * the ReLU's output through max(0, .) when it runs the ReLU above it, else into its own output.
+ * The last pass of bn_forward_range, or the pooling layer above, a plane at a time. */
 ASYMBP__CLONES
-static void bn_out_plane(const asymbp__layer_t *B, size_t pl)
+static void bn_out_rows(const asymbp__layer_t *B, size_t s, size_t j0, size_t j1)
 {
-    size_t C = (size_t)B->in_c, S = (size_t)(B->in_h * B->in_w), c = pl % C;
-    const float *restrict xc = B->bn_in + pl * S;
-    float *restrict rc = B->relu->out + pl * S;
-    const float mj = B->bmean[c], gj = B->gamma[c] * B->binvstd[c], bj = B->beta[c];
-    for (size_t i = 0; i < S; i++) {
-        float v = (xc[i] - mj) * gj + bj;
-        rc[i] = v > 0.0f ? v : 0.0f;
+    size_t C = (size_t)B->in_c, S = (size_t)(B->in_h * B->in_w);
+    for (size_t c = j0; c < j1; c++) {
+        size_t o = (s * C + c) * S;
+        const float *restrict xc = B->bn_in + o;
+        const float mj = B->bmean[c], gj = B->gamma[c] * B->binvstd[c], bj = B->beta[c];
+        if (B->relu) {
+            float *restrict rc = B->relu->out + o;
+            for (size_t i = 0; i < S; i++) {
+                float v = (xc[i] - mj) * gj + bj;
+                rc[i] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            float *restrict yc = B->out + o;
+            for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mj) * gj + bj;
+        }
     }
 }
 
-/* The error the BN sends down for sample s, into d (the dout of the conv below): the last pass of
- * bn_backward_range, with the coefficients it left in B->bn_coef. */
+/* Channels [j0, j1) of sample s of the error the BN sends down, into d, from the coefficients its
+ * backward's first pass left in B->bn_coef.  dx = gamma*is/M * (M dy - sum dy - xhat sum(dy xhat)):
+ * the float xhat is re-centred on its measured mean mx, because sum dx is exactly 0 in exact
+ * arithmetic (the layer below a BN has a bias gradient of 0) and with a small batch is is large, so
+ * an uncentred xhat leaves visible rounding in that sum.  The last pass of bn_backward_range, or
+ * the conv below, a sample at a time. */
 ASYMBP__CLONES
-static void bn_dx_sample(const asymbp__layer_t *B, float *d, size_t s)
+static void bn_dx_rows(const asymbp__layer_t *B, float *d, size_t s, size_t j0, size_t j1)
 {
     size_t C = (size_t)B->in_c, S = (size_t)(B->in_h * B->in_w);
     const float *g = B->bn_coef, *av = g + C, *bq = av + C, *mx = bq + C;
-    for (size_t j = 0; j < C; j++) {
+    for (size_t j = j0; j < j1; j++) {
         size_t o = (s * C + j) * S;
         const float *restrict xc = B->bn_in + o, *restrict dy = B->dout + o;
         float *restrict dj = d + o;
@@ -462,7 +475,7 @@ static void conv_backward_packed(const kargs_t *a, size_t s0, size_t s1, int t, 
     float *mycol = L->col ? L->col + (size_t)t * L->col_size : NULL;
     for (size_t s = s0; s < s1; s++) {
         const float *xs = a->x + s * L->in_size, *dy = L->dout + s * L->out_size, *col = xs;
-        if (L->bn_bwd) bn_dx_sample(L->bn_bwd, L->dout, s);   /* this sample's error, from the BN above */
+        if (L->bn_bwd) bn_dx_rows(L->bn_bwd, L->dout, s, 0, OC);   /* this sample's error, from the BN above */
         if (!pw) {
             im2col(L, xs, mycol);
             col = mycol;
@@ -504,7 +517,7 @@ static void conv_backward_range(void *arg, size_t s0, size_t s1, int t)
     for (size_t s = s0; s < s1; s++) {
         const float *xs = a->x + s * L->in_size, *col = xs;
         const float *dy = L->dout + s * L->out_size;
-        if (L->bn_bwd) bn_dx_sample(L->bn_bwd, L->dout, s);   /* this sample's error, from the BN above */
+        if (L->bn_bwd) bn_dx_rows(L->bn_bwd, L->dout, s, 0, OC);   /* this sample's error, from the BN above */
         if (!pw) {
             im2col(L, xs, mycol);
             col = mycol;
@@ -637,7 +650,8 @@ static void maxpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = pl0; pl < planes; pl++) {
-        if (L->bn_fwd) bn_out_plane(L->bn_fwd, pl);   /* this plane of the input, from the BN below */
+        if (L->bn_fwd)   /* this plane of the input, from the BN below */
+            bn_out_rows(L->bn_fwd, pl / (size_t)L->in_c, pl % (size_t)L->in_c, pl % (size_t)L->in_c + 1);
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *y = L->out + pl * (size_t)(OH * OW);
         int32_t *am = L->argmax + pl * (size_t)(OH * OW);
@@ -728,7 +742,8 @@ static void avgpool_forward_range(void *arg, size_t s0, size_t s1, int t)
     (void)t;
     pool_inner_cols(L, &c_lo, &c_hi);
     for (size_t pl = pl0; pl < planes; pl++) {
-        if (L->bn_fwd) bn_out_plane(L->bn_fwd, pl);   /* this plane of the input, from the BN below */
+        if (L->bn_fwd)   /* this plane of the input, from the BN below */
+            bn_out_rows(L->bn_fwd, pl / (size_t)L->in_c, pl % (size_t)L->in_c, pl % (size_t)L->in_c + 1);
         const float *restrict xp = x + pl * (size_t)(H * W);
         float *restrict y = L->out + pl * (size_t)(OH * OW);
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -1004,7 +1019,6 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
     for (size_t cb = c0; cb < c1; cb += CBLK) {
         size_t m = c1 - cb < CBLK ? c1 - cb : CBLK;
         double sum[CBLK], sq[CBLK];
-        float mu[CBLK], g[CBLK], bb[CBLK];
         if (train) {
             float mf[CBLK];
             for (size_t j = 0; j < m; j++) sum[j] = sq[j] = 0.0;
@@ -1034,31 +1048,11 @@ static void bn_forward_range(void *arg, size_t c0, size_t c1, int t)
                 mean = L->run_mean[c];
                 var = L->run_var[c];
             }
-            mu[j] = (float)mean;
-            {
-                float is = (float)(1.0 / sqrt(var + (double)L->eps));
-                L->bmean[c] = mu[j];
-                L->binvstd[c] = is;
-                g[j] = L->gamma[c] * is;
-                bb[j] = L->beta[c];
-            }
+            L->bmean[c] = (float)mean;
+            L->binvstd[c] = (float)(1.0 / sqrt(var + (double)L->eps));
         }
-        if (L->fwd_deferred) continue;   /* the pooling layer above writes the output (bn_out_plane) */
-        for (size_t s = 0; s < n; s++)
-            for (size_t j = 0; j < m; j++) {
-                const float *restrict xc = x + (s * C + cb + j) * S;
-                const float mj = mu[j], gj = g[j], bj = bb[j];
-                if (L->relu) {
-                    float *restrict rc = L->relu->out + (s * C + cb + j) * S;
-                    for (size_t i = 0; i < S; i++) {
-                        float v = (xc[i] - mj) * gj + bj;
-                        rc[i] = v > 0.0f ? v : 0.0f;
-                    }
-                } else {
-                    float *restrict yc = L->out + (s * C + cb + j) * S;
-                    for (size_t i = 0; i < S; i++) yc[i] = (xc[i] - mj) * gj + bj;
-                }
-            }
+        if (L->fwd_deferred) continue;   /* the pooling layer above writes the output */
+        for (size_t s = 0; s < n; s++) bn_out_rows(L, s, cb, cb + m);
     }
 }
 
@@ -1134,18 +1128,19 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
     for (size_t cb = c0; cb < c1; cb += CBLK) {
         size_t m = c1 - cb < CBLK ? c1 - cb : CBLK;
         double sdy[CBLK], sdyx[CBLK], sxh[CBLK];
-        float g[CBLK], av[CBLK], bq[CBLK], mx[CBLK], mu[CBLK], is[CBLK];
+        float *g = L->bn_coef, *av = g + C, *bq = av + C, *mx = bq + C;   /* indexed by channel */
+        float mu[CBLK], is[CBLK];
         for (size_t j = 0; j < m; j++) {
             mu[j] = L->bmean[cb + j];
             is[j] = L->binvstd[cb + j];
-            g[j] = L->gamma[cb + j] * is[j];
+            g[cb + j] = L->gamma[cb + j] * is[j];
             sdy[j] = sdyx[j] = sxh[j] = 0.0;
         }
         for (size_t s = 0; s < n; s++)
             for (size_t j = 0; j < m; j++) {
                 size_t o = (s * C + cb + j) * S;
                 if (L->relu)
-                    bn_row_sums_relu(x + o, L->relu->dout + o, L->dout + o, S, mu[j], is[j], g[j], L->beta[cb + j],
+                    bn_row_sums_relu(x + o, L->relu->dout + o, L->dout + o, S, mu[j], is[j], g[cb + j], L->beta[cb + j],
                                      &sdy[j], &sdyx[j], &sxh[j]);
                 else
                     bn_row_sums(x + o, L->dout + o, S, mu[j], is[j], &sdy[j], &sdyx[j], &sxh[j]);
@@ -1154,37 +1149,12 @@ static void bn_backward_range(void *arg, size_t c0, size_t c1, int t)
             size_t c = cb + j;
             L->dgamma[c] = (float)sdyx[j];
             L->dbeta[c] = (float)sdy[j];
-            av[j] = (float)(sdy[j] / (double)M);
-            bq[j] = (float)(sdyx[j] / (double)M);
-            mx[j] = (float)(sxh[j] / (double)M);
+            av[c] = (float)(sdy[j] / (double)M);
+            bq[c] = (float)(sdyx[j] / (double)M);
+            mx[c] = (float)(sxh[j] / (double)M);
         }
-        if (L->bwd_deferred) {   /* the conv below writes the error sent down (bn_dx_sample) */
-            for (size_t j = 0; j < m; j++) {
-                L->bn_coef[cb + j] = g[j];
-                L->bn_coef[C + cb + j] = av[j];
-                L->bn_coef[2 * C + cb + j] = bq[j];
-                L->bn_coef[3 * C + cb + j] = mx[j];
-            }
-            continue;
-        }
-        if (!dx) continue;
-        /* dx = gamma*is/M * (M dy - sum dy - xhat sum(dy xhat)).  The float xhat is re-centred on
-         * its measured mean mx: sum dx is exactly 0 in exact arithmetic (the layer below a BN has a
-         * bias gradient of 0) and with a small batch is is large, so an uncentred xhat leaves
-         * visible rounding in that sum. */
-        for (size_t s = 0; s < n; s++)
-            for (size_t j = 0; j < m; j++) {
-                size_t o = (s * C + cb + j) * S;
-                const float *restrict xc = x + o, *restrict dy = L->dout + o;
-                float *restrict d = dx + o;
-                const float gj = g[j];
-                if (L->bn_train) {
-                    const float aj = av[j], bj = bq[j], mj = mu[j], ij = is[j], xj = mx[j];
-                    for (size_t i = 0; i < S; i++) d[i] = gj * (dy[i] - aj - ((xc[i] - mj) * ij - xj) * bj);
-                } else {
-                    for (size_t i = 0; i < S; i++) d[i] = gj * dy[i];
-                }
-            }
+        if (L->bwd_deferred || !dx) continue;   /* deferred: the conv below writes the error sent down */
+        for (size_t s = 0; s < n; s++) bn_dx_rows(L, dx, s, cb, cb + m);
     }
 }
 

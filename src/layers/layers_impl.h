@@ -57,7 +57,7 @@ typedef struct asymbp__layer {
     struct asymbp__layer *bn_bwd;         /* conv: the BN whose error sent down it writes */
     int fwd_deferred, bwd_deferred;       /* BN: its last forward / backward pass runs there */
     const float *bn_in;                   /* BN, bound: its input */
-    float *bn_coef;                       /* BN over a conv, bound: per channel gamma * invstd, the
+    float *bn_coef;                       /* convolutional BN, bound: per channel gamma * invstd, the
                                              means of dy, dy * xhat and xhat of the last backward */
     /* dropout */
     float p;

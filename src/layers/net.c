@@ -604,12 +604,12 @@ asymbp_status_t asymbp_net_bind(asymbp_net_t *net, size_t batch)
         asymbp__layer_t *L = net->layers[i], *P = i + 2 < net->n_layers ? net->layers[i + 2] : NULL;
         if (L->kind != ASYMBP_LAYER_BATCHNORM || L->in_h * L->in_w < 2) continue;
         L->bn_in = asymbp__layer_input(net, i);
+        if (!(L->bn_coef = asymbp__calloc(ctx, 4 * (size_t)L->in_c, sizeof(float)))) goto nomem;
         if (L->relu && P && (P->kind == ASYMBP_LAYER_MAXPOOL || P->kind == ASYMBP_LAYER_AVGPOOL)) {
             P->bn_fwd = L;
             L->fwd_deferred = 1;
         }
         if (i > 0 && net->layers[i - 1]->kind == ASYMBP_LAYER_CONV2D) {
-            if (!(L->bn_coef = asymbp__calloc(ctx, 4 * (size_t)L->in_c, sizeof(float)))) goto nomem;
             net->layers[i - 1]->bn_bwd = L;
             L->bwd_deferred = 1;
         }
