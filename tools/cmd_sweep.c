@@ -599,6 +599,15 @@ static int csv_field_at(const char *line, int k, char *out, size_t cap)
     }
 }
 
+/* Index of column `name` in a CSV header line, -1 when it has none. */
+static int csv_column(const char *header, const char *name)
+{
+    char f[64];
+    for (int k = 0; csv_field_at(header, k, f, sizeof f) == 0; k++)
+        if (!strcmp(f, name)) return k;
+    return -1;
+}
+
 static const char *const setting_cols[3] = { "epochs", "batch", "val_split" };
 
 /* ids already in the CSV (rows of finished cells) */
@@ -612,28 +621,12 @@ static int load_done(sweep_t *w)
         fclose(f);
         return 0;
     }
-    for (int k = 0;; k++) {
-        char name[64];
-        if (csv_field_at(line, k, name, sizeof name) != 0) break;
-        for (int i = 0; i < 3; i++)
-            if (!strcmp(name, setting_cols[i])) w->col_settings[i] = k;
-    }
+    for (int i = 0; i < 3; i++) w->col_settings[i] = csv_column(line, setting_cols[i]);
     while (fgets(line, sizeof line, f)) {
         char id[1100];
-        size_t n = 0;
-        const char *p = line;
         char **nd;
         if (!strchr(line, '\n')) continue;   /* a row cut short */
-        if (*p == '"') {
-            for (p++; *p && n + 1 < sizeof id; p++) {
-                if (*p == '"' && p[1] == '"') p++;
-                else if (*p == '"') break;
-                id[n++] = *p;
-            }
-        } else {
-            while (*p && *p != ',' && n + 1 < sizeof id) id[n++] = *p++;
-        }
-        id[n] = '\0';
+        csv_field_at(line, 0, id, sizeof id);
         nd = realloc(w->done_ids, (w->n_done + 1) * sizeof *nd);
         if (!nd) break;
         w->done_ids = nd;
@@ -652,6 +645,16 @@ static int load_done(sweep_t *w)
     return 0;
 }
 
+/* Index of the CSV row of run id among the done ones, -1 when it has none. */
+static long done_index(const sweep_t *w, const char *id)
+{
+    for (size_t i = 0; i < w->n_done; i++)
+        if (!strcmp(w->done_ids[i], id)) return (long)i;
+    return -1;
+}
+
+static int is_done(const sweep_t *w, const char *id) { return done_index(w, id) >= 0; }
+
 /* A cell's id names its data set, net, feedback, regime, learning rate, schedule and seed, not its
  * epochs, batch or validation split: a row made before the grid changed one of these would count
  * as the run of the changed grid.  Such cells are left to do (a dry run lists them) and reported;
@@ -663,10 +666,8 @@ static int check_done_settings(sweep_t *w)
     for (size_t i = 0; i < w->n; i++) {
         cell_t *c = &w->cells[i];
         const char *want[3];
-        size_t r;
-        if (!c->done) continue;
-        for (r = 0; r < w->n_done && strcmp(w->done_ids[r], c->id); r++) {}
-        if (r == w->n_done) continue;
+        long r;
+        if (!c->done || (r = done_index(w, c->id)) < 0) continue;
         want[0] = gv(&w->g, "epochs", c->data, NULL, "10");
         want[1] = gv(&w->g, "batch", c->data, c->net, "100");
         want[2] = gv(&w->g, "val-split", c->data, NULL, "0.1");
@@ -692,57 +693,24 @@ static int check_done_settings(sweep_t *w)
     return bad > 0;
 }
 
-static int is_done(const sweep_t *w, const char *id)
-{
-    for (size_t i = 0; i < w->n_done; i++)
-        if (!strcmp(w->done_ids[i], id)) return 1;
-    return 0;
-}
 
 /* Value of field `name` for the row of cell id in the CSV ("" when none). */
 static void row_value(const sweep_t *w, const char *id, const char *name, char *out, size_t cap)
 {
     FILE *f = fopen(w->csv, "r");
-    char line[16384], header[16384];
-    int col = -1, k = 0;
+    char line[16384];
+    int col;
     out[0] = '\0';
     if (!f) return;
-    if (!fgets(header, sizeof header, f)) {
+    if (!fgets(line, sizeof line, f) || (col = csv_column(line, name)) < 0) {
         fclose(f);
         return;
     }
-    for (char *p = strtok(header, ",\n"); p; p = strtok(NULL, ",\n"), k++)
-        if (!strcmp(p, name)) col = k;
-    while (col >= 0 && fgets(line, sizeof line, f)) {
-        /* fields, with quotes */
+    while (fgets(line, sizeof line, f)) {
         char fld[1100];
-        int i = 0, match = 0;
-        const char *p = line;
-        while (*p && *p != '\n') {
-            size_t n = 0;
-            if (*p == '"') {
-                for (p++; *p && n + 1 < sizeof fld; p++) {
-                    if (*p == '"' && p[1] == '"') p++;
-                    else if (*p == '"') {
-                        p++;
-                        break;
-                    }
-                    fld[n++] = *p;
-                }
-            } else {
-                while (*p && *p != ',' && *p != '\n' && n + 1 < sizeof fld) fld[n++] = *p++;
-            }
-            fld[n] = '\0';
-            if (i == 0) match = !strcmp(fld, id);
-            if (!match) break;
-            if (i == col) {
-                snprintf(out, cap, "%s", fld);
-                fclose(f);
-                return;
-            }
-            i++;
-            if (*p == ',') p++;
-        }
+        if (csv_field_at(line, 0, fld, sizeof fld) != 0 || strcmp(fld, id)) continue;
+        if (csv_field_at(line, col, out, cap) != 0) out[0] = '\0';
+        break;
     }
     fclose(f);
 }
