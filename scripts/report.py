@@ -230,8 +230,10 @@ def full_grid_left_cmds(results, grid):
             lines = f.read().splitlines()
     except OSError:
         return None
-    kept = [l for l in lines if l.split("=")[0].strip().split(".")[0] not in BUDGET_KEYS or
-            "." not in l.split("=")[0]]
+    def is_cut(line):
+        key = line.split("=")[0].strip()
+        return "." in key and key.split(".")[0] in BUDGET_KEYS
+    kept = [l for l in lines if not is_cut(l)]
     if len(kept) == len(lines):
         return None
     with tempfile.TemporaryDirectory() as tmp:

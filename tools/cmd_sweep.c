@@ -313,6 +313,15 @@ static int in_list(const gkey_t *k, const char *v)
 
 /* ---- running one cell ------------------------------------------------------------------------ */
 
+/* A cell's epochs, batch size and validation split, as the grid gives them (the run's row records
+ * the same three: check_done_settings compares them). */
+static void cell_settings(const grid_t *g, const cell_t *c, const char *v[3])
+{
+    v[0] = gv(g, "epochs", c->data, NULL, "10");
+    v[1] = gv(g, "batch", c->data, c->net, "100");
+    v[2] = gv(g, "val-split", c->data, NULL, "0.1");
+}
+
 /* argv of `asymbp train` for a cell (strings in buf). */
 static int cell_argv(const sweep_t *w, const cell_t *c, char *buf, size_t cap, char **argv, int max)
 {
@@ -321,13 +330,15 @@ static int cell_argv(const sweep_t *w, const cell_t *c, char *buf, size_t cap, c
     char text[8192];
     int n = 0, len;
     size_t used = 0;
-    const char *ep = gv(g, "epochs", c->data, NULL, "10");
+    const char *set[3], *ep;
     const gkey_t *dk = gk(g, "diag", NULL, NULL);
+    cell_settings(g, c, set);
+    ep = set[0];
     len = snprintf(text, sizeof text, "train --data %s --net %s --feedback %s %s --lr %s --epochs %s --batch %s --seed %s "
                    "--val-split %s --threads %s --bn-stats %s --bn-recal-samples %s --momentum %s --wd %s "
                    "--checkpoint-every 1 --quiet --out %s",
-                   c->data, c->net, c->feedback, ra, c->lr, ep, gv(g, "batch", c->data, c->net, "100"), c->seed,
-                   gv(g, "val-split", c->data, NULL, "0.1"), gv(g, "threads", NULL, NULL, "1"),
+                   c->data, c->net, c->feedback, ra, c->lr, ep, set[1], c->seed,
+                   set[2], gv(g, "threads", NULL, NULL, "1"),
                    gv(g, "bn-stats", NULL, NULL, "recal"), gv(g, "bn-recal-samples", c->data, NULL, "10000"),
                    gv(g, "momentum", c->regime, NULL, "0.9"), gv(g, "wd", c->regime, NULL, "0"), c->dir);
     if (len < 0 || (size_t)len >= sizeof text) return -1;
@@ -668,9 +679,7 @@ static int check_done_settings(sweep_t *w)
         const char *want[3];
         long r;
         if (!c->done || (r = done_index(w, c->id)) < 0) continue;
-        want[0] = gv(&w->g, "epochs", c->data, NULL, "10");
-        want[1] = gv(&w->g, "batch", c->data, c->net, "100");
-        want[2] = gv(&w->g, "val-split", c->data, NULL, "0.1");
+        cell_settings(&w->g, c, want);
         for (int k = 0; k < 3; k++) {
             char v[64];
             double a, b;
